@@ -1,0 +1,193 @@
+"""The ``opsrecon`` command line: database upgrade, run listings, demo.
+
+User mistakes (bad URL, unknown id, unmigrated database, unreachable server) end with a
+one-line ``error:`` message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from opsrecon_dagster.db import migrate
+from opsrecon_dagster.db.engine import DatabaseUrlError, describe_url
+from opsrecon_dagster.operations.catalog import CatalogConfigError, parse_operation_type
+from opsrecon_dagster.operations.enums import RunStatus
+from opsrecon_dagster.operations.lifecycle import RunNotFoundError, ScopeError
+from opsrecon_dagster.operations.queries import list_runs, partition_keys, run_detail, run_summary
+from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.tenancy import TenancyError, resolve_workspace
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUrlError,
+    migrate.SchemaNotCurrentError,
+    RunNotFoundError,
+    ScopeError,
+    TenancyError,
+    CatalogConfigError,
+)
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+@contextmanager
+def user_errors(app: AppContext | None = None) -> Iterator[None]:
+    """Turn known failures into one-line errors; raw driver text is never printed."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        raise UserError(str(exc)) from None
+    except OperationalError:
+        where = describe_url(app.url) if app is not None else "the application database"
+        raise UserError(
+            f"cannot use the application database at {where} (is it reachable and writable?)"
+        ) from None
+    except SQLAlchemyError as exc:
+        raise UserError(f"database error ({type(exc).__name__})") from None
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+@click.group()
+@click.option(
+    "--database-url",
+    envvar="OPSRECON_DATABASE_URL",
+    default=None,
+    help="Application database URL (default: SQLite file data/opsrecon.sqlite3).",
+)
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """Prove the outcome of background operations from the artifacts they produced."""
+    settings = Settings.from_env()
+    if database_url:
+        settings = Settings(database_url, settings.stale_thresholds_json)
+    with user_errors():
+        app = AppContext(settings)
+    ctx.obj = app
+    ctx.call_on_close(app.dispose)
+
+
+def _app(ctx: click.Context, *, migrated: bool = True) -> AppContext:
+    app: AppContext = ctx.obj
+    if migrated:
+        with user_errors(app):
+            migrate.ensure_current(app.engine)
+    return app
+
+
+@cli.group()
+def db() -> None:
+    """Application database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply migrations up to the newest schema (safe to repeat)."""
+    app = _app(ctx, migrated=False)
+    with user_errors(app):
+        before, after = migrate.upgrade(app.engine)
+    where = describe_url(app.url)
+    if before == after:
+        click.echo(f"{where}: schema already at revision {after}")
+    else:
+        click.echo(f"{where}: upgraded {before or 'empty database'} -> {after}")
+
+
+@cli.group()
+def runs() -> None:
+    """List and inspect operation runs."""
+
+
+@runs.command("list")
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), default=None)
+@click.option("--type", "op_type", default=None, help="Operation type, e.g. inventory.sync.")
+@click.option("--workspace", default=None, help="Workspace id or slug.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def runs_list(
+    ctx: click.Context,
+    status: str | None,
+    op_type: str | None,
+    workspace: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List runs, newest first."""
+    app = _app(ctx)
+    with user_errors(app), app.sessions() as session:
+        type_name = parse_operation_type(op_type).value if op_type else None
+        ws_id = resolve_workspace(session, workspace).id if workspace else None
+        rows = list_runs(session, status=status, op_type=type_name, workspace_id=ws_id, limit=limit)
+        keys = partition_keys(session, rows)
+        data = [run_summary(r, keys.get(r.managed_environment_id or -1)) for r in rows]
+    if as_json:
+        _emit_json(data)
+        return
+    if not data:
+        click.echo("no operation runs")
+        return
+    header = f"{'ID':>5}  {'TYPE':<27} {'ENVIRONMENT':<24} {'STATUS':<10} {'OUTCOME':<20} REASON"
+    click.echo(header)
+    for d in data:
+        click.echo(
+            f"{d['id']:>5}  {d['type']:<27} {d['partition_key'] or '-':<24} {d['status']:<10} "
+            f"{d['outcome'] or '-':<20} {d['reason_code'] or '-'}"
+        )
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
+    """Show one run: decision first, then the audit trail, then raw context."""
+    app = _app(ctx)
+    with user_errors(app), app.sessions() as session:
+        detail = run_detail(session, app.runs.get(run_id))
+    if as_json:
+        _emit_json(detail)
+        return
+    decision = detail["decision"]
+    click.echo(f"Run {detail['id']}  {detail['type']}  in {detail['partition_key'] or '-'}")
+    click.echo(f"  status   {detail['status']}")
+    if decision:
+        click.echo(f"  outcome  {decision['outcome']}  ({decision['reason_code']})")
+        click.echo(f"  decided  by {decision['decided_by']} via {decision['adapter']}")
+    else:
+        click.echo("  outcome  - (no decision yet)")
+    click.echo(f"  dagster  {detail['dagster_run_id'] or '-'}")
+    click.echo("Audit trail:")
+    for a in detail["audit"]:
+        click.echo(
+            f"  {a['created_at']}  {a['action']:<15} {a['from_status'] or '-':>8} -> "
+            f"{a['to_status']:<9} by {a['actor']}"
+            + (f"  {a['outcome']} ({a['reason_code']})" if a["outcome"] else "")
+        )
+    click.echo("Raw context:")
+    click.echo(json.dumps(detail["context"], indent=2))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

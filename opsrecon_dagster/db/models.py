@@ -1,0 +1,336 @@
+"""SQLAlchemy models of the application database.
+
+The migrations in ``db/migrations`` create exactly this schema (a test compares them).
+Indexes that product promises rest on are named and commented where they are declared.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from opsrecon_dagster.operations.enums import ReviewStatus, RunStatus
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite would hand back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use timezone-aware UTC values")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JsonDoc}
+
+
+def _in(column: str, values: tuple[str, ...]) -> Any:
+    """A partial-index predicate that both SQLite and PostgreSQL accept."""
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return text(f"{column} IN ({quoted})")
+
+
+ACTIVE_RUN = _in("status", tuple(s.value for s in RunStatus.active()))
+MUTABLE_REVIEW = _in("status", tuple(s.value for s in ReviewStatus.mutable()))
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ManagedEnvironment(Base):
+    __tablename__ = "managed_environments"
+    __table_args__ = (UniqueConstraint("workspace_id", "slug"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    # Dagster partition key, "<workspace-slug>.<environment-slug>": stable and readable.
+    partition_key: Mapped[str] = mapped_column(String(140), unique=True)
+    readiness: Mapped[str] = mapped_column(String(32), default="ready")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    workspace: Mapped[Workspace] = relationship()
+
+
+class OperationRun(Base):
+    """One user-visible background operation. Written only by the lifecycle service."""
+
+    __tablename__ = "operation_runs"
+    __table_args__ = (
+        # At most one active run per identity (type + scope + input hash): start() dedupes on it.
+        Index(
+            "uq_operation_runs_active_identity",
+            "identity_key",
+            unique=True,
+            sqlite_where=ACTIVE_RUN,
+            postgresql_where=ACTIVE_RUN,
+        ),
+        # Stale-candidate selection reads only open rows ordered by last progress, so its
+        # cost follows the backlog, not the history.
+        Index(
+            "ix_operation_runs_open_progress",
+            "status",
+            "last_progress_at",
+            sqlite_where=ACTIVE_RUN,
+            postgresql_where=ACTIVE_RUN,
+        ),
+        Index("ix_operation_runs_scope_created", "workspace_id", "managed_environment_id", "created_at"),
+        Index("ix_operation_runs_type_created", "type", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("managed_environments.id")
+    )
+    type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    input_hash: Mapped[str] = mapped_column(String(64))
+    identity_key: Mapped[str] = mapped_column(String(64))
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dagster_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    last_heartbeat_at: Mapped[datetime | None]
+    # created_at, then started_at, then each heartbeat: staleness is measured from here.
+    last_progress_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+
+
+class AuditLog(Base):
+    """One row per run status transition (and per late correction)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    operation_run_id: Mapped[int] = mapped_column(ForeignKey("operation_runs.id"), index=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("managed_environments.id")
+    )
+    action: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InventoryItem(Base):
+    __tablename__ = "inventory_items"
+    __table_args__ = (UniqueConstraint("managed_environment_id", "policy_type", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int] = mapped_column(ForeignKey("managed_environments.id"))
+    policy_type: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str] = mapped_column(String(256))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_operation_run_id: Mapped[int] = mapped_column(
+        ForeignKey("operation_runs.id"), index=True
+    )
+
+
+class InventoryCoverage(Base):
+    """Per-run, per-policy-type result of an inventory sync."""
+
+    __tablename__ = "inventory_coverage"
+    __table_args__ = (UniqueConstraint("operation_run_id", "policy_type"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    operation_run_id: Mapped[int] = mapped_column(ForeignKey("operation_runs.id"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int] = mapped_column(ForeignKey("managed_environments.id"))
+    policy_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    item_count: Mapped[int] = mapped_column(default=0)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BaselineProfile(Base):
+    __tablename__ = "baseline_profiles"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int] = mapped_column(
+        ForeignKey("managed_environments.id"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    # {"subjects": [{"policy_type": ..., "display_name": ... | null}, ...]}
+    subjects: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BaselineSnapshot(Base):
+    __tablename__ = "baseline_snapshots"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    baseline_profile_id: Mapped[int] = mapped_column(ForeignKey("baseline_profiles.id"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int] = mapped_column(ForeignKey("managed_environments.id"))
+    operation_run_id: Mapped[int] = mapped_column(ForeignKey("operation_runs.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    subject_count: Mapped[int] = mapped_column(default=0)
+    captured_count: Mapped[int] = mapped_column(default=0)
+    gap_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BaselineSnapshotItem(Base):
+    __tablename__ = "baseline_snapshot_items"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    baseline_snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("baseline_snapshots.id"), index=True
+    )
+    subject_key: Mapped[str] = mapped_column(String(256))
+    inventory_item_id: Mapped[int] = mapped_column(ForeignKey("inventory_items.id"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+
+class BaselineGap(Base):
+    __tablename__ = "baseline_gaps"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    baseline_snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("baseline_snapshots.id"), index=True
+    )
+    subject_key: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(32))
+    candidate_count: Mapped[int] = mapped_column(default=0)
+
+
+class BackupSchedule(Base):
+    __tablename__ = "backup_schedules"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int] = mapped_column(
+        ForeignKey("managed_environments.id"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    cron: Mapped[str] = mapped_column(String(64))
+    # {"policy_types": [...]}
+    policy_types: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    retention_count: Mapped[int] = mapped_column(default=7)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BackupSet(Base):
+    __tablename__ = "backup_sets"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    backup_schedule_id: Mapped[int] = mapped_column(ForeignKey("backup_schedules.id"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int] = mapped_column(ForeignKey("managed_environments.id"))
+    operation_run_id: Mapped[int] = mapped_column(ForeignKey("operation_runs.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    item_count: Mapped[int] = mapped_column(default=0)
+    captured_count: Mapped[int] = mapped_column(default=0)
+    failed_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BackupItem(Base):
+    __tablename__ = "backup_items"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    backup_set_id: Mapped[int] = mapped_column(ForeignKey("backup_sets.id"), index=True)
+    policy_type: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class EnvironmentReview(Base):
+    __tablename__ = "environment_reviews"
+    __table_args__ = (
+        # At most one mutable review per (workspace, environment, fingerprint): a compose that
+        # collides adopts the existing review instead of creating a second one.
+        Index(
+            "uq_environment_reviews_mutable_fingerprint",
+            "workspace_id",
+            "managed_environment_id",
+            "fingerprint",
+            unique=True,
+            sqlite_where=MUTABLE_REVIEW,
+            postgresql_where=MUTABLE_REVIEW,
+        ),
+        Index("ix_environment_reviews_scope_fingerprint", "managed_environment_id", "fingerprint"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int] = mapped_column(ForeignKey("managed_environments.id"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    operation_run_id: Mapped[int] = mapped_column(ForeignKey("operation_runs.id"), index=True)
+    # {"inventory_item_count": n, "baseline_snapshot_id": id|null, "backup_set_id": id|null, ...}
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,146 @@
+"""Pydantic shapes of everything stored as JSON on an operation run.
+
+Evidence is deliberately narrow: safe identifiers and counts only. Unknown keys are
+rejected, strings are pattern-checked and length-capped, lists are capped. A provider
+payload, a token or an exception message has no field to live in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from opsrecon_dagster.operations.enums import Actor, RunOutcome
+
+MAX_LISTED_IDS = 20
+MAX_COUNT_KEYS = 24
+MAX_HISTORY = 10
+
+# snake_case identifiers: reason codes, adapter names, count keys, artifact statuses.
+SnakeCase = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")]
+PolicyType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")]
+DagsterRunId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f\-]{8,64}$")]
+DagsterRunStatusName = Annotated[str, StringConstraints(pattern=r"^[A-Z_]{1,32}$")]
+FingerprintPrefix = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{4,16}$")]
+Count = Annotated[int, Field(ge=0, le=10_000_000)]
+IdList = Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=MAX_LISTED_IDS)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=128)
+
+
+class Evidence(_Strict):
+    """Bounded proof summary recorded with a decision (SPEC §7)."""
+
+    workspace_id: int | None = None
+    managed_environment_id: int | None = None
+    artifact_kind: SnakeCase | None = None
+    artifact_ids: IdList = Field(default_factory=list)
+    artifact_statuses: Annotated[list[SnakeCase], Field(max_length=MAX_LISTED_IDS)] = Field(
+        default_factory=list
+    )
+    counts: Annotated[dict[SnakeCase, Count], Field(max_length=MAX_COUNT_KEYS)] = Field(
+        default_factory=dict
+    )
+    fingerprint_prefix: FingerprintPrefix | None = None
+    considered_ids: IdList = Field(default_factory=list)
+    considered_total: Count = 0
+    rejected_wrong_scope: Count = 0
+    dagster_run_id: DagsterRunId | None = None
+    dagster_run_status: DagsterRunStatusName | None = None
+    materialization_count: Count = 0
+    observed_at: datetime | None = None
+    artifact_created_at: datetime | None = None
+
+    @classmethod
+    def capped_ids(cls, ids: list[int]) -> tuple[list[int], int]:
+        """Cap a list of ids for evidence; returns the kept ids and the total."""
+        return sorted(ids)[:MAX_LISTED_IDS], len(ids)
+
+
+class Decision(_Strict):
+    """One outcome decision on a run: by the job, the reconciler or a late correction."""
+
+    outcome: RunOutcome
+    reason_code: SnakeCase
+    adapter: SnakeCase
+    decided_by: Actor
+    decided_at: datetime
+    attempt: Annotated[int, Field(ge=1, le=1000)] = 1
+    evidence: Evidence = Field(default_factory=Evidence)
+
+    def same_decision(self, other: Decision) -> bool:
+        """True when ``other`` says the same thing (timestamps and attempts aside)."""
+        return (
+            self.outcome == other.outcome
+            and self.reason_code == other.reason_code
+            and self.adapter == other.adapter
+            and self.evidence.model_dump(exclude={"observed_at"})
+            == other.evidence.model_dump(exclude={"observed_at"})
+        )
+
+
+class LateCompletion(_Strict):
+    """A job's completion report that arrived after the run was already finalized."""
+
+    reported_outcome: RunOutcome
+    reason_code: SnakeCase
+    reported_at: datetime
+    applied: bool
+
+
+class RunInputs(_Strict):
+    """The inputs that define what a run is asked to do (part of its identity)."""
+
+    policy_types: Annotated[list[PolicyType], Field(max_length=64)] = Field(default_factory=list)
+    baseline_profile_id: int | None = None
+    backup_schedule_id: int | None = None
+    fingerprint: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    scheduled_for: datetime | None = None
+    trigger: SnakeCase = "manual"
+
+
+class Progress(_Strict):
+    """Last progress a running job reported through its heartbeat."""
+
+    phase: SnakeCase
+    counts: Annotated[dict[SnakeCase, Count], Field(max_length=MAX_COUNT_KEYS)] = Field(
+        default_factory=dict
+    )
+
+
+class RunContext(_Strict):
+    """Everything stored in ``operation_runs.context``."""
+
+    inputs: RunInputs = Field(default_factory=RunInputs)
+    progress: Progress | None = None
+    decision: Decision | None = None
+    previous_decisions: Annotated[list[Decision], Field(max_length=MAX_HISTORY)] = Field(
+        default_factory=list
+    )
+    late_completions: Annotated[list[LateCompletion], Field(max_length=MAX_HISTORY)] = Field(
+        default_factory=list
+    )
+    reconciliation_attempts: Annotated[int, Field(ge=0)] = 0
+
+    @classmethod
+    def load(cls, raw: dict[str, Any] | None) -> RunContext:
+        """Parse a stored context; ``None`` or ``{}`` is an empty context."""
+        return cls.model_validate(raw or {})
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON-ready form stored in the database."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class AuditDetails(_Strict):
+    """What an audit row may say beyond its columns."""
+
+    adapter: SnakeCase | None = None
+    dagster_run_id: DagsterRunId | None = None
+    previous_outcome: RunOutcome | None = None
+    previous_reason_code: SnakeCase | None = None
+    evidence: Evidence | None = None

@@ -1,0 +1,364 @@
+"""The lifecycle service: the only code that writes ``operation_runs`` (SPEC §5).
+
+Every terminal write is a compare-and-set from a non-terminal status, happens once, and
+writes exactly one audit row in the same transaction. Reading code may query the table
+freely; writing code goes through ``OperationRunService``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
+
+from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun
+from opsrecon_dagster.operations.catalog import OperationCatalog, OperationType
+from opsrecon_dagster.operations.context import (
+    MAX_HISTORY,
+    AuditDetails,
+    Decision,
+    LateCompletion,
+    Progress,
+    RunContext,
+    RunInputs,
+)
+from opsrecon_dagster.operations.enums import Actor, RunStatus
+
+ACTIVE = tuple(s.value for s in RunStatus.active())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunNotFoundError(LookupError):
+    """No operation run with that id."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"operation run {run_id} not found")
+        self.run_id = run_id
+
+
+class ScopeError(ValueError):
+    """The environment does not belong to the workspace (or does not exist)."""
+
+
+class TransitionStatus(StrEnum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"  # the same decision was already recorded: nothing written
+    ALREADY_FINAL = "already_final"  # another writer finalized first; this one lost
+    NOT_ACTIVE = "not_active"  # e.g. heartbeat or mark_running on a completed run
+
+
+@dataclass(frozen=True)
+class StartResult:
+    run: OperationRun
+    created: bool
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    status: TransitionStatus
+    run: OperationRun
+
+    @property
+    def applied(self) -> bool:
+        return self.status is TransitionStatus.APPLIED
+
+
+def input_hash(inputs: RunInputs) -> str:
+    """Hash of what the run is asked to do; the trigger (manual, schedule, ...) is not part of it."""
+    payload = inputs.model_dump(mode="json", exclude={"trigger"}, exclude_none=True)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def identity_key(
+    op_type: OperationType, workspace_id: int, environment_id: int | None, inputs_digest: str
+) -> str:
+    raw = f"{op_type.value}|{workspace_id}|{environment_id or '-'}|{inputs_digest}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class OperationRunService:
+    """Owns every write to ``operation_runs`` and the audit rows that go with them."""
+
+    def __init__(self, sessions: sessionmaker[Session], catalog: OperationCatalog | None = None):
+        self._sessions = sessions
+        self.catalog = catalog or OperationCatalog()
+
+    # ----------------------------------------------------------------- start / dedupe
+    def start(
+        self,
+        op_type: OperationType | str,
+        *,
+        workspace_id: int,
+        environment_id: int | None,
+        inputs: RunInputs | None = None,
+        actor: Actor = Actor.OPERATOR,
+    ) -> StartResult:
+        """Create a queued run, or return the active run with the same identity.
+
+        Identity is type + scope + input hash; the partial unique index on active identities
+        settles races: the loser of a concurrent insert reads and returns the winner's row.
+        """
+        entry = self.catalog.get(op_type)
+        inputs = inputs or RunInputs()
+        digest = input_hash(inputs)
+        key = identity_key(entry.type, workspace_id, environment_id, digest)
+        # A lost insert race is retried: normally the winner is found at once; if the winner
+        # already finished in between, the next attempt creates a fresh run legitimately.
+        for _attempt in range(3):
+            with self._sessions() as session:
+                try:
+                    with session.begin():
+                        if environment_id is not None:
+                            self._check_scope(session, workspace_id, environment_id)
+                        existing = self._active_by_identity(session, key)
+                        if existing is not None:
+                            return StartResult(existing, created=False)
+                        now = utcnow()
+                        run = OperationRun(
+                            workspace_id=workspace_id,
+                            managed_environment_id=environment_id,
+                            type=entry.type.value,
+                            status=RunStatus.QUEUED.value,
+                            input_hash=digest,
+                            identity_key=key,
+                            context=RunContext(inputs=inputs).dump(),
+                            created_at=now,
+                            last_progress_at=now,
+                        )
+                        session.add(run)
+                        session.flush()
+                        self._audit(session, run, "run.queued", actor, from_status=None)
+                    return StartResult(run, created=True)
+                except IntegrityError:
+                    pass
+                with session.begin():
+                    winner = self._active_by_identity(session, key)
+                if winner is not None:
+                    return StartResult(winner, created=False)
+        raise RuntimeError("could not start or find the active run for this identity")
+
+    # ----------------------------------------------------------------- running / heartbeat
+    def mark_running(
+        self, run_id: int, dagster_run_id: str | None, actor: Actor = Actor.JOB
+    ) -> TransitionResult:
+        """queued → running, storing the Dagster run id. Running again with the same id is a no-op."""
+        with self._sessions.begin() as session:
+            run = self._locked(session, run_id)
+            if run.status == RunStatus.RUNNING.value and run.dagster_run_id == dagster_run_id:
+                return TransitionResult(TransitionStatus.UNCHANGED, run)
+            if run.status != RunStatus.QUEUED.value:
+                return TransitionResult(TransitionStatus.NOT_ACTIVE, run)
+            now = utcnow()
+            changed = self._cas(
+                session,
+                run,
+                from_statuses=(RunStatus.QUEUED.value,),
+                status=RunStatus.RUNNING.value,
+                dagster_run_id=dagster_run_id,
+                started_at=now,
+                last_progress_at=now,
+            )
+            if not changed:
+                return TransitionResult(TransitionStatus.NOT_ACTIVE, self._reload(session, run))
+            self._audit(
+                session,
+                run,
+                "run.running",
+                actor,
+                from_status=RunStatus.QUEUED.value,
+                details=AuditDetails(dagster_run_id=dagster_run_id),
+            )
+        return TransitionResult(TransitionStatus.APPLIED, run)
+
+    def link_dagster_run(self, run_id: int, dagster_run_id: str) -> OperationRun:
+        """Record the Dagster run launched for a still-queued run (no status change)."""
+        with self._sessions.begin() as session:
+            run = self._locked(session, run_id)
+            if run.status in ACTIVE and run.dagster_run_id is None:
+                run.dagster_run_id = dagster_run_id
+            return run
+
+    def heartbeat(self, run_id: int, progress: Progress | None = None) -> bool:
+        """Record progress of a running job; returns False once the run is no longer running."""
+        now = utcnow()
+        with self._sessions.begin() as session:
+            run = self._locked(session, run_id)
+            if run.status != RunStatus.RUNNING.value:
+                return False
+            values: dict[str, object] = {"last_heartbeat_at": now, "last_progress_at": now}
+            if progress is not None:
+                ctx = RunContext.load(run.context).model_copy(update={"progress": progress})
+                values["context"] = ctx.dump()
+            return self._cas(session, run, from_statuses=(RunStatus.RUNNING.value,), **values)
+
+    # ----------------------------------------------------------------- terminal writes
+    def complete(self, run_id: int, decision: Decision) -> TransitionResult:
+        """The job's own terminal write: compare-and-set from queued/running, one audit row.
+
+        If the run was already finalized (the reconciler was faster, or a second completer
+        raced), nothing is overwritten: the report is kept as a late completion and the
+        caller is told it lost.
+        """
+        return self._finalize(run_id, decision, action="run.completed")
+
+    def reconcile(self, run_id: int, decision: Decision) -> TransitionResult:
+        """The reconciler's terminal write. Idempotent: the same decision twice writes nothing."""
+        return self._finalize(run_id, decision, action="run.reconciled")
+
+    def _finalize(self, run_id: int, decision: Decision, *, action: str) -> TransitionResult:
+        with self._sessions.begin() as session:
+            run = self._locked(session, run_id)
+            ctx = RunContext.load(run.context)
+            if run.status not in ACTIVE:
+                return self._already_final(session, run, ctx, decision)
+            attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
+            decision = decision.model_copy(update={"attempt": max(attempts, 1)})
+            new_ctx = ctx.model_copy(
+                update={"decision": decision, "reconciliation_attempts": attempts}
+            )
+            from_status = run.status
+            changed = self._cas(
+                session,
+                run,
+                from_statuses=ACTIVE,
+                status=RunStatus.COMPLETED.value,
+                outcome=decision.outcome.value,
+                reason_code=decision.reason_code,
+                context=new_ctx.dump(),
+                completed_at=decision.decided_at,
+            )
+            if not changed:
+                run = self._reload(session, run)
+                return self._already_final(session, run, RunContext.load(run.context), decision)
+            self._audit(
+                session,
+                run,
+                action,
+                decision.decided_by,
+                from_status=from_status,
+                details=AuditDetails(adapter=decision.adapter, evidence=decision.evidence),
+            )
+        return TransitionResult(TransitionStatus.APPLIED, run)
+
+    def _already_final(
+        self, session: Session, run: OperationRun, ctx: RunContext, decision: Decision
+    ) -> TransitionResult:
+        if ctx.decision is not None and ctx.decision.same_decision(decision):
+            return TransitionResult(TransitionStatus.UNCHANGED, run)
+        if decision.decided_by is Actor.JOB:
+            # Keep the late report (bounded history) without touching the decision.
+            late = LateCompletion(
+                reported_outcome=decision.outcome,
+                reason_code=decision.reason_code,
+                reported_at=decision.decided_at,
+                applied=False,
+            )
+            history = [*ctx.late_completions, late][-MAX_HISTORY:]
+            run.context = ctx.model_copy(update={"late_completions": history}).dump()
+            session.flush()
+        return TransitionResult(TransitionStatus.ALREADY_FINAL, run)
+
+    # ----------------------------------------------------------------- reads
+    def get(self, run_id: int) -> OperationRun:
+        """Load one run; raises ``RunNotFoundError``."""
+        with self._sessions() as session:
+            run = session.get(OperationRun, run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            return run
+
+    def audit_trail(self, run_id: int) -> Sequence[AuditLog]:
+        """The run's audit rows, oldest first."""
+        with self._sessions() as session:
+            stmt = (
+                select(AuditLog)
+                .where(AuditLog.operation_run_id == run_id)
+                .order_by(AuditLog.id)
+            )
+            return session.scalars(stmt).all()
+
+    # ----------------------------------------------------------------- helpers
+    @staticmethod
+    def _check_scope(session: Session, workspace_id: int, environment_id: int) -> None:
+        env = session.get(ManagedEnvironment, environment_id)
+        if env is None or env.workspace_id != workspace_id:
+            raise ScopeError(
+                f"managed environment {environment_id} does not belong to workspace {workspace_id}"
+            )
+
+    @staticmethod
+    def _active_by_identity(session: Session, key: str) -> OperationRun | None:
+        stmt = select(OperationRun).where(
+            OperationRun.identity_key == key, OperationRun.status.in_(ACTIVE)
+        )
+        return session.scalars(stmt).first()
+
+    @staticmethod
+    def _locked(session: Session, run_id: int) -> OperationRun:
+        # FOR UPDATE on PostgreSQL serializes read-modify-write; SQLite ignores it and relies
+        # on its single writer plus the compare-and-set below.
+        stmt = select(OperationRun).where(OperationRun.id == run_id).with_for_update()
+        run = session.scalars(stmt).first()
+        if run is None:
+            raise RunNotFoundError(run_id)
+        return run
+
+    @staticmethod
+    def _reload(session: Session, run: OperationRun) -> OperationRun:
+        session.refresh(run)
+        return run
+
+    @staticmethod
+    def _cas(
+        session: Session, run: OperationRun, *, from_statuses: tuple[str, ...], **values: object
+    ) -> bool:
+        stmt = (
+            update(OperationRun)
+            .where(OperationRun.id == run.id, OperationRun.status.in_(from_statuses))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        result = session.execute(stmt)
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        # Mirror the row on the loaded object without marking it dirty (no second UPDATE).
+        for name, value in values.items():
+            set_committed_value(run, name, value)
+        return True
+
+    @staticmethod
+    def _audit(
+        session: Session,
+        run: OperationRun,
+        action: str,
+        actor: Actor,
+        *,
+        from_status: str | None,
+        details: AuditDetails | None = None,
+    ) -> None:
+        session.add(
+            AuditLog(
+                operation_run_id=run.id,
+                workspace_id=run.workspace_id,
+                managed_environment_id=run.managed_environment_id,
+                action=action,
+                actor=actor.value,
+                from_status=from_status,
+                to_status=run.status,
+                outcome=run.outcome,
+                reason_code=run.reason_code,
+                details=(details or AuditDetails()).model_dump(mode="json", exclude_none=True),
+                created_at=utcnow(),
+            )
+        )

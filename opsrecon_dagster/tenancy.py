@@ -1,0 +1,105 @@
+"""Workspaces and managed environments: the scopes every run and artifact belongs to."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from opsrecon_dagster.db.models import ManagedEnvironment, Workspace
+from opsrecon_dagster.operations.enums import Readiness
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+class TenancyError(ValueError):
+    """Bad slug, duplicate or unknown workspace/environment; the message says which."""
+
+
+def _check_slug(kind: str, slug: str) -> None:
+    if not SLUG.match(slug):
+        raise TenancyError(
+            f"{kind} slug {slug!r} is not valid (lowercase letters, digits and '-', max 64)"
+        )
+
+
+def partition_key_for(workspace_slug: str, environment_slug: str) -> str:
+    """The Dagster partition key of an environment: ``<workspace>.<environment>``."""
+    return f"{workspace_slug}.{environment_slug}"
+
+
+def get_or_create_workspace(session: Session, slug: str, name: str | None = None) -> Workspace:
+    """Return the workspace with ``slug``, creating it if needed."""
+    _check_slug("workspace", slug)
+    ws = session.scalars(select(Workspace).where(Workspace.slug == slug)).first()
+    if ws is None:
+        ws = Workspace(slug=slug, name=name or slug)
+        session.add(ws)
+        session.flush()
+    return ws
+
+
+def get_or_create_environment(
+    session: Session,
+    workspace: Workspace,
+    slug: str,
+    name: str | None = None,
+    readiness: Readiness = Readiness.READY,
+) -> ManagedEnvironment:
+    """Return the environment ``slug`` of ``workspace``, creating it if needed."""
+    _check_slug("environment", slug)
+    env = session.scalars(
+        select(ManagedEnvironment).where(
+            ManagedEnvironment.workspace_id == workspace.id, ManagedEnvironment.slug == slug
+        )
+    ).first()
+    if env is None:
+        env = ManagedEnvironment(
+            workspace_id=workspace.id,
+            slug=slug,
+            name=name or slug,
+            partition_key=partition_key_for(workspace.slug, slug),
+            readiness=readiness.value,
+        )
+        session.add(env)
+        session.flush()
+    return env
+
+
+def environment_by_partition(session: Session, partition_key: str) -> ManagedEnvironment:
+    """Resolve a Dagster partition key to its environment; raises ``TenancyError``."""
+    env = session.scalars(
+        select(ManagedEnvironment).where(ManagedEnvironment.partition_key == partition_key)
+    ).first()
+    if env is None:
+        raise TenancyError(f"no managed environment has partition key {partition_key!r}")
+    return env
+
+
+def all_partition_keys(session: Session) -> Sequence[str]:
+    """Every environment's partition key, in creation order."""
+    return session.scalars(select(ManagedEnvironment.partition_key).order_by(ManagedEnvironment.id)).all()
+
+
+def resolve_environment(session: Session, ref: str) -> ManagedEnvironment:
+    """Accept an environment id, a partition key or ``workspace/environment``."""
+    if ref.isdigit():
+        env = session.get(ManagedEnvironment, int(ref))
+        if env is None:
+            raise TenancyError(f"no managed environment with id {ref}")
+        return env
+    return environment_by_partition(session, ref.replace("/", ".", 1))
+
+
+def resolve_workspace(session: Session, ref: str) -> Workspace:
+    """Accept a workspace id or slug."""
+    ws = (
+        session.get(Workspace, int(ref))
+        if ref.isdigit()
+        else session.scalars(select(Workspace).where(Workspace.slug == ref)).first()
+    )
+    if ws is None:
+        raise TenancyError(f"no workspace {ref!r}")
+    return ws
