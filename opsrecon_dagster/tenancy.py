@@ -80,7 +80,9 @@ def environment_by_partition(session: Session, partition_key: str) -> ManagedEnv
 
 def all_partition_keys(session: Session) -> Sequence[str]:
     """Every environment's partition key, in creation order."""
-    return session.scalars(select(ManagedEnvironment.partition_key).order_by(ManagedEnvironment.id)).all()
+    return session.scalars(
+        select(ManagedEnvironment.partition_key).order_by(ManagedEnvironment.id)
+    ).all()
 
 
 def resolve_environment(session: Session, ref: str) -> ManagedEnvironment:

@@ -184,6 +184,24 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     click.echo(json.dumps(detail["context"], indent=2))
 
 
+@cli.command("demo")
+def demo_command() -> None:
+    """Run the end-to-end demo on a fresh embedded SQLite database."""
+    from opsrecon_dagster.demo import run_demo
+
+    rows = run_demo(click.echo)
+    click.echo(f"{'RUN':>4}  {'TYPE':<20} {'ENVIRONMENT':<16} {'EXPECTED':<20} {'DECIDED':<20} REASON")
+    for r in rows:
+        click.echo(
+            f"{r.run_id:>4}  {r.op_type:<20} {r.environment:<16} {r.expected:<20} "
+            f"{r.decided:<20} {r.reason}"
+        )
+    mismatches = [r for r in rows if r.expected != r.decided]
+    if mismatches:
+        raise UserError(f"{len(mismatches)} run(s) decided differently than expected")
+    click.echo(f"all {len(rows)} runs decided as expected")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -23,8 +23,8 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from opsrecon_dagster.operations.enums import ReviewStatus, RunStatus
@@ -128,7 +128,12 @@ class OperationRun(Base):
             sqlite_where=ACTIVE_RUN,
             postgresql_where=ACTIVE_RUN,
         ),
-        Index("ix_operation_runs_scope_created", "workspace_id", "managed_environment_id", "created_at"),
+        Index(
+            "ix_operation_runs_scope_created",
+            "workspace_id",
+            "managed_environment_id",
+            "created_at",
+        ),
         Index("ix_operation_runs_type_created", "type", "created_at"),
     )
 

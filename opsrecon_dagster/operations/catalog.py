@@ -38,17 +38,37 @@ class CatalogEntry:
 
     @property
     def supported(self) -> bool:
-        """True when a proof adapter can decide this type; unsupported types get generic handling."""
+        """True when a proof adapter decides this type; others get generic stale handling."""
         return self.asset_family is not None
 
 
 _MIN = timedelta(minutes=1)
 
 DEFAULT_ENTRIES: tuple[CatalogEntry, ...] = (
-    CatalogEntry(OperationType.INVENTORY_SYNC, "Inventory sync", "inventory_items", 10 * _MIN, 30 * _MIN),
-    CatalogEntry(OperationType.BASELINE_CAPTURE, "Baseline capture", "baseline_snapshots", 10 * _MIN, 30 * _MIN),
-    CatalogEntry(OperationType.BACKUP_SCHEDULE_EXECUTE, "Scheduled backup", "backup_sets", 10 * _MIN, 60 * _MIN),
-    CatalogEntry(OperationType.ENVIRONMENT_REVIEW_COMPOSE, "Review composition", "environment_reviews", 10 * _MIN, 20 * _MIN),
+    CatalogEntry(
+        OperationType.INVENTORY_SYNC, "Inventory sync", "inventory_items", 10 * _MIN, 30 * _MIN
+    ),
+    CatalogEntry(
+        OperationType.BASELINE_CAPTURE,
+        "Baseline capture",
+        "baseline_snapshots",
+        10 * _MIN,
+        30 * _MIN,
+    ),
+    CatalogEntry(
+        OperationType.BACKUP_SCHEDULE_EXECUTE,
+        "Scheduled backup",
+        "backup_sets",
+        10 * _MIN,
+        60 * _MIN,
+    ),
+    CatalogEntry(
+        OperationType.ENVIRONMENT_REVIEW_COMPOSE,
+        "Review composition",
+        "environment_reviews",
+        10 * _MIN,
+        20 * _MIN,
+    ),
     CatalogEntry(OperationType.POLICY_SYNC, "Policy sync", None, 10 * _MIN, 30 * _MIN),
     CatalogEntry(OperationType.BACKUP_SET_UPDATE, "Backup set update", None, 10 * _MIN, 30 * _MIN),
     CatalogEntry(OperationType.RESTORE_EXECUTE, "Restore", None, 10 * _MIN, 60 * _MIN),
@@ -83,7 +103,9 @@ class OperationCatalog:
             op_type = parse_operation_type(type_name)
             entry = entries[op_type]
             if override.queued_seconds is not None:
-                entry = replace(entry, queued_stale_after=timedelta(seconds=override.queued_seconds))
+                entry = replace(
+                    entry, queued_stale_after=timedelta(seconds=override.queued_seconds)
+                )
             if override.running_seconds is not None:
                 entry = replace(
                     entry, running_stale_after=timedelta(seconds=override.running_seconds)
@@ -116,7 +138,7 @@ class OperationCatalog:
         return cls.with_overrides(overrides)
 
     def get(self, op_type: OperationType | str) -> CatalogEntry:
-        """Return the entry for a type; raises ``UnknownOperationType`` for names not in the catalog."""
+        """Return the entry for a type; raises ``UnknownOperationType`` for unknown names."""
         return self._entries[parse_operation_type(op_type)]
 
     def entries(self) -> tuple[CatalogEntry, ...]:

@@ -75,7 +75,7 @@ class TransitionResult:
 
 
 def input_hash(inputs: RunInputs) -> str:
-    """Hash of what the run is asked to do; the trigger (manual, schedule, ...) is not part of it."""
+    """Hash of what the run is asked to do; the trigger (manual, schedule) is not part of it."""
     payload = inputs.model_dump(mode="json", exclude={"trigger"}, exclude_none=True)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -152,7 +152,7 @@ class OperationRunService:
     def mark_running(
         self, run_id: int, dagster_run_id: str | None, actor: Actor = Actor.JOB
     ) -> TransitionResult:
-        """queued → running, storing the Dagster run id. Running again with the same id is a no-op."""
+        """queued → running, storing the Dagster run id; repeating it is a no-op."""
         with self._sessions.begin() as session:
             run = self._locked(session, run_id)
             if run.status == RunStatus.RUNNING.value and run.dagster_run_id == dagster_run_id:
@@ -281,11 +281,7 @@ class OperationRunService:
     def audit_trail(self, run_id: int) -> Sequence[AuditLog]:
         """The run's audit rows, oldest first."""
         with self._sessions() as session:
-            stmt = (
-                select(AuditLog)
-                .where(AuditLog.operation_run_id == run_id)
-                .order_by(AuditLog.id)
-            )
+            stmt = select(AuditLog).where(AuditLog.operation_run_id == run_id).order_by(AuditLog.id)
             return session.scalars(stmt).all()
 
     # ----------------------------------------------------------------- helpers

@@ -1,0 +1,92 @@
+"""The ``opsrecon`` command line as a user drives it: exit codes, JSON, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from opsrecon_dagster.cli.main import cli
+from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.operations.context import RunInputs
+from opsrecon_dagster.settings import AppContext
+from opsrecon_dagster_tests.conftest import make_scope
+
+
+def invoke(url: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--database-url", url, *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_fresh_sqlite_upgrade_then_empty_list(tmp_path: Path) -> None:
+    """The real console script, as a new user runs it: upgrade, then ``runs list --json``."""
+    env = {**os.environ, "OPSRECON_DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"}
+    exe = Path(sys.executable).with_name("opsrecon")
+    up = subprocess.run(
+        [exe, "db", "upgrade"], env=env, capture_output=True, text=True, check=False
+    )
+    assert up.returncode == 0, up.stderr
+    assert "upgraded empty database" in up.stdout
+    listed = subprocess.run(
+        [exe, "runs", "list", "--json"], env=env, capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+
+def test_list_and_show_runs(app: AppContext) -> None:
+    scope = make_scope(app, "acme", "contoso")
+    run = app.runs.start(
+        OperationType.BASELINE_CAPTURE,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+        inputs=RunInputs(baseline_profile_id=1),
+    ).run
+    url = app.url.render_as_string(hide_password=False)
+    code, out, _ = invoke(url, "runs", "list", "--json", "--type", "baseline.capture")
+    assert code == 0
+    [row] = json.loads(out)
+    assert row["id"] == run.id and row["partition_key"] == "acme.contoso"
+    assert row["status"] == "queued" and row["outcome"] is None
+    code, out, _ = invoke(url, "runs", "list", "--json", "--status", "completed")
+    assert (code, json.loads(out)) == (0, [])
+    code, out, _ = invoke(url, "runs", "show", str(run.id), "--json")
+    detail = json.loads(out)
+    assert detail["audit"][0]["action"] == "run.queued"
+    assert detail["context"]["inputs"]["baseline_profile_id"] == 1
+    code, out, _ = invoke(url, "runs", "show", str(run.id))
+    assert code == 0 and "no decision yet" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs", "show", "4242"], "error: operation run 4242 not found"),
+        (["runs", "list", "--type", "inventory.synk"], "error: unknown operation type"),
+        (["runs", "list", "--workspace", "nope"], "error: no workspace 'nope'"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(
+    sqlite_app: AppContext, args: list[str], message: str
+) -> None:
+    code, out, err = invoke(sqlite_app.url.render_as_string(), *args)
+    assert code == 2
+    assert err.startswith(message) and "Traceback" not in err + out
+
+
+def test_unmigrated_database_and_bad_urls(tmp_path: Path) -> None:
+    code, _, err = invoke(f"sqlite:///{tmp_path / 'empty.sqlite3'}", "runs", "list")
+    assert (code, err.strip()) == (
+        2,
+        "error: the application database is not migrated; run `opsrecon db upgrade` first",
+    )
+    code, _, err = invoke("mysql://u:pw@h/db", "runs", "list")
+    assert code == 2 and "unsupported database backend" in err
+    code, _, err = invoke("postgresql://u:hunter2@127.0.0.1:1/db", "runs", "list")
+    assert code == 2 and "cannot use the application database" in err
+    assert "hunter2" not in err and "Traceback" not in err

@@ -1,0 +1,144 @@
+"""Shared fixtures: an application database on SQLite and on real PostgreSQL.
+
+PostgreSQL comes from ``OPSRECON_TEST_POSTGRES_URL`` when set, else from a throwaway cluster
+started from the machine's binaries. Without either, PostgreSQL tests skip with a message,
+except under ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from opsrecon_dagster.db import migrate
+from opsrecon_dagster.db.engine import make_engine, normalize_url
+from opsrecon_dagster.db.models import Base, ManagedEnvironment, Workspace
+from opsrecon_dagster.operations.enums import Readiness
+from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
+from opsrecon_dagster_tests.pg_cluster import ThrowawayCluster, find_pg_bin
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _no_postgres(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL tests skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A superuser URL to a PostgreSQL server for this test session."""
+    given = os.environ.get("OPSRECON_TEST_POSTGRES_URL")
+    if given:
+        yield normalize_url(given).render_as_string(hide_password=False)
+        return
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        _no_postgres("no OPSRECON_TEST_POSTGRES_URL and no initdb (apt-get install postgresql)")
+    assert bin_dir is not None
+    cluster = ThrowawayCluster(bin_dir).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_test_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, migrated database on the server, dropped at the end of the session."""
+    server = make_url(postgres_server_url)
+    name = f"opsrecon_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    with engine.connect() as conn:  # fold the WAL into the main file before copying
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+def _truncate_all(app: AppContext) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with app.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AppContext]:
+    """An ``AppContext`` on a clean, migrated application database (SQLite and PostgreSQL)."""
+    if request.param == "sqlite":
+        target = tmp_path / "app.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), target)
+        url = f"sqlite:///{target}"
+    else:
+        url = request.getfixturevalue("postgres_test_url")
+    context = AppContext(Settings(database_url=url))
+    if request.param == "postgresql":
+        _truncate_all(context)
+    try:
+        yield context
+    finally:
+        context.dispose()
+
+
+@pytest.fixture
+def sqlite_app(tmp_path: Path, sqlite_template: Path) -> Iterator[AppContext]:
+    """SQLite only, for tests about the embedded default."""
+    target = tmp_path / "app.sqlite3"
+    shutil.copy(sqlite_template, target)
+    context = AppContext(Settings(database_url=f"sqlite:///{target}"))
+    yield context
+    context.dispose()
+
+
+@dataclass(frozen=True)
+class Scope:
+    workspace_id: int
+    environment_id: int
+    partition_key: str
+
+
+def make_scope(
+    app: AppContext, workspace: str, environment: str, readiness: Readiness = Readiness.READY
+) -> Scope:
+    """Create (or find) a workspace and environment; returns their ids."""
+    with app.sessions.begin() as session:
+        ws: Workspace = get_or_create_workspace(session, workspace)
+        env: ManagedEnvironment = get_or_create_environment(
+            session, ws, environment, readiness=readiness
+        )
+        return Scope(ws.id, env.id, env.partition_key)
+
+
+@pytest.fixture
+def scope(app: AppContext) -> Scope:
+    """One ready environment ``acme.contoso`` in workspace ``acme``."""
+    return make_scope(app, "acme", "contoso")

@@ -1,0 +1,75 @@
+"""The evidence schema keeps secrets, payloads and prose out of stored decisions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from opsrecon_dagster.operations.context import MAX_LISTED_IDS, Decision, Evidence, RunContext
+from opsrecon_dagster.operations.enums import Actor, RunOutcome
+
+
+def test_token_like_field_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        Evidence.model_validate({"access_token": "eyJhbGciOiJIUzI1NiJ9.payload.sig"})
+
+
+def test_token_in_an_allowed_string_field_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="pattern"):
+        Evidence.model_validate({"dagster_run_status": "Bearer eyJhbGciOiJIUzI1NiJ9"})
+
+
+def test_over_long_string_is_rejected() -> None:
+    with pytest.raises(ValidationError):
+        Evidence.model_validate({"artifact_kind": "a" * 500})
+    with pytest.raises(ValidationError):
+        Evidence.model_validate({"considered_ids": list(range(1, MAX_LISTED_IDS + 2))})
+
+
+def test_unknown_key_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        Evidence.model_validate({"workspace_id": 1, "note": "hello"})
+
+
+def test_raw_payload_blob_is_rejected() -> None:
+    payload = {"id": "abc", "displayName": "Policy", "settings": [{"value": "x"}]}
+    with pytest.raises(ValidationError):
+        Evidence.model_validate({"counts": {"items": payload}})
+    with pytest.raises(ValidationError):
+        Evidence.model_validate({"artifact_statuses": [str(payload)]})
+
+
+def test_exception_text_cannot_be_a_reason_code() -> None:
+    with pytest.raises(ValidationError):
+        Decision(
+            outcome=RunOutcome.FAILED,
+            reason_code="HTTPError: 403 Forbidden for url https://graph/...?token=abc",
+            adapter="inventory_sync",
+            decided_by=Actor.JOB,
+            decided_at=datetime.now(UTC),
+        )
+
+
+def test_safe_evidence_round_trips_through_context() -> None:
+    evidence = Evidence(
+        workspace_id=1,
+        managed_environment_id=2,
+        artifact_kind="backup_set",
+        artifact_ids=[7],
+        counts={"items_captured": 3, "items_failed": 1},
+        fingerprint_prefix="ab12cd34",
+        dagster_run_id="0f3c2b1a-aaaa-bbbb-cccc-000000000001",
+        dagster_run_status="SUCCESS",
+    )
+    d = Decision(
+        outcome=RunOutcome.PARTIALLY_SUCCEEDED,
+        reason_code="backup_some_items_failed",
+        adapter="backup_schedule_execute",
+        decided_by=Actor.RECONCILER,
+        decided_at=datetime.now(UTC),
+        evidence=evidence,
+    )
+    stored = RunContext(decision=d).dump()
+    assert RunContext.load(stored).decision == d

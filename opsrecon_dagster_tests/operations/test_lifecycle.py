@@ -1,0 +1,229 @@
+"""The lifecycle service: dedupe on start, compare-and-set terminal writes, idempotent reconcile."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from opsrecon_dagster.db.models import AuditLog, OperationRun
+from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.operations.context import Decision, Evidence, Progress, RunContext, RunInputs
+from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
+from opsrecon_dagster.operations.lifecycle import (
+    RunNotFoundError,
+    ScopeError,
+    TransitionStatus,
+)
+from opsrecon_dagster.settings import AppContext
+from opsrecon_dagster_tests.conftest import Scope, make_scope
+
+INV = OperationType.INVENTORY_SYNC
+
+
+def decision(
+    outcome: RunOutcome,
+    reason: str,
+    actor: Actor = Actor.JOB,
+    adapter: str = "inventory_sync",
+    **evidence: Any,
+) -> Decision:
+    return Decision(
+        outcome=outcome,
+        reason_code=reason,
+        adapter=adapter,
+        decided_by=actor,
+        decided_at=datetime.now(UTC),
+        evidence=Evidence(**evidence),
+    )
+
+
+def audit_rows(app: AppContext, run_id: int) -> list[AuditLog]:
+    return list(app.runs.audit_trail(run_id))
+
+
+def count_runs(app: AppContext) -> int:
+    with app.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(OperationRun)) or 0)
+
+
+def run_concurrently(n: int, fn: Callable[[int], Any]) -> list[Any]:
+    """Start ``n`` calls as close together as a barrier allows."""
+    barrier = threading.Barrier(n)
+
+    def call(i: int) -> Any:
+        barrier.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(call, range(n)))
+
+
+def test_start_creates_queued_run_with_one_audit_row(app: AppContext, scope: Scope) -> None:
+    result = app.runs.start(
+        INV,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+        inputs=RunInputs(policy_types=["deviceConfigurations"]),
+    )
+    assert result.created
+    run = app.runs.get(result.run.id)
+    assert (run.status, run.outcome, run.type) == ("queued", None, "inventory.sync")
+    assert RunContext.load(run.context).inputs.policy_types == ["deviceConfigurations"]
+    [row] = audit_rows(app, run.id)
+    assert (row.action, row.from_status, row.to_status) == ("run.queued", None, "queued")
+
+
+def test_start_dedupes_active_identity_but_not_other_inputs(app: AppContext, scope: Scope) -> None:
+    kwargs: dict[str, Any] = {
+        "workspace_id": scope.workspace_id,
+        "environment_id": scope.environment_id,
+    }
+    first = app.runs.start(INV, **kwargs, inputs=RunInputs(policy_types=["a"]))
+    again = app.runs.start(INV, **kwargs, inputs=RunInputs(policy_types=["a"], trigger="schedule"))
+    other = app.runs.start(INV, **kwargs, inputs=RunInputs(policy_types=["b"]))
+    assert (again.created, again.run.id) == (False, first.run.id)
+    assert other.created and other.run.id != first.run.id
+    # Once the first run is finished, the same identity starts a new run.
+    app.runs.complete(first.run.id, decision(RunOutcome.SUCCEEDED, "inventory_all_types_covered"))
+    fresh = app.runs.start(INV, **kwargs, inputs=RunInputs(policy_types=["a"]))
+    assert fresh.created and fresh.run.id not in (first.run.id, other.run.id)
+
+
+def test_start_rejects_environment_of_another_workspace(app: AppContext, scope: Scope) -> None:
+    other = make_scope(app, "globex", "contoso")
+    with pytest.raises(ScopeError):
+        app.runs.start(INV, workspace_id=other.workspace_id, environment_id=scope.environment_id)
+
+
+def test_concurrent_starts_of_one_identity_yield_one_row(app: AppContext, scope: Scope) -> None:
+    inputs = RunInputs(policy_types=["deviceConfigurations", "compliancePolicies"])
+    results = run_concurrently(
+        8,
+        lambda _i: app.runs.start(
+            INV, workspace_id=scope.workspace_id, environment_id=scope.environment_id, inputs=inputs
+        ),
+    )
+    assert len({r.run.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert count_runs(app) == 1
+    assert len(audit_rows(app, results[0].run.id)) == 1
+
+
+def test_mark_running_and_heartbeat(app: AppContext, scope: Scope) -> None:
+    run = app.runs.start(
+        INV, workspace_id=scope.workspace_id, environment_id=scope.environment_id
+    ).run
+    dagster_id = "0f3c2b1a-aaaa-bbbb-cccc-000000000001"
+    assert app.runs.mark_running(run.id, dagster_id).status is TransitionStatus.APPLIED
+    assert app.runs.mark_running(run.id, dagster_id).status is TransitionStatus.UNCHANGED
+    before = app.runs.get(run.id)
+    assert before.status == "running" and before.dagster_run_id == dagster_id
+    assert before.started_at is not None and before.started_at.tzinfo is not None
+    assert app.runs.heartbeat(run.id, Progress(phase="listing", counts={"items": 12}))
+    after = app.runs.get(run.id)
+    assert after.last_heartbeat_at is not None and after.last_progress_at >= before.last_progress_at
+    assert RunContext.load(after.context).progress == Progress(
+        phase="listing", counts={"items": 12}
+    )
+    assert [a.action for a in audit_rows(app, run.id)] == ["run.queued", "run.running"]
+
+
+def test_complete_is_compare_and_set(app: AppContext, scope: Scope) -> None:
+    run = app.runs.start(
+        INV, workspace_id=scope.workspace_id, environment_id=scope.environment_id
+    ).run
+    first = app.runs.complete(run.id, decision(RunOutcome.PARTIALLY_SUCCEEDED, "inventory_partial"))
+    second = app.runs.complete(run.id, decision(RunOutcome.FAILED, "job_failed"))
+    assert first.applied and second.status is TransitionStatus.ALREADY_FINAL
+    stored = app.runs.get(run.id)
+    assert (stored.status, stored.outcome, stored.reason_code) == (
+        "completed",
+        "partially_succeeded",
+        "inventory_partial",
+    )
+    assert stored.completed_at is not None
+    # The late report is kept, the decision is not overwritten, and no audit row is added.
+    ctx = RunContext.load(stored.context)
+    assert [lc.reported_outcome for lc in ctx.late_completions] == [RunOutcome.FAILED]
+    assert [a.action for a in audit_rows(app, run.id)] == ["run.queued", "run.completed"]
+    assert not app.runs.heartbeat(run.id)
+    assert app.runs.mark_running(run.id, None).status is TransitionStatus.NOT_ACTIVE
+
+
+def test_concurrent_completes_have_exactly_one_winner(app: AppContext, scope: Scope) -> None:
+    run = app.runs.start(
+        INV, workspace_id=scope.workspace_id, environment_id=scope.environment_id
+    ).run
+    app.runs.mark_running(run.id, "0f3c2b1a-aaaa-bbbb-cccc-000000000002")
+    outcomes = [
+        RunOutcome.SUCCEEDED,
+        RunOutcome.FAILED,
+        RunOutcome.BLOCKED,
+        RunOutcome.PARTIALLY_SUCCEEDED,
+    ]
+    results = run_concurrently(
+        len(outcomes),
+        lambda i: app.runs.complete(run.id, decision(outcomes[i], f"reason_{i}")),
+    )
+    winners = [i for i, r in enumerate(results) if r.applied]
+    assert len(winners) == 1
+    assert all(
+        r.status is TransitionStatus.ALREADY_FINAL for i, r in enumerate(results) if i != winners[0]
+    )
+    stored = app.runs.get(run.id)
+    assert stored.outcome == outcomes[winners[0]].value
+    completed = [a for a in audit_rows(app, run.id) if a.to_status == "completed"]
+    assert len(completed) == 1 and completed[0].outcome == stored.outcome
+
+
+def test_repeated_reconciliation_changes_nothing(app: AppContext, scope: Scope) -> None:
+    run = app.runs.start(
+        INV, workspace_id=scope.workspace_id, environment_id=scope.environment_id
+    ).run
+    d = decision(
+        RunOutcome.FAILED,
+        "stale_without_proof",
+        Actor.RECONCILER,
+        adapter="inventory_sync",
+        workspace_id=scope.workspace_id,
+        considered_ids=[3, 1, 2],
+    )
+    assert app.runs.reconcile(run.id, d).applied
+    row_before = app.runs.get(run.id)
+    audit_before = [(a.id, a.action) for a in audit_rows(app, run.id)]
+    again = app.runs.reconcile(run.id, d.model_copy(update={"decided_at": datetime.now(UTC)}))
+    assert again.status is TransitionStatus.UNCHANGED
+    row_after = app.runs.get(run.id)
+    assert row_after.context == row_before.context
+    assert (row_after.status, row_after.outcome, row_after.completed_at) == (
+        row_before.status,
+        row_before.outcome,
+        row_before.completed_at,
+    )
+    assert [(a.id, a.action) for a in audit_rows(app, run.id)] == audit_before
+    stored = RunContext.load(row_after.context)
+    assert stored.reconciliation_attempts == 1 and stored.decision is not None
+    assert stored.decision.decided_by is Actor.RECONCILER
+
+
+def test_unknown_run_id(app: AppContext) -> None:
+    with pytest.raises(RunNotFoundError, match="operation run 999 not found"):
+        app.runs.get(999)
+    with pytest.raises(RunNotFoundError):
+        app.runs.complete(999, decision(RunOutcome.SUCCEEDED, "x"))
+
+
+def test_status_values_are_the_documented_ones() -> None:
+    assert [s.value for s in RunStatus] == ["queued", "running", "completed"]
+    assert [o.value for o in RunOutcome] == [
+        "succeeded",
+        "partially_succeeded",
+        "blocked",
+        "failed",
+    ]

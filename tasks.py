@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Project tasks with nothing but python3: each one prepares its own environment first.
+
+    python3 tasks.py demo    # the main job: the end-to-end demo on embedded SQLite
+    python3 tasks.py test    # format check, lint, types, then the whole test suite
+    python3 tasks.py dev     # the Dagster UI (dagster dev) on the demo's instance
+
+The virtual environment lives in .venv and is (re)installed from requirements.lock whenever
+that file or pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".opsrecon-installed"
+
+
+def _say(msg: str) -> None:
+    print(f"[tasks] {msg}", flush=True)
+
+
+def _run(*cmd: object, env: dict[str, str] | None = None) -> int:
+    return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+
+
+def ensure_env() -> None:
+    """Create .venv and install the locked dependencies plus this package, when out of date."""
+    digest = hashlib.sha256(
+        (ROOT / "requirements.lock").read_bytes() + (ROOT / "pyproject.toml").read_bytes()
+    ).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    if not (BIN / "python").exists():
+        _say("creating .venv")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    _say("installing locked dependencies (first run takes a few minutes)")
+    pip: list[object] = [
+        BIN / "python",
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "-q",
+    ]
+    if _run(*pip, "-r", "requirements.lock") != 0 or _run(*pip, "--no-deps", "-e", ".") != 0:
+        sys.exit("[tasks] dependency installation failed")
+    STAMP.write_text(digest)
+
+
+def task_test(args: list[str]) -> int:
+    checks: list[tuple[str, list[object]]] = [
+        ("format", [BIN / "ruff", "format", "--check", "."]),
+        ("lint", [BIN / "ruff", "check", "."]),
+        ("types", [BIN / "mypy", "opsrecon_dagster", "opsrecon_dagster_tests", "tasks.py"]),
+    ]
+    for name, cmd in checks:
+        _say(f"{name}: {' '.join(str(c) for c in cmd[1:])}")
+        if _run(*cmd) != 0:
+            _say(f"{name} check failed")
+            return 1
+    _say("tests: pytest")
+    return _run(BIN / "pytest", *args)
+
+
+def task_demo(args: list[str]) -> int:
+    return _run(BIN / "opsrecon", "demo", *args)
+
+
+def task_dev(args: list[str]) -> int:
+    env = {**os.environ, "DAGSTER_HOME": str(ROOT / "data" / "dagster_home")}
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    return _run(BIN / "dagster", "dev", "-w", "workspace.yaml", *args, env=env)
+
+
+TASKS = {"test": task_test, "demo": task_demo, "dev": task_dev}
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in TASKS:
+        print(__doc__)
+        return 2
+    ensure_env()
+    return TASKS[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
