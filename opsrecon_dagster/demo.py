@@ -70,7 +70,9 @@ def run_demo(echo: Callable[[str], None], data_dir: Path = DEMO_DIR) -> list[Dem
         def start(op: OperationType, key: str, types: list[str]) -> int:
             ws_id, env_id = envs[key]
             inputs = RunInputs(policy_types=types)
-            return app.runs.start(op, workspace_id=ws_id, environment_id=env_id, inputs=inputs).run.id
+            return app.runs.start(
+                op, workspace_id=ws_id, environment_id=env_id, inputs=inputs
+            ).run.id
 
         # 1. A job that finishes normally reports its own outcome.
         ok = start(OperationType.INVENTORY_SYNC, "acme.contoso", ["deviceConfigurations"])

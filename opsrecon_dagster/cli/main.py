@@ -190,7 +190,9 @@ def demo_command() -> None:
     from opsrecon_dagster.demo import run_demo
 
     rows = run_demo(click.echo)
-    click.echo(f"{'RUN':>4}  {'TYPE':<20} {'ENVIRONMENT':<16} {'EXPECTED':<20} {'DECIDED':<20} REASON")
+    click.echo(
+        f"{'RUN':>4}  {'TYPE':<20} {'ENVIRONMENT':<16} {'EXPECTED':<20} {'DECIDED':<20} REASON"
+    )
     for r in rows:
         click.echo(
             f"{r.run_id:>4}  {r.op_type:<20} {r.environment:<16} {r.expected:<20} "
