@@ -54,6 +54,19 @@ class ProviderError(Exception):
     def reason_code(self) -> str:
         return self.kind.value
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild from the fields, not the message, so the error survives process boundaries.
+        return (
+            _rebuild_provider_error,
+            (self.kind.value, self.policy_type, self.status_code),
+        )
+
+
+def _rebuild_provider_error(
+    kind: str, policy_type: str | None, status_code: int | None
+) -> ProviderError:
+    return ProviderError(ProviderErrorKind(kind), policy_type=policy_type, status_code=status_code)
+
 
 @dataclass(frozen=True)
 class EnvironmentRef:

@@ -1,0 +1,380 @@
+"""HTTP provider: a Microsoft-Graph-style REST API behind ``TenantProvider``.
+
+Plain Python on ``requests`` (no Dagster import), so it can be used and tested on its own.
+
+Layout of the remote API::
+
+    GET {base_url}/tenants/{partition_key}/policies/{policy_type}
+        -> {"value": [{"id": ..., "displayName": ..., ...}, ...], "@odata.nextLink": "<url>"}
+    GET {base_url}/tenants/{partition_key}/policies/{policy_type}/{external_id}
+        -> {"id": ..., "displayName": ..., ...}
+
+Everything that leaves this module as an error is a ``ProviderError`` carrying a reason code,
+the policy type and the HTTP status only. Response bodies, URLs, the bearer token and the text
+of ``requests`` exceptions are never logged, put into an error, or chained onto one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import string
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, NoReturn, Self
+from urllib.parse import quote, urlsplit
+
+import requests
+import urllib3.exceptions
+import urllib3.util
+
+from opsrecon_dagster.providers.base import (
+    EnvironmentRef,
+    PolicyObject,
+    ProviderError,
+    ProviderErrorKind,
+    policy_from_payload,
+)
+
+logger = logging.getLogger(__name__)
+
+# A service that keeps handing out nextLinks must not keep a job busy forever.
+MAX_PAGES = 10_000
+# Used when a 429/503 carries no (or an unreadable) Retry-After header.
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+# First back-off step for 5xx answers without Retry-After; doubled per retry.
+BASE_BACKOFF_SECONDS = 0.5
+# Bodies are read into memory to parse them; a hostile or broken server must not exhaust it.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+_READ_CHUNK_BYTES = 64 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Printable ASCII minus whitespace and backslash: URL parsers disagree on the rest, and such
+# disagreement is how a "same host" check gets fooled.
+_URL_SAFE_CHARS = frozenset(string.printable) - frozenset(string.whitespace) - {"\\"}
+# RFC 6750 b64token plus a few harmless extras; anything else (CR/LF, spaces) could break or
+# inject headers, and requests would echo the offending value in its exception text.
+_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-._~+/=:")
+
+_Origin = tuple[str, str, int]
+
+
+class HttpTenantProvider:
+    """``TenantProvider`` over a Graph-style REST API, authenticated with a bearer token.
+
+    Throttling (429, and 503 with ``Retry-After``) is retried up to ``max_retries`` times per
+    request, sleeping for ``Retry-After`` seconds capped at ``max_retry_after_seconds``; other
+    5xx answers are retried with a capped exponential back-off. Transport timeouts and
+    connection failures are not retried here: the job that called us decides about re-running.
+
+    Redirects are never followed and ``@odata.nextLink`` must point at the origin (scheme, host,
+    port) of ``base_url``, so the token is only ever sent to that origin.
+
+    One instance holds one ``requests.Session``; use an instance from one thread at a time.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout_seconds: float = 10.0,
+        max_retries: int = 3,
+        max_retry_after_seconds: float = 30.0,
+        page_size: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Configure the provider; raises ``ValueError`` (never echoing the token) on bad input.
+
+        ``timeout_seconds`` applies to connecting and to each socket read. ``page_size`` asks
+        the service for ``$top`` objects per page; ``None`` leaves it to the service.
+        """
+        base = base_url.rstrip("/")
+        parts = urlsplit(base)
+        if _origin(base) is None or parts.query or parts.fragment:
+            raise ValueError("base_url must be an absolute http(s) URL without credentials")
+        if not token or not set(token) <= _TOKEN_CHARS:
+            # Deliberately vague: the message must not contain any part of the token.
+            raise ValueError("token is empty or contains characters not allowed in a header")
+        if not (math.isfinite(timeout_seconds) and timeout_seconds > 0):
+            raise ValueError("timeout_seconds must be a positive number")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        if not (math.isfinite(max_retry_after_seconds) and max_retry_after_seconds >= 0):
+            raise ValueError("max_retry_after_seconds must be a non-negative number")
+        if page_size is not None and page_size <= 0:
+            raise ValueError("page_size must be positive")
+        if max_response_bytes <= 0:
+            raise ValueError("max_response_bytes must be positive")
+
+        self._base_url = base
+        self._origin = _origin(base)
+        self._timeout = float(timeout_seconds)
+        self._max_retries = max_retries
+        self._max_retry_after = float(max_retry_after_seconds)
+        self._page_size = page_size
+        self._max_response_bytes = max_response_bytes
+        self._sleep = sleep
+        self._session = requests.Session()
+        # The token lives only in the session headers, never in an attribute repr() would show.
+        self._session.headers.update(
+            {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._base_url!r}, "
+            f"timeout_seconds={self._timeout!r}, max_retries={self._max_retries!r})"
+        )
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- TenantProvider ---------------------------------------------------------------------
+
+    def list_policies(self, env: EnvironmentRef, policy_type: str) -> Iterator[PolicyObject]:
+        """Yield every object of ``policy_type``, following ``@odata.nextLink`` page by page.
+
+        Each page is validated as a whole before any of its objects is yielded. A 404 on a
+        listing means a wrong tenant or policy type (not a missing item), so it is reported as
+        ``BAD_RESPONSE``. Raises ``ProviderError``, possibly after yielding earlier pages.
+        """
+        url = self._policy_url(env, policy_type)
+        if self._page_size is not None:
+            url = f"{url}?$top={self._page_size}"
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            seen.add(url)
+            body = self._get_json(url, policy_type, not_found=ProviderErrorKind.BAD_RESPONSE)
+            objects, next_link = _parse_page(body, policy_type)
+            yield from objects
+            if next_link is None:
+                return
+            # Following a link elsewhere would hand our token to whoever wrote the response.
+            if _origin(next_link) != self._origin or next_link in seen:
+                _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
+            url = next_link
+        _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
+
+    def fetch_policy(self, env: EnvironmentRef, policy_type: str, external_id: str) -> PolicyObject:
+        """Fetch one object's current version. Raises ``ProviderError`` (404 → ``NOT_FOUND``).
+
+        An answer whose ``id`` differs from ``external_id`` is ``BAD_RESPONSE``: storing it as
+        a backup of the requested object would be wrong.
+        """
+        url = f"{self._policy_url(env, policy_type)}/{_segment(external_id)}"
+        body = self._get_json(url, policy_type, not_found=ProviderErrorKind.NOT_FOUND)
+        if not isinstance(body, dict):
+            _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
+        obj = policy_from_payload(policy_type, body)
+        if obj.external_id != external_id:
+            _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
+        return obj
+
+    def checkpoint(self, env: EnvironmentRef, point: str) -> None:
+        """No-op: fault injection at checkpoints exists only in the fixture provider."""
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _policy_url(self, env: EnvironmentRef, policy_type: str) -> str:
+        return (
+            f"{self._base_url}/tenants/{_segment(env.partition_key)}"
+            f"/policies/{_segment(policy_type)}"
+        )
+
+    def _get_json(self, url: str, policy_type: str, *, not_found: ProviderErrorKind) -> Any:
+        """GET ``url`` with retries and return the decoded JSON body, or raise ProviderError."""
+        retries = 0
+        while True:
+            status, retry_after, body = self._send(url, policy_type)
+            if body is not None:
+                return _decode_json(body, policy_type)
+            delay = self._retry_delay(status, retry_after, retries)
+            if delay is None:
+                _fail(_classify(status, not_found), policy_type, status)
+            if retries >= self._max_retries:
+                kind = (
+                    ProviderErrorKind.THROTTLED if status == 429 else ProviderErrorKind.UNAVAILABLE
+                )
+                _fail(kind, policy_type, status)
+            retries += 1
+            logger.warning(
+                "provider answered HTTP %d for %s; retry %d/%d in %.1fs",
+                status,
+                policy_type,
+                retries,
+                self._max_retries,
+                delay,
+            )
+            self._sleep(delay)
+
+    def _send(self, url: str, policy_type: str) -> tuple[int, str | None, bytes | None]:
+        """One GET: (status, Retry-After header, body for 2xx else None).
+
+        Error bodies are never read: nothing in them is needed and they may hold secrets.
+        """
+        failure = ProviderErrorKind.UNAVAILABLE
+        try:
+            # No redirects: the origin check on nextLink must not be bypassable via Location.
+            with self._session.get(
+                url, timeout=self._timeout, allow_redirects=False, stream=True
+            ) as response:
+                status = response.status_code
+                if not 200 <= status < 300:
+                    return status, response.headers.get("Retry-After"), None
+                return status, None, self._read_body(response, policy_type)
+        except requests.RequestException as exc:
+            failure = _transport_failure(exc)
+        # Raised outside the except block so the requests exception (its text holds the URL
+        # and possibly more) is neither chained as __cause__ nor attached as __context__.
+        _fail(failure, policy_type)
+
+    def _read_body(self, response: requests.Response, policy_type: str) -> bytes:
+        body = bytearray()
+        for chunk in response.iter_content(chunk_size=_READ_CHUNK_BYTES):
+            body += chunk
+            if len(body) > self._max_response_bytes:
+                _fail(ProviderErrorKind.BAD_RESPONSE, policy_type, response.status_code)
+        return bytes(body)
+
+    def _retry_delay(self, status: int, retry_after: str | None, retries: int) -> float | None:
+        """Seconds to wait before retrying, or None when the status is not worth a retry."""
+        if status == 429 or (status == 503 and retry_after is not None):
+            delay = _parse_retry_after(retry_after)
+        elif 500 <= status < 600:
+            delay = BASE_BACKOFF_SECONDS * 2.0**retries
+        else:
+            return None
+        return min(delay, self._max_retry_after)
+
+
+def _fail(kind: ProviderErrorKind, policy_type: str, status_code: int | None = None) -> NoReturn:
+    """Raise a ProviderError with only safe fields; ``from None`` hides any handled exception."""
+    raise ProviderError(kind, policy_type=policy_type, status_code=status_code) from None
+
+
+def _transport_failure(exc: requests.RequestException) -> ProviderErrorKind:
+    if isinstance(exc, requests.Timeout):
+        return ProviderErrorKind.TIMEOUT
+    # A read timeout while streaming the body surfaces as ConnectionError(ReadTimeoutError).
+    if isinstance(exc, requests.ConnectionError) and any(
+        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
+    ):
+        return ProviderErrorKind.TIMEOUT
+    return ProviderErrorKind.UNAVAILABLE
+
+
+def _classify(status: int, not_found: ProviderErrorKind) -> ProviderErrorKind:
+    if status == 401:
+        return ProviderErrorKind.CONSENT_MISSING
+    if status == 403:
+        return ProviderErrorKind.PERMISSION_MISSING
+    if status == 404:
+        return not_found
+    if status == 408:
+        return ProviderErrorKind.TIMEOUT
+    if 500 <= status < 600:
+        return ProviderErrorKind.UNAVAILABLE
+    # Redirects and other 4xx: nothing we can act on, and the answer is not what we asked for.
+    return ProviderErrorKind.BAD_RESPONSE
+
+
+def _decode_json(body: bytes, policy_type: str) -> Any:
+    ok = True
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        # ValueError covers bad JSON, bad UTF-8 and over-long integers.
+        ok = False
+    if not ok:
+        _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
+    return value
+
+
+def _parse_page(body: Any, policy_type: str) -> tuple[list[PolicyObject], str | None]:
+    if not isinstance(body, dict):
+        _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
+    items = body.get("value")
+    next_link = body.get("@odata.nextLink")
+    if not isinstance(items, list) or not (next_link is None or isinstance(next_link, str)):
+        _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
+    objects: list[PolicyObject] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
+        objects.append(policy_from_payload(policy_type, item))
+    return objects, next_link
+
+
+def _parse_retry_after(value: str | None) -> float:
+    """Retry-After as delta-seconds or HTTP-date; missing or unreadable → the default."""
+    if value is None:
+        return DEFAULT_RETRY_AFTER_SECONDS
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return DEFAULT_RETRY_AFTER_SECONDS
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+        return max(seconds, 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
+        return DEFAULT_RETRY_AFTER_SECONDS
+    return seconds
+
+
+def _segment(value: str) -> str:
+    """Quote one path segment; reject values that would change the path's shape."""
+    if not value or value in (".", ".."):
+        raise ValueError("empty or relative path segment")
+    return quote(value, safe="")
+
+
+def _origin(url: str) -> _Origin | None:
+    """(scheme, host, port) of an absolute http(s) URL without credentials, else None.
+
+    The URL is parsed by both urllib.parse and urllib3 (which requests uses to connect); they
+    must agree, so a crafted URL cannot pass the check with one parser and connect with the
+    other.
+    """
+    if not url or not set(url) <= _URL_SAFE_CHARS:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        other = urllib3.util.parse_url(url)
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").strip("[]").lower()
+    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None:
+        return None
+    if (
+        (other.scheme or "").lower() != scheme
+        or (other.host or "").strip("[]").lower() != host
+        or other.port != port
+        or other.auth is not None
+    ):
+        return None
+    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
