@@ -4,4 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-defs = dg.Definitions(assets=[])
+from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
+from opsrecon_dagster.jobs import JOBS
+from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
+
+defs = dg.Definitions(
+    assets=ARTIFACT_ASSETS,
+    jobs=JOBS,
+    resources={
+        "app_db": AppDatabaseResource(),
+        "provider": ProviderResource(),
+    },
+)

@@ -1,0 +1,173 @@
+"""Scheduled backup: one backup set per run, one item per policy object, captured or failed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from opsrecon_dagster.artifacts.common import (
+    Heartbeat,
+    Proof,
+    RunScope,
+    count_wrong_scope,
+    readiness_blocker,
+)
+from opsrecon_dagster.db.models import BackupItem, BackupSchedule, BackupSet, OperationRun
+from opsrecon_dagster.operations.context import Progress
+from opsrecon_dagster.operations.enums import BackupItemStatus, BackupSetStatus, RunOutcome
+from opsrecon_dagster.providers.base import ProviderError, TenantProvider
+
+LISTING_FAILED = "*"  # external id of the item that records a failed listing of a whole type
+
+
+class SchedulePolicyTypes(BaseModel):
+    """The JSON stored in ``backup_schedules.policy_types``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy_types: list[str] = Field(default_factory=list, max_length=64)
+
+
+def resolve_schedule(session: Session, scope: RunScope) -> BackupSchedule | None:
+    """The schedule the run names, else the environment's first schedule (same scope only)."""
+    stmt = select(BackupSchedule).where(
+        BackupSchedule.workspace_id == scope.workspace_id,
+        BackupSchedule.managed_environment_id == scope.environment_id,
+    )
+    wanted = scope.context.inputs.backup_schedule_id
+    stmt = stmt.where(BackupSchedule.id == wanted) if wanted else stmt.order_by(BackupSchedule.id)
+    return session.scalars(stmt).first()
+
+
+def precondition_blocker(session: Session, scope: RunScope) -> str | None:
+    """Why a backup cannot run at all (``blocked``), or None."""
+    schedule = resolve_schedule(session, scope)
+    if schedule is None:
+        return "backup_schedule_missing"
+    if not schedule.enabled:
+        return "backup_schedule_disabled"
+    return readiness_blocker(scope)
+
+
+def execute_backup(
+    sessions: sessionmaker[Session],
+    scope: RunScope,
+    provider: TenantProvider,
+    heartbeat: Heartbeat,
+) -> None:
+    """Capture every object of the schedule's types; write the set and its items at once."""
+    with sessions() as session:
+        if precondition_blocker(session, scope) is not None:
+            return
+        schedule = resolve_schedule(session, scope)
+        assert schedule is not None
+        types = SchedulePolicyTypes.model_validate(schedule.policy_types).policy_types
+    items: list[BackupItem] = []
+    for policy_type in types:
+        try:
+            listed = list(provider.list_policies(scope.env_ref, policy_type))
+        except ProviderError as err:
+            items.append(
+                BackupItem(
+                    policy_type=policy_type,
+                    external_id=LISTING_FAILED,
+                    status=BackupItemStatus.FAILED.value,
+                    reason_code=err.reason_code,
+                )
+            )
+            continue
+        for obj in listed:
+            try:
+                fetched = provider.fetch_policy(scope.env_ref, policy_type, obj.external_id)
+                items.append(
+                    BackupItem(
+                        policy_type=policy_type,
+                        external_id=obj.external_id,
+                        status=BackupItemStatus.CAPTURED.value,
+                        content_hash=fetched.content_hash,
+                    )
+                )
+            except ProviderError as err:
+                items.append(
+                    BackupItem(
+                        policy_type=policy_type,
+                        external_id=obj.external_id,
+                        status=BackupItemStatus.FAILED.value,
+                        reason_code=err.reason_code,
+                    )
+                )
+            if len(items) == 1:
+                provider.checkpoint(scope.env_ref, "backup.after_first_item")
+        heartbeat(Progress(phase="capturing", counts={"items_done": len(items)}))
+    captured = sum(i.status == BackupItemStatus.CAPTURED.value for i in items)
+    if captured and captured == len(items):
+        status = BackupSetStatus.COMPLETE
+    elif captured:
+        status = BackupSetStatus.PARTIAL
+    else:
+        status = BackupSetStatus.FAILED
+    with sessions.begin() as session:
+        backup_set = BackupSet(
+            backup_schedule_id=schedule.id,
+            workspace_id=scope.workspace_id,
+            managed_environment_id=scope.environment_id,
+            operation_run_id=scope.run_id,
+            status=status.value,
+            item_count=len(items),
+            captured_count=captured,
+            failed_count=len(items) - captured,
+            created_at=datetime.now(UTC),
+        )
+        session.add(backup_set)
+        session.flush()
+        for item in items:
+            item.backup_set_id = backup_set.id
+            session.add(item)
+
+
+def backup_proof(session: Session, run: OperationRun, scope: RunScope) -> Proof:
+    """Decide from the backup set this run produced in its own scope (SPEC §6)."""
+    sets = session.scalars(
+        select(BackupSet).where(
+            BackupSet.operation_run_id == run.id,
+            BackupSet.workspace_id == scope.workspace_id,
+            BackupSet.managed_environment_id == scope.environment_id,
+            BackupSet.created_at >= run.created_at,
+        )
+    ).all()
+    wrong_scope = count_wrong_scope(session, BackupSet, run)
+    base = {"artifact_kind": "backup_set", "rejected_wrong_scope": wrong_scope}
+    if not sets:
+        blocker = precondition_blocker(session, scope)
+        evidence = scope.base_evidence(**base)
+        if blocker:
+            return Proof(RunOutcome.BLOCKED, blocker, evidence)
+        return Proof(None, "backup_no_set", evidence)
+    if len(sets) > 1:
+        evidence = scope.base_evidence(
+            **base, considered_ids=sorted(s.id for s in sets)[:20], considered_total=len(sets)
+        )
+        return Proof(RunOutcome.FAILED, "proof_ambiguous", evidence)
+    bset = sets[0]
+    counts = {
+        "items": bset.item_count,
+        "items_captured": bset.captured_count,
+        "items_failed": bset.failed_count,
+    }
+    evidence = scope.base_evidence(
+        **base,
+        artifact_ids=[bset.id],
+        artifact_statuses=[bset.status],
+        counts=counts,
+        artifact_created_at=bset.created_at,
+    )
+    if bset.item_count and bset.captured_count == bset.item_count:
+        return Proof(RunOutcome.SUCCEEDED, "backup_all_items_captured", evidence, counts, bset.id)
+    if bset.captured_count:
+        return Proof(
+            RunOutcome.PARTIALLY_SUCCEEDED, "backup_some_items_failed", evidence, counts, bset.id
+        )
+    return Proof(RunOutcome.FAILED, "backup_no_item_captured", evidence, counts, bset.id)

@@ -1,0 +1,232 @@
+"""Baseline capture: snapshot a profile's subjects from inventory and classify the gaps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from opsrecon_dagster.artifacts.common import (
+    Heartbeat,
+    Proof,
+    RunScope,
+    count_wrong_scope,
+    readiness_blocker,
+)
+from opsrecon_dagster.db.models import (
+    BaselineGap,
+    BaselineProfile,
+    BaselineSnapshot,
+    BaselineSnapshotItem,
+    InventoryItem,
+    OperationRun,
+)
+from opsrecon_dagster.operations.context import Progress
+from opsrecon_dagster.operations.enums import GapKind, RunOutcome, SnapshotStatus
+from opsrecon_dagster.providers.base import ProviderError, TenantProvider
+
+
+class Subject(BaseModel):
+    """One thing a baseline must contain: every item of a type, or one named item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy_type: str = Field(max_length=64)
+    display_name: str | None = Field(default=None, max_length=256)
+
+    @property
+    def key(self) -> str:
+        return f"{self.policy_type}:{self.display_name or '*'}"
+
+
+class ProfileSubjects(BaseModel):
+    """The JSON stored in ``baseline_profiles.subjects``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subjects: list[Subject] = Field(default_factory=list, max_length=500)
+
+
+def resolve_profile(session: Session, scope: RunScope) -> BaselineProfile | None:
+    """The profile the run asked for, else the environment's first active profile (same scope)."""
+    stmt = select(BaselineProfile).where(
+        BaselineProfile.workspace_id == scope.workspace_id,
+        BaselineProfile.managed_environment_id == scope.environment_id,
+    )
+    wanted = scope.context.inputs.baseline_profile_id
+    stmt = (
+        stmt.where(BaselineProfile.id == wanted)
+        if wanted
+        else stmt.where(BaselineProfile.active.is_(True)).order_by(BaselineProfile.id)
+    )
+    return session.scalars(stmt).first()
+
+
+def precondition_blocker(session: Session, scope: RunScope) -> str | None:
+    """Why a capture cannot be done at all (``blocked``), or None."""
+    blocker = readiness_blocker(scope)
+    if blocker:
+        return blocker
+    profile = resolve_profile(session, scope)
+    if profile is None or not ProfileSubjects.model_validate(profile.subjects).subjects:
+        return "baseline_profile_without_subjects"
+    inventory = session.scalar(
+        select(func.count())
+        .select_from(InventoryItem)
+        .where(InventoryItem.managed_environment_id == scope.environment_id)
+    )
+    if not inventory:
+        return "baseline_no_usable_inventory"
+    return None
+
+
+@dataclass
+class _Capture:
+    items: list[BaselineSnapshotItem]
+    gaps: list[BaselineGap]
+
+
+def capture_baseline(
+    sessions: sessionmaker[Session],
+    scope: RunScope,
+    provider: TenantProvider,
+    heartbeat: Heartbeat,
+) -> None:
+    """Match each subject in inventory, fetch matched items, write snapshot, items and gaps."""
+    with sessions() as session:
+        if precondition_blocker(session, scope) is not None:
+            return  # nothing to capture; the proof reports the blocker
+        profile = resolve_profile(session, scope)
+        assert profile is not None
+        subjects = ProfileSubjects.model_validate(profile.subjects).subjects
+        inventory = session.scalars(
+            select(InventoryItem).where(
+                InventoryItem.managed_environment_id == scope.environment_id
+            )
+        ).all()
+    capture = _Capture([], [])
+    for index, subject in enumerate(subjects):
+        matches = [
+            item
+            for item in inventory
+            if item.policy_type == subject.policy_type
+            and (subject.display_name is None or item.display_name == subject.display_name)
+        ]
+        if not matches:
+            capture.gaps.append(BaselineGap(subject_key=subject.key, kind=GapKind.MISSING.value))
+        elif subject.display_name is not None and len(matches) > 1:
+            capture.gaps.append(
+                BaselineGap(
+                    subject_key=subject.key,
+                    kind=GapKind.AMBIGUOUS.value,
+                    candidate_count=len(matches),
+                )
+            )
+        else:
+            for item in matches:
+                try:
+                    fetched = provider.fetch_policy(
+                        scope.env_ref, item.policy_type, item.external_id
+                    )
+                except ProviderError:
+                    capture.gaps.append(
+                        BaselineGap(
+                            subject_key=f"{subject.key}#{item.external_id}"[:256],
+                            kind=GapKind.CAPTURE_FAILED.value,
+                            candidate_count=1,
+                        )
+                    )
+                    continue
+                capture.items.append(
+                    BaselineSnapshotItem(
+                        subject_key=subject.key,
+                        inventory_item_id=item.id,
+                        content_hash=fetched.content_hash,
+                    )
+                )
+        heartbeat(Progress(phase="capturing", counts={"subjects_done": index + 1}))
+        if index == 0:
+            provider.checkpoint(scope.env_ref, "baseline.after_first_subject")
+    if not capture.items:
+        status = SnapshotStatus.FAILED
+    elif capture.gaps:
+        status = SnapshotStatus.PARTIAL
+    else:
+        status = SnapshotStatus.COMPLETE
+    with sessions.begin() as session:
+        snapshot = BaselineSnapshot(
+            baseline_profile_id=profile.id,
+            workspace_id=scope.workspace_id,
+            managed_environment_id=scope.environment_id,
+            operation_run_id=scope.run_id,
+            status=status.value,
+            subject_count=len(subjects),
+            captured_count=len(capture.items),
+            gap_count=len(capture.gaps),
+            created_at=datetime.now(UTC),
+        )
+        session.add(snapshot)
+        session.flush()
+        for snap_item in capture.items:
+            snap_item.baseline_snapshot_id = snapshot.id
+        for gap in capture.gaps:
+            gap.baseline_snapshot_id = snapshot.id
+        session.add_all([*capture.items, *capture.gaps])
+
+
+def baseline_proof(session: Session, run: OperationRun, scope: RunScope) -> Proof:
+    """Decide from the snapshot this run produced in its own scope (SPEC §6)."""
+    snapshots = session.scalars(
+        select(BaselineSnapshot).where(
+            BaselineSnapshot.operation_run_id == run.id,
+            BaselineSnapshot.workspace_id == scope.workspace_id,
+            BaselineSnapshot.managed_environment_id == scope.environment_id,
+            BaselineSnapshot.created_at >= run.created_at,
+        )
+    ).all()
+    wrong_scope = count_wrong_scope(session, BaselineSnapshot, run)
+    base = {"artifact_kind": "baseline_snapshot", "rejected_wrong_scope": wrong_scope}
+    if not snapshots:
+        blocker = precondition_blocker(session, scope)
+        evidence = scope.base_evidence(**base)
+        if blocker:
+            return Proof(RunOutcome.BLOCKED, blocker, evidence)
+        return Proof(None, "baseline_no_snapshot", evidence)
+    if len(snapshots) > 1:
+        evidence = scope.base_evidence(
+            **base,
+            considered_ids=sorted(s.id for s in snapshots)[:20],
+            considered_total=len(snapshots),
+        )
+        return Proof(RunOutcome.FAILED, "proof_ambiguous", evidence)
+    snap = snapshots[0]
+    gap_counts = dict(
+        session.execute(
+            select(BaselineGap.kind, func.count())
+            .where(BaselineGap.baseline_snapshot_id == snap.id)
+            .group_by(BaselineGap.kind)
+        ).all()
+    )
+    counts = {
+        "subjects": snap.subject_count,
+        "items_captured": snap.captured_count,
+        "gaps": snap.gap_count,
+        **{f"gaps_{kind.value}": int(gap_counts.get(kind.value, 0)) for kind in GapKind},
+    }
+    evidence = scope.base_evidence(
+        **base,
+        artifact_ids=[snap.id],
+        artifact_statuses=[snap.status],
+        counts=counts,
+        artifact_created_at=snap.created_at,
+    )
+    if snap.status == SnapshotStatus.COMPLETE.value:
+        return Proof(RunOutcome.SUCCEEDED, "baseline_snapshot_complete", evidence, counts, snap.id)
+    if snap.status == SnapshotStatus.PARTIAL.value:
+        return Proof(
+            RunOutcome.PARTIALLY_SUCCEEDED, "baseline_snapshot_with_gaps", evidence, counts, snap.id
+        )
+    return Proof(RunOutcome.FAILED, "baseline_capture_failed", evidence, counts, snap.id)

@@ -1,0 +1,153 @@
+"""Inventory sync: list the environment's policies per type, upsert items, record coverage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from opsrecon_dagster.artifacts.common import (
+    Heartbeat,
+    Proof,
+    RunScope,
+    count_wrong_scope,
+    readiness_blocker,
+)
+from opsrecon_dagster.db.models import InventoryCoverage, InventoryItem, OperationRun
+from opsrecon_dagster.operations.context import Progress
+from opsrecon_dagster.operations.enums import CoverageStatus, RunOutcome
+from opsrecon_dagster.providers.base import PolicyObject, ProviderError, TenantProvider
+
+PRECONDITION_REASONS = {
+    "provider_consent_missing",
+    "provider_permission_missing",
+    "environment_consent_missing",
+    "environment_permission_missing",
+    "environment_disabled",
+}
+DEFAULT_POLICY_TYPES = ("deviceConfigurations", "compliancePolicies", "appProtectionPolicies")
+
+
+def requested_types(scope: RunScope) -> list[str]:
+    return list(scope.context.inputs.policy_types) or list(DEFAULT_POLICY_TYPES)
+
+
+def sync_inventory(
+    sessions: sessionmaker[Session],
+    scope: RunScope,
+    provider: TenantProvider,
+    heartbeat: Heartbeat,
+) -> None:
+    """Read every requested type from the provider, then write items and coverage at once.
+
+    The write is one transaction at the end: a worker that dies mid-sync leaves no coverage,
+    so nothing can later be mistaken for proof.
+    """
+    types = requested_types(scope)
+    blocker = readiness_blocker(scope)
+    listed: dict[str, list[PolicyObject]] = {}
+    failures: dict[str, str] = {}
+    for index, policy_type in enumerate(types):
+        if blocker is not None:
+            failures[policy_type] = blocker
+            continue
+        try:
+            listed[policy_type] = list(provider.list_policies(scope.env_ref, policy_type))
+        except ProviderError as err:
+            failures[policy_type] = err.reason_code
+        heartbeat(
+            Progress(phase="listing", counts={"types_done": index + 1, "types_total": len(types)})
+        )
+        if index == 0:
+            provider.checkpoint(scope.env_ref, "inventory.after_first_type")
+    provider.checkpoint(scope.env_ref, "inventory.before_write")
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        _upsert_items(session, scope, [o for objs in listed.values() for o in objs], now)
+        for policy_type in types:
+            ok = policy_type in listed
+            session.add(
+                InventoryCoverage(
+                    operation_run_id=scope.run_id,
+                    workspace_id=scope.workspace_id,
+                    managed_environment_id=scope.environment_id,
+                    policy_type=policy_type,
+                    status=(CoverageStatus.SUCCEEDED if ok else CoverageStatus.FAILED).value,
+                    reason_code=None if ok else failures.get(policy_type),
+                    item_count=len(listed.get(policy_type, [])),
+                    recorded_at=now,
+                )
+            )
+
+
+def _upsert_items(
+    session: Session, scope: RunScope, objects: Sequence[PolicyObject], now: datetime
+) -> None:
+    if not objects:
+        return
+    existing = {
+        (item.policy_type, item.external_id): item
+        for item in session.scalars(
+            select(InventoryItem).where(
+                InventoryItem.managed_environment_id == scope.environment_id,
+                InventoryItem.policy_type.in_({o.policy_type for o in objects}),
+            )
+        )
+    }
+    for obj in objects:
+        item = existing.get((obj.policy_type, obj.external_id))
+        if item is None:
+            item = InventoryItem(
+                workspace_id=scope.workspace_id,
+                managed_environment_id=scope.environment_id,
+                policy_type=obj.policy_type,
+                external_id=obj.external_id,
+                first_seen_at=now,
+            )
+            session.add(item)
+            existing[(obj.policy_type, obj.external_id)] = item
+        item.display_name = obj.display_name
+        item.content_hash = obj.content_hash
+        item.last_seen_at = now
+        item.last_seen_operation_run_id = scope.run_id
+
+
+def inventory_proof(session: Session, run: OperationRun, scope: RunScope) -> Proof:
+    """Decide from the coverage rows this run recorded in its own scope (SPEC §6)."""
+    rows = session.scalars(
+        select(InventoryCoverage).where(
+            InventoryCoverage.operation_run_id == run.id,
+            InventoryCoverage.workspace_id == scope.workspace_id,
+            InventoryCoverage.managed_environment_id == scope.environment_id,
+            InventoryCoverage.recorded_at >= run.created_at,
+        )
+    ).all()
+    wrong_scope = count_wrong_scope(session, InventoryCoverage, run)
+    by_type = {row.policy_type: row for row in rows}
+    succeeded = [t for t, r in by_type.items() if r.status == CoverageStatus.SUCCEEDED.value]
+    failed = {t: r.reason_code or "unknown" for t, r in by_type.items() if t not in succeeded}
+    missing = [t for t in requested_types(scope) if t not in by_type]
+    counts = {
+        "types_requested": len(requested_types(scope)),
+        "types_succeeded": len(succeeded),
+        "types_failed": len(failed),
+        "types_missing": len(missing),
+        "items_seen": sum(r.item_count for r in rows),
+    }
+    evidence = scope.base_evidence(
+        artifact_kind="inventory_coverage",
+        artifact_ids=sorted(r.id for r in rows)[:20],
+        counts=counts,
+        rejected_wrong_scope=wrong_scope,
+    )
+    if not rows:
+        return Proof(None, "inventory_no_coverage", evidence, counts)
+    if not failed and not missing:
+        return Proof(RunOutcome.SUCCEEDED, "inventory_all_types_covered", evidence, counts)
+    if succeeded:
+        return Proof(RunOutcome.PARTIALLY_SUCCEEDED, "inventory_partial_coverage", evidence, counts)
+    if not missing and all(reason in PRECONDITION_REASONS for reason in failed.values()):
+        return Proof(RunOutcome.BLOCKED, "inventory_access_missing", evidence, counts)
+    return Proof(RunOutcome.FAILED, "inventory_no_type_covered", evidence, counts)

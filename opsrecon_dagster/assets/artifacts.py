@@ -1,0 +1,179 @@
+"""The four artifact families as partitioned assets; each materialization is proof for a run.
+
+The asset bodies are thin: resolve the operation run, hand over to ``artifacts.families``,
+and report what the run's own proof says as typed metadata and an asset-check result.
+"""
+
+
+import dagster as dg
+
+from opsrecon_dagster.artifacts.families import FAMILIES, Family, JobReport, run_job
+from opsrecon_dagster.artifacts.review import current_fingerprint
+from opsrecon_dagster.operations.context import RunInputs
+from opsrecon_dagster.operations.enums import Actor, RunOutcome
+from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
+from opsrecon_dagster.settings import AppContext
+from opsrecon_dagster.tenancy import environment_by_partition
+
+RUN_TAG = "opsrecon/operation_run_id"
+PROOF_CHECK = "proof"
+GROUP = "artifacts"
+
+
+def _operation_run_for(context: dg.AssetExecutionContext, app: AppContext, family: Family) -> int:
+    """The tagged operation run, or a new one for a run launched without the tag (e.g. the UI)."""
+    tagged = context.run.tags.get(RUN_TAG)
+    if tagged is not None:
+        if not tagged.isdigit():
+            raise dg.Failure(f"run tag {RUN_TAG} must be an operation run id")
+        return int(tagged)
+    with app.sessions() as session:
+        env = environment_by_partition(session, context.partition_key)
+        inputs = RunInputs(trigger="dagster")
+        if family.asset_key == "environment_reviews":
+            fp = current_fingerprint(session, env.workspace_id, env.id)
+            inputs = inputs.model_copy(update={"fingerprint": fp})
+        ws_id, env_id = env.workspace_id, env.id
+    started = app.runs.start(
+        family.op_type, workspace_id=ws_id, environment_id=env_id, inputs=inputs, actor=Actor.JOB
+    )
+    run = started.run
+    if not started.created and run.dagster_run_id not in (None, context.run_id):
+        raise dg.Failure(
+            f"operation run {run.id} is already active for this partition "
+            f"(Dagster run {run.dagster_run_id}); not starting a second one"
+        )
+    return run.id
+
+
+def _metadata(report: JobReport, family: Family) -> dict[str, dg.MetadataValue]:
+    metadata: dict[str, dg.MetadataValue] = {
+        "operation_run_id": dg.MetadataValue.int(report.operation_run_id),
+        "operation_type": dg.MetadataValue.text(family.op_type.value),
+        "outcome": dg.MetadataValue.text(report.outcome.value),
+        "reason_code": dg.MetadataValue.text(report.reason_code),
+        "recorded": dg.MetadataValue.text(report.recorded.value),
+    }
+    if report.artifact_id is not None:
+        metadata["artifact_id"] = dg.MetadataValue.int(report.artifact_id)
+    for key, value in sorted(report.counts.items()):
+        metadata[key] = dg.MetadataValue.int(value)
+    return metadata
+
+
+def _check(report: JobReport) -> dg.AssetCheckResult:
+    """Proof rule: complete passes, usable-but-incomplete warns, no usable proof errors."""
+    severity = (
+        dg.AssetCheckSeverity.WARN
+        if report.outcome is RunOutcome.PARTIALLY_SUCCEEDED
+        else dg.AssetCheckSeverity.ERROR
+    )
+    return dg.AssetCheckResult(
+        check_name=PROOF_CHECK,
+        passed=report.outcome is RunOutcome.SUCCEEDED,
+        severity=severity,
+        metadata={
+            "outcome": dg.MetadataValue.text(report.outcome.value),
+            "reason_code": dg.MetadataValue.text(report.reason_code),
+            **{k: dg.MetadataValue.int(v) for k, v in sorted(report.counts.items())},
+        },
+    )
+
+
+def materialize_family(
+    context: dg.AssetExecutionContext,
+    family: Family,
+    app_db: AppDatabaseResource,
+    provider: ProviderResource,
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Shared body of the four assets."""
+    app = app_db.app()
+    try:
+        run_id = _operation_run_for(context, app, family)
+        context.log.info(f"operation run {run_id}: {family.op_type.value} {context.partition_key}")
+        report = run_job(
+            app.sessions, app.runs, family, run_id, provider.get_provider(), context.run_id
+        )
+    finally:
+        app.dispose()
+    context.log.info(
+        f"operation run {run_id}: {report.outcome.value} ({report.reason_code}), {report.recorded}"
+    )
+    return dg.MaterializeResult(metadata=_metadata(report, family), check_results=[_check(report)])
+
+
+def _proof_check(asset_key: str, description: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(PROOF_CHECK, asset=asset_key, description=description)]
+
+
+@dg.asset(
+    partitions_def=ENVIRONMENTS,
+    group_name=GROUP,
+    kinds={"python", "sqlalchemy"},
+    check_specs=_proof_check(
+        "inventory_items", "Every requested policy type was covered by this run."
+    ),
+)
+def inventory_items(
+    context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Policy objects of one managed environment, synced from the provider per policy type.
+
+    Each sync records per-type coverage (succeeded / failed with a reason) for its run.
+    """
+    return materialize_family(context, FAMILIES["inventory_items"], app_db, provider)
+
+
+@dg.asset(
+    partitions_def=ENVIRONMENTS,
+    group_name=GROUP,
+    kinds={"python", "sqlalchemy"},
+    deps=[inventory_items],
+    check_specs=_proof_check(
+        "baseline_snapshots", "The snapshot captured every subject of the profile, no gaps."
+    ),
+)
+def baseline_snapshots(
+    context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Baseline snapshots: a profile's subjects captured from inventory, gaps classified
+
+    (missing in inventory, ambiguous match, capture failed).
+    """
+    return materialize_family(context, FAMILIES["baseline_snapshots"], app_db, provider)
+
+
+@dg.asset(
+    partitions_def=ENVIRONMENTS,
+    group_name=GROUP,
+    kinds={"python", "sqlalchemy"},
+    check_specs=_proof_check("backup_sets", "Every item of the backup set was captured."),
+)
+def backup_sets(
+    context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Backup sets produced by the environment's backup schedule: one set per run."""
+    return materialize_family(context, FAMILIES["backup_sets"], app_db, provider)
+
+
+@dg.asset(
+    partitions_def=ENVIRONMENTS,
+    group_name=GROUP,
+    kinds={"python", "sqlalchemy"},
+    deps=[inventory_items, baseline_snapshots, backup_sets],
+    check_specs=_proof_check(
+        "environment_reviews", "A ready review exists for the run's fingerprint."
+    ),
+)
+def environment_reviews(
+    context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """Environment reviews composed from the latest evidence, identified by a fingerprint.
+
+    A compose that meets a same-fingerprint review adopts it instead of creating a second.
+    """
+    return materialize_family(context, FAMILIES["environment_reviews"], app_db, provider)
+
+
+ARTIFACT_ASSETS = [inventory_items, baseline_snapshots, backup_sets, environment_reviews]
