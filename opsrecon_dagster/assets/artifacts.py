@@ -4,7 +4,6 @@ The asset bodies are thin: resolve the operation run, hand over to ``artifacts.f
 and report what the run's own proof says as typed metadata and an asset-check result.
 """
 
-
 import dagster as dg
 
 from opsrecon_dagster.artifacts.families import FAMILIES, Family, JobReport, run_job
@@ -39,7 +38,7 @@ def _operation_run_for(context: dg.AssetExecutionContext, app: AppContext, famil
         family.op_type, workspace_id=ws_id, environment_id=env_id, inputs=inputs, actor=Actor.JOB
     )
     run = started.run
-    if not started.created and run.dagster_run_id not in (None, context.run_id):
+    if not started.created and run.dagster_run_id not in (None, context.run.run_id):
         raise dg.Failure(
             f"operation run {run.id} is already active for this partition "
             f"(Dagster run {run.dagster_run_id}); not starting a second one"
@@ -93,7 +92,7 @@ def materialize_family(
         run_id = _operation_run_for(context, app, family)
         context.log.info(f"operation run {run_id}: {family.op_type.value} {context.partition_key}")
         report = run_job(
-            app.sessions, app.runs, family, run_id, provider.get_provider(), context.run_id
+            app.sessions, app.runs, family, run_id, provider.get_provider(), context.run.run_id
         )
     finally:
         app.dispose()

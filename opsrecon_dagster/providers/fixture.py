@@ -1,0 +1,362 @@
+"""Fixture provider: deterministic fake tenants with injectable faults, behind ``TenantProvider``.
+
+A product feature, not a test double: the demo runs against it, and so do the tests of
+everything above the provider boundary. Plain Python on pydantic (no Dagster import).
+
+Every object is derived from ``(seed, partition_key, policy_type, index)``, so the same
+configuration always yields the same ids, names and content hashes, while a different seed or
+a different environment yields different ones. Faults are configured per environment (keyed by
+``EnvironmentRef.partition_key``) and surface exactly as the HTTP provider would report them:
+as ``ProviderError`` with a reason code, the policy type and an HTTP-like status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from opsrecon_dagster.providers.base import (
+    EnvironmentRef,
+    PolicyObject,
+    ProviderError,
+    ProviderErrorKind,
+    policy_from_payload,
+)
+
+logger = logging.getLogger(__name__)
+
+# Fixtures are generated in memory; a typo such as 1000000 must fail at load, not eat the RAM.
+MAX_ITEMS_PER_TYPE = 10_000
+
+DEFAULT_FIXTURE_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "tenants.json"
+
+PolicyTypeName = Annotated[str, Field(min_length=1, max_length=128)]
+ItemCount = Annotated[int, Field(ge=0, le=MAX_ITEMS_PER_TYPE)]
+
+# Values the generated "settings" of an object are drawn from; arbitrary but fixed forever,
+# since changing them would change every content hash.
+_CHANNELS = ("stable", "preview", "beta", "pilot")
+_LEVELS = ("low", "medium", "high")
+_WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|[_\-\s]+")
+
+
+class FixtureConfigError(ValueError):
+    """A fixture file that cannot be read, is not JSON, or does not match the schema.
+
+    The message names the file and the first problem, and nothing else.
+    """
+
+
+class _Model(BaseModel):
+    # Frozen so the provider can cache generated objects without the config changing under it;
+    # extra="forbid" so a misspelled fault name fails loudly instead of silently doing nothing.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FixtureFaults(_Model):
+    """Faults injected into one environment."""
+
+    consent_missing: bool = False
+    """Every list/fetch for the environment raises ``CONSENT_MISSING`` (HTTP 401)."""
+    permission_missing_types: list[PolicyTypeName] = Field(default_factory=list)
+    """List/fetch of these policy types raise ``PERMISSION_MISSING`` (HTTP 403)."""
+    throttled_types: list[PolicyTypeName] = Field(default_factory=list)
+    """Listing these types raises ``THROTTLED`` (HTTP 429) after yielding the first page."""
+    failing_items: int = Field(default=0, ge=0)
+    """``fetch_policy`` raises ``UNAVAILABLE`` for the first N objects of each type."""
+    slow_page_seconds: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    """Seconds slept before each page of a listing is served."""
+    crash_at: str | None = None
+    """``checkpoint(env, point)`` with this point SIGKILLs the current process."""
+
+
+class FixtureEnvironment(_Model):
+    """One fake environment: which objects it holds and which faults it shows."""
+
+    policy_types: dict[PolicyTypeName, ItemCount] | None = None
+    """Policy type → number of objects; ``None`` means the config's ``default_policy_types``."""
+    duplicate_display_names: dict[PolicyTypeName, ItemCount] = Field(default_factory=dict)
+    """Per type: N extra objects whose displayName equals that of object #0 (ambiguous names)."""
+    faults: FixtureFaults = Field(default_factory=FixtureFaults)
+
+
+class FixtureConfig(_Model):
+    """The whole fixture: a seed, the page size and the environments that differ from default."""
+
+    seed: int = 7
+    page_size: int = Field(default=5, ge=1)
+    default_policy_types: dict[PolicyTypeName, ItemCount] = Field(
+        default_factory=lambda: {
+            "deviceConfigurations": 6,
+            "compliancePolicies": 4,
+            "appProtectionPolicies": 3,
+        }
+    )
+    environments: dict[str, FixtureEnvironment] = Field(default_factory=dict)
+    """Keyed by ``EnvironmentRef.partition_key``; others get the defaults and no faults."""
+
+    @model_validator(mode="after")
+    def _duplicates_need_an_original(self) -> Self:
+        # A duplicate of object #0 is only meaningful (ambiguous) when object #0 exists.
+        for key, env in self.environments.items():
+            counts = self.policy_types_of(env)
+            for policy_type, extra in env.duplicate_display_names.items():
+                if extra and counts.get(policy_type, 0) < 1:
+                    raise ValueError(
+                        f"environment {key!r}: duplicate_display_names names {policy_type!r}, "
+                        "which has no objects to duplicate"
+                    )
+        return self
+
+    def policy_types_of(self, env: FixtureEnvironment) -> dict[str, int]:
+        """The effective policy type → object count of ``env`` (defaults applied)."""
+        chosen = env.policy_types if env.policy_types is not None else self.default_policy_types
+        return dict(chosen)
+
+
+@dataclass(frozen=True)
+class _TypeObjects:
+    """The generated objects of one (environment, policy type), in listing order."""
+
+    objects: tuple[PolicyObject, ...]
+    positions: dict[str, int]
+
+
+class FixtureTenantProvider:
+    """``TenantProvider`` over deterministic fake tenants, with faults injected per environment.
+
+    Listings are served in pages of ``page_size``; object #i of a type has the 2-digit number
+    i+1 in its displayName. Duplicate-name objects (``duplicate_display_names``) come after the
+    regular ones. An unknown policy type has zero objects (not an error).
+
+    Fault precedence for a call: consent (401), then permission (403), then the fault specific
+    to the call (throttling for listings; not-found and failing items for fetches).
+
+    Instances are safe to share between threads: the only mutable state is a cache of
+    generated objects, and filling it twice is harmless.
+    """
+
+    def __init__(
+        self,
+        config: FixtureConfig | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Serve ``config`` (default: ``FixtureConfig()``); ``sleep`` is used for slow pages."""
+        # Deep copy: the caller's config object may hold mutable lists; ours must not change.
+        self._config = (config if config is not None else FixtureConfig()).model_copy(deep=True)
+        self._sleep = sleep
+        self._cache: dict[tuple[str, str], _TypeObjects] = {}
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> FixtureTenantProvider:
+        """Load a JSON fixture file; raises ``FixtureConfigError`` naming the first problem."""
+        return cls(load_fixture_config(path), sleep=sleep)
+
+    @classmethod
+    def default(cls, *, sleep: Callable[[float], None] = time.sleep) -> FixtureTenantProvider:
+        """The provider over the packaged ``opsrecon_dagster/fixtures/tenants.json``."""
+        return cls.from_file(DEFAULT_FIXTURE_FILE, sleep=sleep)
+
+    @property
+    def config(self) -> FixtureConfig:
+        """The (frozen) configuration this provider serves."""
+        return self._config
+
+    def environment_config(self, partition_key: str) -> FixtureEnvironment:
+        """The configuration of one environment; unlisted environments get the defaults."""
+        env = self._config.environments.get(partition_key)
+        return env if env is not None else FixtureEnvironment()
+
+    def policy_types(self, partition_key: str) -> dict[str, int]:
+        """Policy type → number of regular objects in the environment (without duplicates)."""
+        return self._config.policy_types_of(self.environment_config(partition_key))
+
+    # -- TenantProvider ---------------------------------------------------------------------
+
+    def list_policies(self, env: EnvironmentRef, policy_type: str) -> Iterator[PolicyObject]:
+        """Yield every object of ``policy_type``, page by page.
+
+        Sleeps ``slow_page_seconds`` before each page. A throttled type raises ``THROTTLED``
+        once its first page has been yielded, even when that page held everything: the fault is
+        meant to show partial data, so it must fire whatever the object count.
+        """
+        faults = self.environment_config(env.partition_key).faults
+        self._check_access(faults, policy_type)
+        objects = self._objects(env.partition_key, policy_type).objects
+        page_size = self._config.page_size
+        # max(..., 1): an empty listing is still one (empty) page, as from a real service.
+        for start in range(0, max(len(objects), 1), page_size):
+            if faults.slow_page_seconds > 0:
+                self._sleep(faults.slow_page_seconds)
+            yield from objects[start : start + page_size]
+            if policy_type in faults.throttled_types:
+                _fail(ProviderErrorKind.THROTTLED, policy_type, 429)
+
+    def fetch_policy(self, env: EnvironmentRef, policy_type: str, external_id: str) -> PolicyObject:
+        """Return the object with ``external_id``, identical to the one the listing yields.
+
+        Raises ``NOT_FOUND`` (404) for an unknown id and ``UNAVAILABLE`` (503) for the first
+        ``failing_items`` objects of the type in listing order.
+        """
+        faults = self.environment_config(env.partition_key).faults
+        self._check_access(faults, policy_type)
+        generated = self._objects(env.partition_key, policy_type)
+        position = generated.positions.get(external_id)
+        if position is None:
+            _fail(ProviderErrorKind.NOT_FOUND, policy_type, 404)
+        if position < faults.failing_items:
+            _fail(ProviderErrorKind.UNAVAILABLE, policy_type, 503)
+        return generated.objects[position]
+
+    def checkpoint(self, env: EnvironmentRef, point: str) -> None:
+        """SIGKILL the current process when ``point`` is the environment's ``crash_at``.
+
+        A real worker death (no exception, no cleanup, no ``finally``), so recovery code is
+        exercised against what actually happens when a worker is killed.
+        """
+        crash_at = self.environment_config(env.partition_key).faults.crash_at
+        if crash_at is None or point != crash_at:
+            return
+        logger.warning(
+            "fixture fault: killing process %d at checkpoint %r of %s",
+            os.getpid(),
+            point,
+            env.partition_key,
+        )
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _check_access(self, faults: FixtureFaults, policy_type: str) -> None:
+        if faults.consent_missing:
+            _fail(ProviderErrorKind.CONSENT_MISSING, policy_type, 401)
+        if policy_type in faults.permission_missing_types:
+            _fail(ProviderErrorKind.PERMISSION_MISSING, policy_type, 403)
+
+    def _objects(self, partition_key: str, policy_type: str) -> _TypeObjects:
+        key = (partition_key, policy_type)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        generated = self._generate(partition_key, policy_type)
+        # Unknown types are not cached: their names come from callers and could be unbounded.
+        if generated.objects:
+            self._cache[key] = generated
+        return generated
+
+    def _generate(self, partition_key: str, policy_type: str) -> _TypeObjects:
+        env = self.environment_config(partition_key)
+        count = self._config.policy_types_of(env).get(policy_type, 0)
+        if count == 0:
+            return _TypeObjects((), {})
+        extra = env.duplicate_display_names.get(policy_type, 0)
+        seed = self._config.seed
+        objects = tuple(
+            policy_from_payload(
+                policy_type,
+                _payload(
+                    seed,
+                    partition_key,
+                    policy_type,
+                    index,
+                    # Duplicates reuse object #0's name, so matching by name is ambiguous.
+                    name_index=index if index < count else 0,
+                ),
+            )
+            for index in range(count + extra)
+        )
+        positions = {obj.external_id: position for position, obj in enumerate(objects)}
+        # 48 bits of hash per id: a collision is practically impossible, but would silently
+        # make fetch_policy return the wrong object, so refuse rather than guess.
+        if len(positions) != len(objects):
+            raise RuntimeError(f"fixture id collision for {policy_type} in {partition_key}")
+        return _TypeObjects(objects, positions)
+
+
+def load_fixture_config(path: str | os.PathLike[str]) -> FixtureConfig:
+    """Read and validate a fixture file; raises ``FixtureConfigError`` naming the first problem.
+
+    Errors are raised ``from None``: the message is the whole story, a chained traceback would
+    only add noise (and file contents) to a CLI error.
+    """
+    name = os.fspath(path)
+    problem: str | None = None
+    data: Any = None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = f"cannot read the file ({exc.strerror or type(exc).__name__})"
+    except UnicodeDecodeError:
+        problem = "the file is not UTF-8 text"
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            problem = f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        except RecursionError:
+            problem = "not valid JSON (nested too deeply)"
+    if problem is not None:
+        raise FixtureConfigError(f"fixture file {name}: {problem}") from None
+    try:
+        return FixtureConfig.model_validate(data)
+    except ValidationError as exc:
+        problem = _first_validation_problem(exc)
+    raise FixtureConfigError(f"fixture file {name}: {problem}") from None
+
+
+def _first_validation_problem(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "top level"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {msg}{more}"
+
+
+def _fail(kind: ProviderErrorKind, policy_type: str, status_code: int) -> NoReturn:
+    raise ProviderError(kind, policy_type=policy_type, status_code=status_code)
+
+
+def _digest(*parts: str | int) -> bytes:
+    # JSON-encode the parts so ("a.b", "c") and ("a", "b.c") cannot hash alike.
+    return hashlib.sha256(json.dumps(parts).encode()).digest()
+
+
+def _human_name(policy_type: str) -> str:
+    """``deviceConfigurations`` → ``Device Configurations``."""
+    words = [word for word in _WORD_BOUNDARY.split(policy_type) if word]
+    return " ".join(word[0].upper() + word[1:] for word in words) or policy_type
+
+
+def _payload(
+    seed: int, partition_key: str, policy_type: str, index: int, *, name_index: int
+) -> dict[str, Any]:
+    digest = _digest(seed, partition_key, policy_type, index)
+    return {
+        "id": f"{policy_type[:3].lower()}-{digest.hex()[:12]}",
+        "displayName": f"{_human_name(policy_type)} {name_index + 1:02d}",
+        "version": 1 + digest[6] % 9,
+        "settings": {
+            "enabled": digest[7] % 4 != 0,
+            "channel": _CHANNELS[digest[8] % len(_CHANNELS)],
+            "level": _LEVELS[digest[9] % len(_LEVELS)],
+            "retryCount": digest[10] % 6,
+        },
+    }

@@ -1,0 +1,433 @@
+"""FixtureTenantProvider: determinism, paging, injected faults, config loading, real crashes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from opsrecon_dagster.providers.base import (
+    EnvironmentRef,
+    PolicyObject,
+    ProviderError,
+    ProviderErrorKind,
+    TenantProvider,
+)
+from opsrecon_dagster.providers.fixture import (
+    DEFAULT_FIXTURE_FILE,
+    FixtureConfig,
+    FixtureConfigError,
+    FixtureEnvironment,
+    FixtureFaults,
+    FixtureTenantProvider,
+)
+
+ENV = EnvironmentRef("acme", "contoso", "acme.contoso")
+OTHER_ENV = EnvironmentRef("acme", "other", "acme.other")
+DEVICE = "deviceConfigurations"
+COMPLIANCE = "compliancePolicies"
+APP = "appProtectionPolicies"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def provider_for(
+    env: FixtureEnvironment | None = None,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    **config: object,
+) -> FixtureTenantProvider:
+    """A provider whose ``ENV`` has the given configuration."""
+    environments = {ENV.partition_key: env} if env is not None else {}
+    cfg = FixtureConfig.model_validate({**config, "environments": environments})
+    if sleep is None:
+        return FixtureTenantProvider(cfg)
+    return FixtureTenantProvider(cfg, sleep=sleep)
+
+
+def faulty(**faults: object) -> FixtureTenantProvider:
+    return provider_for(FixtureEnvironment(faults=FixtureFaults.model_validate(faults)))
+
+
+def listing(
+    provider: FixtureTenantProvider, policy_type: str, env: EnvironmentRef = ENV
+) -> list[PolicyObject]:
+    return list(provider.list_policies(env, policy_type))
+
+
+def drain(objects: Iterable[PolicyObject], into: list[PolicyObject]) -> None:
+    """Collect objects one by one, so those yielded before an error are kept."""
+    for obj in objects:
+        into.append(obj)
+
+
+def test_implements_the_protocol() -> None:
+    provider: TenantProvider = FixtureTenantProvider()
+    assert isinstance(provider, TenantProvider)
+
+
+def test_fixture_module_does_not_import_dagster() -> None:
+    code = "import sys, opsrecon_dagster.providers.fixture\nprint('dagster' in sys.modules)\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+# -- determinism ---------------------------------------------------------------------------
+
+
+def test_same_inputs_give_identical_objects() -> None:
+    first, second = FixtureTenantProvider(), FixtureTenantProvider()
+    for policy_type in (DEVICE, COMPLIANCE, APP):
+        assert listing(first, policy_type) == listing(second, policy_type)
+    assert [o.display_name for o in listing(first, DEVICE)][2] == "Device Configurations 03"
+
+
+def test_seed_and_environment_change_ids_and_hashes() -> None:
+    base = listing(FixtureTenantProvider(), DEVICE)
+    reseeded = listing(FixtureTenantProvider(FixtureConfig(seed=8)), DEVICE)
+    elsewhere = listing(FixtureTenantProvider(), DEVICE, env=OTHER_ENV)
+    for other in (reseeded, elsewhere):
+        assert len(other) == len(base)
+        assert not {o.external_id for o in base} & {o.external_id for o in other}
+        assert not {o.content_hash for o in base} & {o.content_hash for o in other}
+        # Names are human readable and depend only on type and index.
+        assert [o.display_name for o in other] == [o.display_name for o in base]
+
+
+def test_object_shape_and_counts() -> None:
+    provider = FixtureTenantProvider()
+    objects = listing(provider, APP)
+    assert len(objects) == 3
+    assert len(listing(provider, DEVICE)) == 6
+    assert len(listing(provider, COMPLIANCE)) == 4
+    for obj in objects:
+        assert obj.policy_type == APP
+        assert obj.external_id.startswith("app-")
+        assert len(obj.external_id) == len("app-") + 12
+        assert len(obj.content_hash) == 64
+    assert [o.display_name for o in objects] == [
+        "App Protection Policies 01",
+        "App Protection Policies 02",
+        "App Protection Policies 03",
+    ]
+
+
+def test_unknown_policy_type_has_no_objects() -> None:
+    provider = FixtureTenantProvider()
+    assert listing(provider, "noSuchType") == []
+    with pytest.raises(ProviderError) as err:
+        provider.fetch_policy(ENV, "noSuchType", "nos-000000000000")
+    assert err.value.kind is ProviderErrorKind.NOT_FOUND
+
+
+def test_per_environment_policy_types_override_defaults() -> None:
+    provider = provider_for(FixtureEnvironment(policy_types={DEVICE: 2}))
+    assert len(listing(provider, DEVICE)) == 2
+    assert listing(provider, COMPLIANCE) == []
+    assert len(listing(provider, COMPLIANCE, env=OTHER_ENV)) == 4
+    assert provider.policy_types(ENV.partition_key) == {DEVICE: 2}
+
+
+# -- paging --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("count", "page_size", "pages"),
+    [(0, 5, [0]), (5, 5, [5]), (6, 5, [5, 1]), (11, 5, [5, 5, 1]), (3, 1, [1, 1, 1])],
+)
+def test_listing_is_served_page_by_page(count: int, page_size: int, pages: list[int]) -> None:
+    events: list[str] = []
+    provider = provider_for(
+        FixtureEnvironment(
+            policy_types={DEVICE: count}, faults=FixtureFaults(slow_page_seconds=0.25)
+        ),
+        sleep=lambda seconds: events.append(f"sleep {seconds}"),
+        page_size=page_size,
+    )
+    for _ in provider.list_policies(ENV, DEVICE):
+        events.append("item")
+    expected: list[str] = []
+    for size in pages:
+        expected += ["sleep 0.25"] + ["item"] * size
+    assert events == expected
+
+
+def test_no_sleep_without_slow_pages() -> None:
+    slept: list[float] = []
+    provider = FixtureTenantProvider(sleep=slept.append)
+    assert len(listing(provider, DEVICE)) == 6
+    assert slept == []
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+def test_consent_missing_blocks_every_call() -> None:
+    provider = faulty(consent_missing=True)
+    good = listing(FixtureTenantProvider(), DEVICE)[0]
+    calls: list[Callable[[], object]] = [
+        lambda: listing(provider, DEVICE),
+        lambda: listing(provider, "noSuchType"),
+        lambda: provider.fetch_policy(ENV, DEVICE, good.external_id),
+    ]
+    for call in calls:
+        with pytest.raises(ProviderError) as err:
+            call()
+        assert err.value.kind is ProviderErrorKind.CONSENT_MISSING
+        assert err.value.kind.is_precondition
+        assert err.value.status_code == 401
+    # Other environments are unaffected.
+    assert len(listing(provider, DEVICE, env=OTHER_ENV)) == 6
+
+
+def test_permission_missing_only_for_listed_types() -> None:
+    provider = faulty(permission_missing_types=[COMPLIANCE])
+    obj = listing(FixtureTenantProvider(), COMPLIANCE)[0]
+    for call in (
+        lambda: listing(provider, COMPLIANCE),
+        lambda: provider.fetch_policy(ENV, COMPLIANCE, obj.external_id),
+    ):
+        with pytest.raises(ProviderError) as err:
+            call()
+        assert err.value.kind is ProviderErrorKind.PERMISSION_MISSING
+        assert err.value.kind.is_precondition
+        assert (err.value.policy_type, err.value.status_code) == (COMPLIANCE, 403)
+    assert len(listing(provider, DEVICE)) == 6
+    assert len(listing(provider, APP)) == 3
+
+
+@pytest.mark.parametrize(("count", "first_page"), [(6, 5), (3, 3), (0, 0)])
+def test_throttled_type_yields_first_page_then_raises(count: int, first_page: int) -> None:
+    provider = provider_for(
+        FixtureEnvironment(
+            policy_types={DEVICE: count, APP: 3}, faults=FixtureFaults(throttled_types=[DEVICE])
+        )
+    )
+    received: list[PolicyObject] = []
+    with pytest.raises(ProviderError) as err:
+        drain(provider.list_policies(ENV, DEVICE), received)
+    assert err.value.kind is ProviderErrorKind.THROTTLED
+    assert (err.value.policy_type, err.value.status_code) == (DEVICE, 429)
+    assert not err.value.kind.is_precondition
+    assert received == listing(FixtureTenantProvider(), DEVICE)[:first_page]
+    assert len(listing(provider, APP)) == 3
+    # Fetching single objects of a throttled type still works.
+    if received:
+        assert provider.fetch_policy(ENV, DEVICE, received[-1].external_id) == received[-1]
+
+
+def test_failing_items_fail_fetch_for_the_first_n_of_each_type() -> None:
+    provider = faulty(failing_items=2)
+    for policy_type in (DEVICE, APP):
+        objects = listing(provider, policy_type)
+        for obj in objects[:2]:
+            with pytest.raises(ProviderError) as err:
+                provider.fetch_policy(ENV, policy_type, obj.external_id)
+            assert err.value.kind is ProviderErrorKind.UNAVAILABLE
+            assert (err.value.policy_type, err.value.status_code) == (policy_type, 503)
+        for obj in objects[2:]:
+            assert provider.fetch_policy(ENV, policy_type, obj.external_id) == obj
+
+
+def test_fetch_returns_the_listed_object() -> None:
+    provider = FixtureTenantProvider()
+    for policy_type in (DEVICE, COMPLIANCE, APP):
+        for obj in listing(provider, policy_type):
+            fetched = provider.fetch_policy(ENV, policy_type, obj.external_id)
+            assert fetched == obj
+            assert fetched.content_hash == obj.content_hash
+
+
+def test_fetch_unknown_id_is_not_found() -> None:
+    provider = FixtureTenantProvider()
+    device_id = listing(provider, DEVICE)[0].external_id
+    for policy_type, external_id in [(DEVICE, "dev-000000000000"), (COMPLIANCE, device_id)]:
+        with pytest.raises(ProviderError) as err:
+            provider.fetch_policy(ENV, policy_type, external_id)
+        assert err.value.kind is ProviderErrorKind.NOT_FOUND
+        assert err.value.status_code == 404
+    # An id from another environment is not found here either.
+    with pytest.raises(ProviderError):
+        provider.fetch_policy(OTHER_ENV, DEVICE, device_id)
+
+
+def test_duplicate_display_names_add_exactly_n_ambiguous_objects() -> None:
+    provider = provider_for(FixtureEnvironment(duplicate_display_names={DEVICE: 2}))
+    objects = listing(provider, DEVICE)
+    plain = listing(FixtureTenantProvider(), DEVICE)
+    assert len(objects) == len(plain) + 2
+    assert objects[: len(plain)] == plain
+    names = Counter(o.display_name for o in objects)
+    assert names[plain[0].display_name] == 3
+    assert all(n == 1 for name, n in names.items() if name != plain[0].display_name)
+    extras = objects[len(plain) :]
+    assert len({o.external_id for o in objects}) == len(objects)
+    assert len({o.content_hash for o in objects}) == len(objects)
+    for obj in extras:
+        assert provider.fetch_policy(ENV, DEVICE, obj.external_id) == obj
+
+
+def test_duplicates_of_a_type_without_objects_are_rejected() -> None:
+    with pytest.raises(ValueError, match="no objects to duplicate"):
+        FixtureConfig(
+            environments={
+                "a.b": FixtureEnvironment(
+                    policy_types={DEVICE: 0}, duplicate_display_names={DEVICE: 1}
+                )
+            }
+        )
+
+
+def test_config_is_copied_and_frozen() -> None:
+    faults = FixtureFaults(throttled_types=[])
+    config = FixtureConfig(environments={ENV.partition_key: FixtureEnvironment(faults=faults)})
+    provider = FixtureTenantProvider(config)
+    faults.throttled_types.append(DEVICE)  # mutating the caller's object must not leak in
+    assert len(listing(provider, DEVICE)) == 6
+    with pytest.raises(ValueError, match="frozen"):
+        provider.config.seed = 9  # type: ignore[misc]
+
+
+# -- crash checkpoint ----------------------------------------------------------------------
+
+CRASH_CHILD = textwrap.dedent(
+    """
+    from opsrecon_dagster.providers.base import EnvironmentRef
+    from opsrecon_dagster.providers.fixture import (
+        FixtureConfig, FixtureEnvironment, FixtureFaults, FixtureTenantProvider,
+    )
+    env = EnvironmentRef("acme", "contoso", "acme.contoso")
+    provider = FixtureTenantProvider(FixtureConfig(environments={
+        env.partition_key: FixtureEnvironment(faults=FixtureFaults(crash_at="x")),
+    }))
+    provider.checkpoint(env, "not-x")
+    provider.checkpoint(EnvironmentRef("acme", "other", "acme.other"), "x")
+    print("passed other checkpoints", flush=True)
+    try:
+        provider.checkpoint(env, "x")
+    finally:
+        print("finally ran", flush=True)
+    print("survived", flush=True)
+    """
+)
+
+
+def test_crash_at_really_kills_the_process() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CRASH_CHILD],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert "passed other checkpoints" in result.stdout
+    assert "survived" not in result.stdout
+    assert "finally ran" not in result.stdout
+
+
+def test_other_checkpoints_are_no_ops() -> None:
+    provider = faulty(crash_at="x")
+    provider.checkpoint(ENV, "y")
+    provider.checkpoint(OTHER_ENV, "x")
+    FixtureTenantProvider().checkpoint(ENV, "x")
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+def test_packaged_default_loads_with_six_environments() -> None:
+    provider = FixtureTenantProvider.default()
+    config = provider.config
+    assert (config.seed, config.page_size) == (7, 5)
+    assert config.default_policy_types == {DEVICE: 6, COMPLIANCE: 4, APP: 3}
+    assert set(config.environments) == {
+        "acme.contoso",
+        "acme.fabrikam",
+        "acme.northwind",
+        "globex.contoso",
+        "globex.initech",
+        "globex.umbrella",
+    }
+    assert provider.environment_config("acme.fabrikam").faults.consent_missing
+    northwind = provider.environment_config("acme.northwind")
+    assert northwind.faults.throttled_types == [APP]
+    assert northwind.faults.failing_items == 1
+    assert northwind.duplicate_display_names == {DEVICE: 1}
+    assert provider.policy_types("globex.contoso") == {DEVICE: 3, COMPLIANCE: 2}
+    assert provider.environment_config("globex.initech").faults.permission_missing_types == [
+        COMPLIANCE
+    ]
+    umbrella = provider.environment_config("globex.umbrella").faults
+    assert (umbrella.crash_at, umbrella.slow_page_seconds) == ("inventory.after_first_type", 0.2)
+    assert provider.environment_config("acme.contoso") == FixtureEnvironment()
+    assert provider.environment_config("nowhere.at-all") == FixtureEnvironment()
+
+
+def test_from_file_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps({"seed": 3, "environments": {"a.b": {"policy_types": {APP: 1}}}}))
+    provider = FixtureTenantProvider.from_file(path)
+    assert provider.config.seed == 3
+    assert len(listing(provider, APP, env=EnvironmentRef("a", "b", "a.b"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"seed": 7,', "not valid JSON (line 1, column 12"),
+        ("[1, 2]", "top level: Input should be a valid dictionary"),
+        ('{"seed": 7, "colour": 1}', "colour: Extra inputs are not permitted"),
+        (
+            '{"environments": {"a.b": {"faults": {"consent_mising": true}}}}',
+            "environments.a.b.faults.consent_mising: Extra inputs are not permitted",
+        ),
+        ('{"page_size": 0}', "page_size: Input should be greater than or equal to 1"),
+        (
+            '{"seed": "x", "page_size": 0}',
+            "seed: Input should be a valid integer, unable to parse string as an integer "
+            "(and 1 more problem(s))",
+        ),
+        (
+            '{"environments": {"a.b": {"faults": {"slow_page_seconds": NaN}}}}',
+            "slow_page_seconds: Input should be a finite number",
+        ),
+    ],
+)
+def test_from_file_errors_are_clean(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(FixtureConfigError) as err:
+        FixtureTenantProvider.from_file(path)
+    message = str(err.value)
+    assert message.startswith(f"fixture file {path}: ")
+    assert expected in message
+    assert "\n" not in message
+    assert "Traceback" not in message
+    assert "pydantic" not in message
+    assert err.value.__cause__ is None
+    assert err.value.__suppress_context__
+
+
+def test_from_file_missing_and_non_utf8(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.json"
+    with pytest.raises(FixtureConfigError, match=r"nope\.json: cannot read the file \(No such"):
+        FixtureTenantProvider.from_file(missing)
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(FixtureConfigError, match="not UTF-8 text"):
+        FixtureTenantProvider.from_file(binary)
+
+
+def test_default_fixture_file_is_package_data() -> None:
+    assert DEFAULT_FIXTURE_FILE.is_file()
+    assert DEFAULT_FIXTURE_FILE.parent.name == "fixtures"
+    assert DEFAULT_FIXTURE_FILE.parent.parent.name == "opsrecon_dagster"
