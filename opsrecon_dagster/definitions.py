@@ -1,16 +1,21 @@
 """The Dagster entry point: ``opsrecon_dagster.definitions:defs``."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
 from opsrecon_dagster.jobs import JOBS
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
+from opsrecon_dagster.sensors.scheduling import (
+    backup_schedules_sensor,
+    environment_partitions_sensor,
+    inventory_sync_schedule,
+)
 
 defs = dg.Definitions(
     assets=ARTIFACT_ASSETS,
     jobs=JOBS,
+    schedules=[inventory_sync_schedule],
+    sensors=[environment_partitions_sensor, backup_schedules_sensor],
     resources={
         "app_db": AppDatabaseResource(),
         "provider": ProviderResource(),

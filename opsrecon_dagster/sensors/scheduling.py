@@ -1,0 +1,105 @@
+"""Sensors and schedules that turn the database into Dagster runs.
+
+- environment partitions follow the ``managed_environments`` table;
+- backups follow the cron of each row in ``backup_schedules`` (run keys prevent duplicates);
+- inventory syncs run on a fixed schedule for every environment.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from opsrecon_dagster.artifacts.scheduling import due_backups
+from opsrecon_dagster.assets.artifacts import RUN_TAG
+from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
+from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.operations.context import RunInputs
+from opsrecon_dagster.operations.enums import Actor
+from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.tenancy import all_partition_keys
+
+PARTITIONS_NAME = ENVIRONMENTS.name or "managed_environments"
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds a partition for each managed environment in the application database.",
+)
+def environment_partitions_sensor(
+    context: dg.SensorEvaluationContext, app_db: AppDatabaseResource
+) -> dg.SensorResult:
+    """Add a partition for every managed environment in the database that has none yet."""
+    app = app_db.app()
+    try:
+        with app.sessions() as session:
+            keys = list(all_partition_keys(session))
+    finally:
+        app.dispose()
+    known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    missing = [k for k in keys if k not in known]
+    if not missing:
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"{len(known)} environments, none new"))
+    return dg.SensorResult(dynamic_partitions_requests=[ENVIRONMENTS.build_add_request(missing)])
+
+
+@dg.sensor(
+    job=backup_execute_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches a backup run for each backup schedule whose cron tick is due.",
+)
+def backup_schedules_sensor(
+    context: dg.SensorEvaluationContext, app_db: AppDatabaseResource
+) -> dg.SensorResult:
+    """Launch one backup run per due schedule tick; the cursor is the last evaluated instant.
+
+    The first evaluation only sets the cursor, so enabling the sensor never backfills.
+    """
+    now = datetime.now(UTC)
+    if context.cursor is None:
+        return dg.SensorResult(cursor=now.isoformat(), skip_reason="cursor initialised")
+    since = max(datetime.fromisoformat(context.cursor), now - timedelta(days=1))
+    app = app_db.app()
+    requests: list[dg.RunRequest] = []
+    try:
+        with app.sessions() as session:
+            due, invalid = due_backups(session, since, now)
+        if invalid:
+            context.log.warning(f"{invalid} backup schedule(s) have an invalid cron; skipped")
+        for item in due:
+            run = app.runs.start(
+                OperationType.BACKUP_SCHEDULE_EXECUTE,
+                workspace_id=item.workspace_id,
+                environment_id=item.environment_id,
+                inputs=RunInputs(
+                    backup_schedule_id=item.schedule_id, scheduled_for=item.tick, trigger="schedule"
+                ),
+                actor=Actor.JOB,
+            ).run
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"backup:{item.schedule_id}:{item.tick.isoformat()}",
+                    partition_key=item.partition_key,
+                    tags={RUN_TAG: str(run.id)},
+                )
+            )
+    finally:
+        app.dispose()
+    return dg.SensorResult(run_requests=requests, cursor=now.isoformat())
+
+
+@dg.schedule(
+    job=inventory_sync_job,
+    cron_schedule="0 */6 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Syncs every environment's inventory every six hours.",
+)
+def inventory_sync_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    """Sync every environment's inventory every six hours (one run per partition)."""
+    tick = context.scheduled_execution_time.isoformat()
+    return [
+        dg.RunRequest(run_key=f"inventory:{key}:{tick}", partition_key=key)
+        for key in context.instance.get_dynamic_partitions(PARTITIONS_NAME)
+    ]

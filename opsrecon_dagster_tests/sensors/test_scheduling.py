@@ -1,0 +1,125 @@
+"""Partition and backup sensors evaluated for real: ``build_sensor_context`` on a real instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from opsrecon_dagster.assets.artifacts import RUN_TAG
+from opsrecon_dagster.db.models import BackupSchedule
+from opsrecon_dagster.operations.context import RunContext
+from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.sensors.scheduling import (
+    PARTITIONS_NAME,
+    backup_schedules_sensor,
+    environment_partitions_sensor,
+    inventory_sync_schedule,
+)
+from opsrecon_dagster.settings import AppContext
+from opsrecon_dagster_tests.conftest import Scope, make_scope
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def resources(app: AppContext) -> dict[str, object]:
+    return {"app_db": AppDatabaseResource(database_url=app.url.render_as_string(False))}
+
+
+def add_schedule(app: AppContext, scope: Scope, cron: str, enabled: bool = True) -> int:
+    with app.sessions.begin() as s:
+        row = BackupSchedule(
+            workspace_id=scope.workspace_id,
+            managed_environment_id=scope.environment_id,
+            name="nightly",
+            cron=cron,
+            policy_types={"policy_types": ["compliancePolicies"]},
+            enabled=enabled,
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def test_environments_become_partitions(app: AppContext, instance: dg.DagsterInstance) -> None:
+    make_scope(app, "acme", "contoso")
+    make_scope(app, "globex", "contoso")
+    ctx = dg.build_sensor_context(instance=instance, resources=resources(app))
+    result = environment_partitions_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    [request] = result.dynamic_partitions_requests or []
+    assert list(request.partition_keys) == ["acme.contoso", "globex.contoso"]
+    instance.add_dynamic_partitions(PARTITIONS_NAME, list(request.partition_keys))
+    again = environment_partitions_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources(app))
+    )
+    assert isinstance(again, dg.SensorResult)
+    assert not again.dynamic_partitions_requests
+
+
+def test_backup_sensor_launches_due_schedules_once(
+    app: AppContext, instance: dg.DagsterInstance
+) -> None:
+    due = make_scope(app, "acme", "contoso")
+    disabled = make_scope(app, "acme", "fabrikam")
+    not_due = make_scope(app, "globex", "contoso")
+    due_id = add_schedule(app, due, "* * * * *")
+    add_schedule(app, disabled, "* * * * *", enabled=False)
+    add_schedule(app, not_due, "0 0 1 1 *")  # once a year
+    add_schedule(app, not_due, "not a cron")
+    cursor = (datetime.now(UTC) - timedelta(minutes=3)).isoformat()
+
+    def tick() -> dg.SensorResult:
+        ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(app))
+        result = backup_schedules_sensor(ctx)
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    first = tick()
+    [request] = first.run_requests or []
+    assert request.partition_key == "acme.contoso"
+    assert request.run_key is not None
+    assert request.run_key.startswith(f"backup:{due_id}:")
+    run = app.runs.get(int(request.tags[RUN_TAG]))
+    assert (run.type, run.status, run.managed_environment_id) == (
+        "backup.schedule.execute",
+        "queued",
+        due.environment_id,
+    )
+    inputs = RunContext.load(run.context).inputs
+    assert (inputs.backup_schedule_id, inputs.trigger) == (due_id, "schedule")
+    assert first.cursor is not None
+    assert first.cursor > cursor
+    # The same window evaluated again: same run key, same operation run (no duplicate row).
+    [repeat] = tick().run_requests or []
+    assert repeat.run_key == request.run_key
+    assert repeat.tags[RUN_TAG] == request.tags[RUN_TAG]
+
+
+def test_backup_sensor_first_tick_only_sets_cursor(
+    app: AppContext, instance: dg.DagsterInstance
+) -> None:
+    add_schedule(app, make_scope(app, "acme", "contoso"), "* * * * *")
+    result = backup_schedules_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources(app))
+    )
+    assert isinstance(result, dg.SensorResult)
+    assert not result.run_requests
+    assert result.cursor is not None
+
+
+def test_inventory_schedule_requests_every_partition(instance: dg.DagsterInstance) -> None:
+    instance.add_dynamic_partitions(PARTITIONS_NAME, ["acme.contoso", "globex.initech"])
+    ctx = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 23, 6, tzinfo=UTC)
+    )
+    requests = inventory_sync_schedule(ctx)
+    assert isinstance(requests, list)
+    assert [r.partition_key for r in requests] == ["acme.contoso", "globex.initech"]
+    assert len({r.run_key for r in requests}) == 2
