@@ -184,6 +184,91 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     click.echo(json.dumps(detail["context"], indent=2))
 
 
+@cli.group()
+def operations() -> None:
+    """Start operations (creates the run row and launches its Dagster job)."""
+
+
+@operations.command("start")
+@click.argument("op_type", metavar="TYPE")
+@click.option(
+    "--environment",
+    "environment",
+    required=True,
+    help="Environment id, partition key (acme.contoso) or workspace/environment.",
+)
+@click.option("--policy-type", "policy_types", multiple=True, help="Inventory sync: types.")
+@click.option("--profile", "profile_id", type=int, default=None, help="Baseline profile id.")
+@click.option("--schedule", "schedule_id", type=int, default=None, help="Backup schedule id.")
+@click.option("--no-launch", is_flag=True, help="Only create the queued run row.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def operations_start(
+    ctx: click.Context,
+    op_type: str,
+    environment: str,
+    policy_types: tuple[str, ...],
+    profile_id: int | None,
+    schedule_id: int | None,
+    no_launch: bool,
+    as_json: bool,
+) -> None:
+    """Start an operation for one environment; an identical active run is returned instead."""
+    from opsrecon_dagster.artifacts.review import current_fingerprint
+    from opsrecon_dagster.operations.context import RunInputs
+    from opsrecon_dagster.tenancy import resolve_environment
+
+    app = _app(ctx)
+    with user_errors(app):
+        parsed = parse_operation_type(op_type)
+        with app.sessions() as session:
+            env = resolve_environment(session, environment)
+            fingerprint = (
+                current_fingerprint(session, env.workspace_id, env.id)
+                if parsed.value == "environment.review.compose"
+                else None
+            )
+            ws_id, env_id = env.workspace_id, env.id
+        inputs = RunInputs(
+            policy_types=list(policy_types),
+            baseline_profile_id=profile_id,
+            backup_schedule_id=schedule_id,
+            fingerprint=fingerprint,
+            trigger="cli",
+        )
+        started = app.runs.start(parsed, workspace_id=ws_id, environment_id=env_id, inputs=inputs)
+    run = started.run
+    launched: dict[str, Any] | None = None
+    if not started.created:
+        note = f"operation run {run.id} is already active for this identity; not launching again"
+    elif no_launch or not app.catalog.get(parsed).supported:
+        note = f"operation run {run.id} queued (not launched)"
+    else:
+        launched = _launch(app, run.id)
+        note = f"operation run {run.id} launched as Dagster run {launched['dagster_run_id']}"
+    with user_errors(app), app.sessions() as session:
+        summary = run_summary(app.runs.get(run.id), partition_keys(session, [run]).get(env_id))
+    if as_json:
+        _emit_json({"created": started.created, "launched": launched, "run": summary})
+        return
+    click.echo(note)
+    click.echo(
+        f"status {summary['status']}, outcome {summary['outcome'] or '-'}"
+        f" ({summary['reason_code'] or '-'})"
+    )
+
+
+def _launch(app: AppContext, run_id: int) -> dict[str, Any]:
+    import dagster as dg
+
+    from opsrecon_dagster.launch import ensure_dagster_home, launch_operation_run
+
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        result = launch_operation_run(app, run_id, instance)
+    return {"dagster_run_id": result.run_id, "success": result.success}
+
+
 @cli.command("demo")
 def demo_command() -> None:
     """Run the end-to-end demo on a fresh embedded SQLite database."""

@@ -90,3 +90,32 @@ def test_unmigrated_database_and_bad_urls(tmp_path: Path) -> None:
     code, _, err = invoke("postgresql://u:hunter2@127.0.0.1:1/db", "runs", "list")
     assert code == 2 and "cannot use the application database" in err
     assert "hunter2" not in err and "Traceback" not in err
+
+
+def test_operations_start_launches_tagged_job(
+    sqlite_app: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    scope = make_scope(sqlite_app, "acme", "contoso")
+    url = sqlite_app.url.render_as_string()
+    code, out, err = invoke(url, "operations", "start", "inventory.sync", "--environment",
+                            scope.partition_key, "--json")  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["created"] is True
+    assert data["launched"]["success"] is True
+    assert data["run"]["status"] == "completed"
+    assert data["run"]["outcome"] == "succeeded"
+    assert data["run"]["dagster_run_id"] == data["launched"]["dagster_run_id"]
+    # The run is recorded in the persistent instance with the operation run tag.
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        dagster_run = instance.get_run_by_id(data["launched"]["dagster_run_id"])
+    assert dagster_run is not None
+    assert dagster_run.tags["opsrecon/operation_run_id"] == str(data["run"]["id"])
+    # Unsupported types are queued, never launched.
+    code, out, _ = invoke(url, "operations", "start", "restore.execute", "--environment",
+                          scope.partition_key, "--json")  # fmt: skip
+    assert json.loads(out)["launched"] is None
+    assert json.loads(out)["run"]["status"] == "queued"
