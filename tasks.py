@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -76,8 +77,12 @@ def task_demo(args: list[str]) -> int:
 
 
 def task_dev(args: list[str]) -> int:
-    env = {**os.environ, "DAGSTER_HOME": str(ROOT / "data" / "dagster_home")}
-    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ.get("DAGSTER_HOME") or ROOT / "data" / "dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home.resolve())}
+    _say(f"Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME={env['DAGSTER_HOME']})")
     return _run(BIN / "dagster", "dev", "-w", "workspace.yaml", *args, env=env)
 
 

@@ -6,6 +6,7 @@ and report what the run's own proof says as typed metadata and an asset-check re
 
 import dagster as dg
 
+from opsrecon_dagster.artifacts.details import DETAIL_FRAMES
 from opsrecon_dagster.artifacts.families import FAMILIES, Family, JobReport, run_job
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.operations.context import RunInputs
@@ -94,12 +95,20 @@ def materialize_family(
         report = run_job(
             app.sessions, app.runs, family, run_id, provider.get_provider(), context.run.run_id
         )
+        metadata = _metadata(report, family)
+        if family.asset_key in DETAIL_FRAMES:
+            label, frame_of = DETAIL_FRAMES[family.asset_key]
+            with app.sessions() as session:
+                frame = frame_of(session, run_id)
+            metadata[label] = dg.MetadataValue.md(
+                frame.to_markdown(index=False) if not frame.empty else "_none_"
+            )
     finally:
         app.dispose()
     context.log.info(
         f"operation run {run_id}: {report.outcome.value} ({report.reason_code}), {report.recorded}"
     )
-    return dg.MaterializeResult(metadata=_metadata(report, family), check_results=[_check(report)])
+    return dg.MaterializeResult(metadata=metadata, check_results=[_check(report)])
 
 
 def _proof_check(asset_key: str, description: str) -> list[dg.AssetCheckSpec]:

@@ -180,6 +180,11 @@ def test_inventory_partial_when_a_type_is_throttled(app, instance, fixture_file)
         "appProtectionPolicies",
         "provider_throttled",
     )
+    table = [
+        [c.strip() for c in line.split("|")[1:-1]] for line in meta["coverage_table"].splitlines()
+    ]
+    assert ["appProtectionPolicies", "failed", "provider_throttled", "0"] in table
+    assert ["compliancePolicies", "succeeded", "-", "3"] in table
 
 
 def test_inventory_blocked_when_consent_missing(app, instance, fixture_file) -> None:
@@ -286,6 +291,7 @@ def test_baseline_partial_with_classified_gaps(app, instance, fixture_file) -> N
     assert kinds == ["ambiguous", "capture_failed", "missing"]
     meta = materialization_metadata(result)
     assert (meta["gaps_missing"], meta["gaps_ambiguous"], meta["gaps_capture_failed"]) == (1, 1, 1)
+    assert "No Such Policy" in meta["gap_table"]
 
 
 def test_baseline_blocked_without_inventory(app, instance, fixture_file) -> None:
