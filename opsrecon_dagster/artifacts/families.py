@@ -105,10 +105,14 @@ def run_job(
     runs: OperationRunService,
     family: Family,
     run_id: int,
-    provider: TenantProvider,
+    provider_factory: Callable[[], TenantProvider],
     dagster_run_id: str | None,
 ) -> JobReport:
-    """The job path: mark running, execute, decide from proof, complete (SPEC §5, §6)."""
+    """The job path: mark running, execute, decide from proof, complete (SPEC §5, §6).
+
+    The provider is built inside the guarded section, so a provider that cannot even be
+    configured still ends the run as ``failed`` rather than leaving it open.
+    """
     runs.mark_running(run_id, dagster_run_id)
     with sessions() as session:
         run = session.get(OperationRun, run_id)
@@ -120,7 +124,7 @@ def run_job(
         runs.heartbeat(run_id, progress)
 
     try:
-        family.execute(sessions, scope, provider, heartbeat)
+        family.execute(sessions, scope, provider_factory(), heartbeat)
     except Exception:
         # An execution error is a truthful ``failed``; its text stays out of the row.
         _complete(runs, family, run_id, RunOutcome.FAILED, "job_execution_error", Evidence())

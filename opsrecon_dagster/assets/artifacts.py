@@ -92,9 +92,18 @@ def materialize_family(
     try:
         run_id = _operation_run_for(context, app, family)
         context.log.info(f"operation run {run_id}: {family.op_type.value} {context.partition_key}")
-        report = run_job(
-            app.sessions, app.runs, family, run_id, provider.get_provider(), context.run.run_id
-        )
+        try:
+            report = run_job(
+                app.sessions, app.runs, family, run_id, provider.get_provider, context.run.run_id
+            )
+        except Exception as exc:
+            # The run row is already completed as failed (job_execution_error). Exception text
+            # may carry SQL or provider detail, so only its type reaches Dagster's event log.
+            failure = dg.Failure(
+                description=f"operation run {run_id}: job_execution_error ({type(exc).__name__})",
+                metadata={"operation_run_id": dg.MetadataValue.int(run_id)},
+            )
+            raise failure from None
         metadata = _metadata(report, family)
         if family.asset_key in DETAIL_FRAMES:
             label, frame_of = DETAIL_FRAMES[family.asset_key]

@@ -371,3 +371,32 @@ def test_review_composed_then_same_fingerprint_adopted(app, instance, fixture_fi
     assert materialization_metadata(second)["artifact_id"] == reviews[0].id
     ctx = RunContext.load(runs[0].context)
     assert ctx.inputs.fingerprint == reviews[0].fingerprint
+
+
+def test_execution_error_fails_run_without_leaking_text(app, instance, tmp_path) -> None:
+    """A provider that cannot be built: the row ends failed and no error text leaks."""
+    scope = make_scope(app, "acme", "full")
+    secret = "sk-live-SECRET-VALUE"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"seed": 1, "environments": {secret: {"nope": 1}}}))
+    instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
+    result = dg.materialize(
+        [ARTIFACT_ASSETS[0]],
+        partition_key=scope.partition_key,
+        instance=instance,
+        raise_on_error=False,
+        resources={
+            "app_db": AppDatabaseResource(database_url=app.url.render_as_string(False)),
+            "provider": ProviderResource(fixture_path=str(bad)),
+        },
+    )
+    assert not result.success
+    run = only_run(app, "inventory.sync")
+    assert (run.status, run.outcome, run.reason_code) == (
+        "completed",
+        "failed",
+        "job_execution_error",
+    )
+    logs = instance.all_logs(result.run_id)
+    assert secret not in json.dumps([str(e.dagster_event) for e in logs])
+    assert secret not in json.dumps(run.context)
