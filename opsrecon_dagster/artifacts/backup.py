@@ -12,7 +12,7 @@ from opsrecon_dagster.artifacts.common import (
     Heartbeat,
     Proof,
     RunScope,
-    count_wrong_scope,
+    own_artifact,
     readiness_blocker,
 )
 from opsrecon_dagster.db.models import BackupItem, BackupSchedule, BackupSet, OperationRun
@@ -130,28 +130,19 @@ def execute_backup(
 
 def backup_proof(session: Session, run: OperationRun, scope: RunScope) -> Proof:
     """Decide from the backup set this run produced in its own scope (SPEC §6)."""
-    sets = session.scalars(
-        select(BackupSet).where(
-            BackupSet.operation_run_id == run.id,
-            BackupSet.workspace_id == scope.workspace_id,
-            BackupSet.managed_environment_id == scope.environment_id,
-            BackupSet.created_at >= run.created_at,
-        )
-    ).all()
-    wrong_scope = count_wrong_scope(session, BackupSet, run)
-    base = {"artifact_kind": "backup_set", "rejected_wrong_scope": wrong_scope}
-    if not sets:
-        blocker = precondition_blocker(session, scope)
-        evidence = scope.base_evidence(**base)
-        if blocker:
-            return Proof(RunOutcome.BLOCKED, blocker, evidence)
-        return Proof(None, "backup_no_set", evidence)
-    if len(sets) > 1:
-        evidence = scope.base_evidence(
-            **base, considered_ids=sorted(s.id for s in sets)[:20], considered_total=len(sets)
-        )
-        return Proof(RunOutcome.FAILED, "proof_ambiguous", evidence)
-    bset = sets[0]
+    found = own_artifact(
+        session,
+        BackupSet,
+        run,
+        scope,
+        kind="backup_set",
+        blocker=precondition_blocker,
+        missing_reason="backup_no_set",
+    )
+    if found.early is not None:
+        return found.early
+    bset: BackupSet = found.row
+    base = found.base
     counts = {
         "items": bset.item_count,
         "items_captured": bset.captured_count,

@@ -13,7 +13,7 @@ from opsrecon_dagster.artifacts.common import (
     Heartbeat,
     Proof,
     RunScope,
-    count_wrong_scope,
+    own_artifact,
     readiness_blocker,
 )
 from opsrecon_dagster.db.models import (
@@ -179,30 +179,19 @@ def capture_baseline(
 
 def baseline_proof(session: Session, run: OperationRun, scope: RunScope) -> Proof:
     """Decide from the snapshot this run produced in its own scope (SPEC §6)."""
-    snapshots = session.scalars(
-        select(BaselineSnapshot).where(
-            BaselineSnapshot.operation_run_id == run.id,
-            BaselineSnapshot.workspace_id == scope.workspace_id,
-            BaselineSnapshot.managed_environment_id == scope.environment_id,
-            BaselineSnapshot.created_at >= run.created_at,
-        )
-    ).all()
-    wrong_scope = count_wrong_scope(session, BaselineSnapshot, run)
-    base = {"artifact_kind": "baseline_snapshot", "rejected_wrong_scope": wrong_scope}
-    if not snapshots:
-        blocker = precondition_blocker(session, scope)
-        evidence = scope.base_evidence(**base)
-        if blocker:
-            return Proof(RunOutcome.BLOCKED, blocker, evidence)
-        return Proof(None, "baseline_no_snapshot", evidence)
-    if len(snapshots) > 1:
-        evidence = scope.base_evidence(
-            **base,
-            considered_ids=sorted(s.id for s in snapshots)[:20],
-            considered_total=len(snapshots),
-        )
-        return Proof(RunOutcome.FAILED, "proof_ambiguous", evidence)
-    snap = snapshots[0]
+    found = own_artifact(
+        session,
+        BaselineSnapshot,
+        run,
+        scope,
+        kind="baseline_snapshot",
+        blocker=precondition_blocker,
+        missing_reason="baseline_no_snapshot",
+    )
+    if found.early is not None:
+        return found.early
+    snap: BaselineSnapshot = found.row
+    base = found.base
     gap_counts = dict(
         session.execute(
             select(BaselineGap.kind, func.count())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -98,3 +99,52 @@ def count_wrong_scope(
         )
     )
     return int(session.scalar(stmt) or 0)
+
+
+@dataclass(frozen=True)
+class OwnArtifact:
+    """The single artifact a run produced in its scope, or the proof that stands instead."""
+
+    row: Any
+    early: Proof | None
+    base: dict[str, Any]
+
+
+def own_artifact(
+    session: Session,
+    model: Any,
+    run: OperationRun,
+    scope: RunScope,
+    *,
+    kind: str,
+    blocker: Callable[[Session, RunScope], str | None],
+    missing_reason: str,
+) -> OwnArtifact:
+    """Find the one artifact of ``model`` this run produced in its own scope, not before it.
+
+    None found: ``blocked`` when a precondition fails now, else no proof yet. Several found:
+    fail closed, whatever they say.
+    """
+    rows = session.scalars(
+        select(model).where(
+            model.operation_run_id == run.id,
+            model.workspace_id == scope.workspace_id,
+            model.managed_environment_id == scope.environment_id,
+            model.created_at >= run.created_at,
+        )
+    ).all()
+    base: dict[str, Any] = {
+        "artifact_kind": kind,
+        "rejected_wrong_scope": count_wrong_scope(session, model, run),
+    }
+    if not rows:
+        reason = blocker(session, scope)
+        evidence = scope.base_evidence(**base)
+        if reason:
+            return OwnArtifact(None, Proof(RunOutcome.BLOCKED, reason, evidence), base)
+        return OwnArtifact(None, Proof(None, missing_reason, evidence), base)
+    if len(rows) > 1:
+        ids, total = Evidence.capped_ids([r.id for r in rows])
+        evidence = scope.base_evidence(**base, considered_ids=ids, considered_total=total)
+        return OwnArtifact(None, Proof(RunOutcome.FAILED, "proof_ambiguous", evidence), base)
+    return OwnArtifact(rows[0], None, base)

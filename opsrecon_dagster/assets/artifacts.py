@@ -88,8 +88,7 @@ def materialize_family(
     provider: ProviderResource,
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Shared body of the four assets."""
-    app = app_db.app()
-    try:
+    with app_db.opened() as app:
         run_id = _operation_run_for(context, app, family)
         context.log.info(f"operation run {run_id}: {family.op_type.value} {context.partition_key}")
         try:
@@ -112,8 +111,6 @@ def materialize_family(
             metadata[label] = dg.MetadataValue.md(
                 frame.to_markdown(index=False) if not frame.empty else "_none_"
             )
-    finally:
-        app.dispose()
     context.log.info(
         f"operation run {run_id}: {report.outcome.value} ({report.reason_code}), {report.recorded}"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import dagster as dg
@@ -31,6 +33,15 @@ class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 stale_thresholds_json=self.stale_thresholds_json or settings.stale_thresholds_json,
             )
         )
+
+    @contextmanager
+    def opened(self) -> Iterator[AppContext]:
+        """``app()`` for the length of a block; the engine is disposed afterwards."""
+        app = self.app()
+        try:
+            yield app
+        finally:
+            app.dispose()
 
 
 class ProviderResource(dg.ConfigurableResource):  # type: ignore[type-arg]

@@ -31,12 +31,8 @@ def environment_partitions_sensor(
     context: dg.SensorEvaluationContext, app_db: AppDatabaseResource
 ) -> dg.SensorResult:
     """Add a partition for every managed environment in the database that has none yet."""
-    app = app_db.app()
-    try:
-        with app.sessions() as session:
-            keys = list(all_partition_keys(session))
-    finally:
-        app.dispose()
+    with app_db.opened() as app, app.sessions() as session:
+        keys = list(all_partition_keys(session))
     known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     missing = [k for k in keys if k not in known]
     if not missing:
@@ -61,9 +57,8 @@ def backup_schedules_sensor(
     if context.cursor is None:
         return dg.SensorResult(cursor=now.isoformat(), skip_reason="cursor initialised")
     since = max(datetime.fromisoformat(context.cursor), now - timedelta(days=1))
-    app = app_db.app()
     requests: list[dg.RunRequest] = []
-    try:
+    with app_db.opened() as app:
         with app.sessions() as session:
             due, invalid = due_backups(session, since, now)
         if invalid:
@@ -85,8 +80,6 @@ def backup_schedules_sensor(
                     tags={RUN_TAG: str(run.id)},
                 )
             )
-    finally:
-        app.dispose()
     return dg.SensorResult(run_requests=requests, cursor=now.isoformat())
 
 
