@@ -1,0 +1,217 @@
+"""Every reason code the product records, with a message in English and German.
+
+Reason codes are stable snake_case identifiers stored on runs and in evidence; messages are
+for people and may be reworded freely.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Language = Literal["en", "de"]
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    # inventory.sync
+    "inventory_all_types_covered": (
+        "Every requested policy type was synced.",
+        "Alle angeforderten Richtlinientypen wurden synchronisiert.",
+    ),
+    "inventory_partial_coverage": (
+        "Some policy types were synced, others failed.",
+        "Einige Richtlinientypen wurden synchronisiert, andere sind fehlgeschlagen.",
+    ),
+    "inventory_access_missing": (
+        "No policy type could be read: consent or permission is missing.",
+        "Kein Richtlinientyp konnte gelesen werden: Zustimmung oder Berechtigung fehlt.",
+    ),
+    "inventory_no_type_covered": (
+        "No policy type was synced.",
+        "Kein Richtlinientyp wurde synchronisiert.",
+    ),
+    "inventory_no_coverage": (
+        "The run recorded no inventory coverage.",
+        "Der Lauf hat keine Inventarabdeckung aufgezeichnet.",
+    ),
+    # baseline.capture
+    "baseline_snapshot_complete": (
+        "The baseline snapshot captured every subject.",
+        "Der Baseline-Snapshot hat alle Elemente erfasst.",
+    ),
+    "baseline_snapshot_with_gaps": (
+        "The baseline snapshot is usable but has gaps.",
+        "Der Baseline-Snapshot ist verwendbar, hat aber Lücken.",
+    ),
+    "baseline_capture_failed": (
+        "The baseline snapshot captured nothing.",
+        "Der Baseline-Snapshot hat nichts erfasst.",
+    ),
+    "baseline_no_snapshot": (
+        "The run produced no baseline snapshot.",
+        "Der Lauf hat keinen Baseline-Snapshot erzeugt.",
+    ),
+    "baseline_no_usable_inventory": (
+        "There is no inventory to capture a baseline from.",
+        "Es gibt kein Inventar, aus dem eine Baseline erfasst werden kann.",
+    ),
+    "baseline_profile_without_subjects": (
+        "The baseline profile is missing or names no subjects.",
+        "Das Baseline-Profil fehlt oder enthält keine Elemente.",
+    ),
+    # backup.schedule.execute
+    "backup_all_items_captured": (
+        "Every backup item was captured.",
+        "Alle Sicherungselemente wurden erfasst.",
+    ),
+    "backup_some_items_failed": (
+        "Some backup items failed.",
+        "Einige Sicherungselemente sind fehlgeschlagen.",
+    ),
+    "backup_no_item_captured": (
+        "No backup item was captured.",
+        "Kein Sicherungselement wurde erfasst.",
+    ),
+    "backup_no_set": (
+        "The run produced no backup set.",
+        "Der Lauf hat keinen Sicherungssatz erzeugt.",
+    ),
+    "backup_schedule_disabled": (
+        "The backup schedule is disabled.",
+        "Der Sicherungszeitplan ist deaktiviert.",
+    ),
+    "backup_schedule_missing": (
+        "The environment has no backup schedule.",
+        "Die Umgebung hat keinen Sicherungszeitplan.",
+    ),
+    # environment.review.compose
+    "review_composed": (
+        "The run composed a ready review.",
+        "Der Lauf hat eine fertige Überprüfung erstellt.",
+    ),
+    "review_reused": (
+        "An existing review with the same fingerprint was reused.",
+        "Eine vorhandene Überprüfung mit demselben Fingerabdruck wurde wiederverwendet.",
+    ),
+    "review_compose_failed": (
+        "Composing the review failed.",
+        "Das Erstellen der Überprüfung ist fehlgeschlagen.",
+    ),
+    "review_not_found": (
+        "No review with the run's fingerprint exists.",
+        "Es gibt keine Überprüfung mit dem Fingerabdruck des Laufs.",
+    ),
+    "review_fingerprint_missing": (
+        "The run does not name a review fingerprint.",
+        "Der Lauf nennt keinen Fingerabdruck für die Überprüfung.",
+    ),
+    # shared proof rules
+    "proof_ambiguous": (
+        "Several candidate artifacts disagree; failing closed.",
+        "Mehrere mögliche Artefakte widersprechen sich; sicherheitshalber fehlgeschlagen.",
+    ),
+    "environment_consent_missing": (
+        "Admin consent for the environment is missing.",
+        "Die Administratorzustimmung für die Umgebung fehlt.",
+    ),
+    "environment_permission_missing": (
+        "A required API permission for the environment is missing.",
+        "Eine erforderliche API-Berechtigung für die Umgebung fehlt.",
+    ),
+    "environment_disabled": (
+        "The environment is disabled.",
+        "Die Umgebung ist deaktiviert.",
+    ),
+    # provider failures (per type or item)
+    "provider_throttled": (
+        "The provider throttled the request.",
+        "Der Anbieter hat die Anfrage gedrosselt.",
+    ),
+    "provider_consent_missing": (
+        "The provider refused the request: consent missing.",
+        "Der Anbieter hat die Anfrage abgelehnt: Zustimmung fehlt.",
+    ),
+    "provider_permission_missing": (
+        "The provider refused the request: permission missing.",
+        "Der Anbieter hat die Anfrage abgelehnt: Berechtigung fehlt.",
+    ),
+    "provider_timeout": (
+        "The provider did not answer in time.",
+        "Der Anbieter hat nicht rechtzeitig geantwortet.",
+    ),
+    "provider_unavailable": ("The provider was unavailable.", "Der Anbieter war nicht erreichbar."),
+    "provider_bad_response": (
+        "The provider sent an unusable response.",
+        "Der Anbieter hat eine unbrauchbare Antwort gesendet.",
+    ),
+    "provider_item_not_found": (
+        "The provider no longer has this item.",
+        "Der Anbieter hat dieses Element nicht mehr.",
+    ),
+    # job path
+    "job_execution_error": (
+        "The job failed with an execution error.",
+        "Der Job ist mit einem Ausführungsfehler fehlgeschlagen.",
+    ),
+    "job_finished_without_proof": (
+        "The job finished but its proof is missing.",
+        "Der Job wurde beendet, aber der Nachweis fehlt.",
+    ),
+    # reconciliation
+    "stale_without_proof": (
+        "The run went stale and produced no proof.",
+        "Der Lauf ist ohne Fortschritt geblieben und hat keinen Nachweis erzeugt.",
+    ),
+    "queued_never_started": (
+        "The run was queued but never started.",
+        "Der Lauf wurde eingereiht, aber nie gestartet.",
+    ),
+    "dagster_run_failed_without_proof": (
+        "The Dagster run failed and left no proof.",
+        "Der Dagster-Lauf ist fehlgeschlagen und hat keinen Nachweis hinterlassen.",
+    ),
+    "dagster_run_canceled_without_proof": (
+        "The Dagster run was canceled and left no proof.",
+        "Der Dagster-Lauf wurde abgebrochen und hat keinen Nachweis hinterlassen.",
+    ),
+    "dagster_success_without_proof": (
+        "The Dagster run succeeded, but the expected proof is missing.",
+        "Der Dagster-Lauf war erfolgreich, aber der erwartete Nachweis fehlt.",
+    ),
+    "unsupported_type_stale": (
+        "The run went stale; this operation type has no proof adapter.",
+        "Der Lauf ist veraltet; für diesen Vorgangstyp gibt es keinen Nachweisadapter.",
+    ),
+    "run_scope_invalid": (
+        "The run's workspace or environment no longer exists.",
+        "Arbeitsbereich oder Umgebung des Laufs existieren nicht mehr.",
+    ),
+    "run_context_invalid": (
+        "The run's stored context could not be read.",
+        "Der gespeicherte Kontext des Laufs konnte nicht gelesen werden.",
+    ),
+}
+
+# Decisions with these reasons carry no proof: they may be corrected once if proof appears.
+NO_PROOF_REASONS = frozenset(
+    {
+        "stale_without_proof",
+        "queued_never_started",
+        "dagster_run_failed_without_proof",
+        "dagster_run_canceled_without_proof",
+        "dagster_success_without_proof",
+        "job_finished_without_proof",
+        "job_execution_error",
+        "inventory_no_coverage",
+        "baseline_no_snapshot",
+        "backup_no_set",
+        "review_not_found",
+    }
+)
+CORRECTABLE_REASONS = frozenset({"stale_without_proof", "dagster_run_failed_without_proof"})
+
+
+def message(code: str, language: Language = "en") -> str:
+    """The human message for a reason code; unknown codes fall back to the code itself."""
+    pair = MESSAGES.get(code)
+    if pair is None:
+        return code
+    return pair[0] if language == "en" else pair[1]

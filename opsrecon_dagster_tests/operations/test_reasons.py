@@ -1,0 +1,61 @@
+"""Every reason code the code can record has an English and a German message."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import opsrecon_dagster
+from opsrecon_dagster.artifacts.common import READINESS_REASONS
+from opsrecon_dagster.operations.reasons import MESSAGES, NO_PROOF_REASONS, message
+from opsrecon_dagster.providers.base import ProviderErrorKind
+
+PACKAGE = Path(opsrecon_dagster.__file__).parent
+
+
+def recorded_reason_literals() -> set[str]:
+    """String literals passed as a reason: Proof(outcome, "code", ...), reason/blocker values,
+    and the ``reason`` argument of job completions, found by walking the source."""
+    found: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name == "Proof" and len(node.args) >= 2:
+                    arg = node.args[1]
+                    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                        found.add(arg.value)
+                for kw in node.keywords:
+                    if kw.arg in {"reason_code", "missing_reason"} and isinstance(
+                        kw.value, ast.Constant
+                    ):
+                        found.add(str(kw.value.value))
+            if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant):
+                value = node.value.value
+                if isinstance(value, str) and "_" in value and value.islower():
+                    found.add(value)
+    return found
+
+
+def test_every_recorded_reason_has_both_messages() -> None:
+    codes = (
+        recorded_reason_literals()
+        | {k.value for k in ProviderErrorKind}
+        | set(READINESS_REASONS.values())
+        | NO_PROOF_REASONS
+    )
+    assert len(codes) > 30
+    missing = sorted(c for c in codes if c not in MESSAGES)
+    assert missing == []
+    for code in codes:
+        en, de = MESSAGES[code]
+        assert en.endswith(".")
+        assert de.endswith(".")
+        assert en != de
+
+
+def test_message_language_and_fallback() -> None:
+    assert message("backup_schedule_disabled") == "The backup schedule is disabled."
+    assert message("backup_schedule_disabled", "de") == "Der Sicherungszeitplan ist deaktiviert."
+    assert message("no_such_code") == "no_such_code"
