@@ -30,7 +30,8 @@ from opsrecon_dagster.operations.context import (
     RunContext,
     RunInputs,
 )
-from opsrecon_dagster.operations.enums import Actor, RunStatus
+from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
+from opsrecon_dagster.operations.reasons import CORRECTABLE_REASONS, NO_PROOF_REASONS
 
 ACTIVE = tuple(s.value for s in RunStatus.active())
 
@@ -56,6 +57,7 @@ class TransitionStatus(StrEnum):
     UNCHANGED = "unchanged"  # the same decision was already recorded: nothing written
     ALREADY_FINAL = "already_final"  # another writer finalized first; this one lost
     NOT_ACTIVE = "not_active"  # e.g. heartbeat or mark_running on a completed run
+    CORRECTED = "corrected"  # a no-proof reconciler decision replaced once by late proof
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class TransitionResult:
 
     @property
     def applied(self) -> bool:
-        return self.status is TransitionStatus.APPLIED
+        return self.status in (TransitionStatus.APPLIED, TransitionStatus.CORRECTED)
 
 
 def input_hash(inputs: RunInputs) -> str:
@@ -256,18 +258,84 @@ class OperationRunService:
     ) -> TransitionResult:
         if ctx.decision is not None and ctx.decision.same_decision(decision):
             return TransitionResult(TransitionStatus.UNCHANGED, run)
-        if decision.decided_by is Actor.JOB:
-            # Keep the late report (bounded history) without touching the decision.
-            late = LateCompletion(
-                reported_outcome=decision.outcome,
-                reason_code=decision.reason_code,
-                reported_at=decision.decided_at,
-                applied=False,
-            )
-            history = [*ctx.late_completions, late][-MAX_HISTORY:]
+        if decision.decided_by is not Actor.JOB:
+            return TransitionResult(TransitionStatus.ALREADY_FINAL, run)
+        # A job reporting after finalization: corrects a no-proof reconciler decision once
+        # when it brings proof; otherwise the report is only kept (a proven outcome stands).
+        correct = self._correctable(ctx) and decision.reason_code not in NO_PROOF_REASONS
+        late = LateCompletion(
+            reported_outcome=decision.outcome,
+            reason_code=decision.reason_code,
+            reported_at=decision.decided_at,
+            applied=correct,
+        )
+        history = [*ctx.late_completions, late][-MAX_HISTORY:]
+        if not correct:
             run.context = ctx.model_copy(update={"late_completions": history}).dump()
             session.flush()
-        return TransitionResult(TransitionStatus.ALREADY_FINAL, run)
+            return TransitionResult(TransitionStatus.ALREADY_FINAL, run)
+        previous = ctx.decision
+        assert previous is not None
+        corrected = decision.model_copy(
+            update={"decided_by": Actor.LATE_CORRECTION, "attempt": previous.attempt + 1}
+        )
+        new_ctx = ctx.model_copy(
+            update={
+                "decision": corrected,
+                "previous_decisions": [*ctx.previous_decisions, previous][-MAX_HISTORY:],
+                "late_completions": history,
+            }
+        )
+        # Compare-and-set on the decision being corrected, so two late reports correct once.
+        stmt = (
+            update(OperationRun)
+            .where(
+                OperationRun.id == run.id,
+                OperationRun.status == RunStatus.COMPLETED.value,
+                OperationRun.outcome == previous.outcome.value,
+                OperationRun.reason_code == previous.reason_code,
+            )
+            .values(
+                outcome=corrected.outcome.value,
+                reason_code=corrected.reason_code,
+                context=new_ctx.dump(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+            return TransitionResult(TransitionStatus.ALREADY_FINAL, self._reload(session, run))
+        for name, value in (
+            ("outcome", corrected.outcome.value),
+            ("reason_code", corrected.reason_code),
+            ("context", new_ctx.dump()),
+        ):
+            set_committed_value(run, name, value)
+        self._audit(
+            session,
+            run,
+            "run.corrected",
+            Actor.LATE_CORRECTION,
+            from_status=RunStatus.COMPLETED.value,
+            details=AuditDetails(
+                adapter=corrected.adapter,
+                previous_outcome=previous.outcome,
+                previous_reason_code=previous.reason_code,
+                evidence=corrected.evidence,
+            ),
+        )
+        return TransitionResult(TransitionStatus.CORRECTED, run)
+
+    @staticmethod
+    def _correctable(ctx: RunContext) -> bool:
+        """Only a reconciler's no-proof ``failed`` can be corrected, and only once."""
+        d = ctx.decision
+        return (
+            d is not None
+            and d.decided_by is Actor.RECONCILER
+            and d.outcome is RunOutcome.FAILED
+            and d.reason_code in CORRECTABLE_REASONS
+            and not ctx.previous_decisions
+        )
 
     # ----------------------------------------------------------------- reads
     def get(self, run_id: int) -> OperationRun:

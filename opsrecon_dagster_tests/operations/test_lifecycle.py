@@ -227,3 +227,84 @@ def test_status_values_are_the_documented_ones() -> None:
         "blocked",
         "failed",
     ]
+
+
+def _stale_failed(app: AppContext, scope: Scope) -> int:
+    run = app.runs.start(
+        INV, workspace_id=scope.workspace_id, environment_id=scope.environment_id
+    ).run
+    app.runs.mark_running(run.id, "0f3c2b1a-aaaa-bbbb-cccc-000000000003")
+    stale = decision(RunOutcome.FAILED, "stale_without_proof", Actor.RECONCILER)
+    assert app.runs.reconcile(run.id, stale).applied
+    return run.id
+
+
+def test_late_completion_with_proof_corrects_once(app: AppContext, scope: Scope) -> None:
+    run_id = _stale_failed(app, scope)
+    late = decision(
+        RunOutcome.PARTIALLY_SUCCEEDED, "inventory_partial_coverage", considered_total=2
+    )
+    result = app.runs.complete(run_id, late)
+    assert result.status is TransitionStatus.CORRECTED
+    stored = app.runs.get(run_id)
+    assert (stored.outcome, stored.reason_code) == (
+        "partially_succeeded",
+        "inventory_partial_coverage",
+    )
+    ctx = RunContext.load(stored.context)
+    assert ctx.decision is not None
+    assert ctx.decision.decided_by is Actor.LATE_CORRECTION
+    assert [d.reason_code for d in ctx.previous_decisions] == ["stale_without_proof"]
+    assert [lc.applied for lc in ctx.late_completions] == [True]
+    trail = audit_rows(app, run_id)
+    assert [a.action for a in trail] == [
+        "run.queued",
+        "run.running",
+        "run.reconciled",
+        "run.corrected",
+    ]
+    assert trail[-1].details["previous_reason_code"] == "stale_without_proof"
+    # Once only: a second late report (even with proof) is recorded, not applied.
+    again = app.runs.complete(run_id, decision(RunOutcome.SUCCEEDED, "inventory_all_types_covered"))
+    assert again.status is TransitionStatus.ALREADY_FINAL
+    assert app.runs.get(run_id).outcome == "partially_succeeded"
+    assert len(audit_rows(app, run_id)) == 4
+
+
+def test_late_completion_without_proof_stays_failed(app: AppContext, scope: Scope) -> None:
+    run_id = _stale_failed(app, scope)
+    result = app.runs.complete(run_id, decision(RunOutcome.FAILED, "job_finished_without_proof"))
+    assert result.status is TransitionStatus.ALREADY_FINAL
+    stored = app.runs.get(run_id)
+    assert (stored.outcome, stored.reason_code) == ("failed", "stale_without_proof")
+    ctx = RunContext.load(stored.context)
+    assert [(lc.reason_code, lc.applied) for lc in ctx.late_completions] == [
+        ("job_finished_without_proof", False)
+    ]
+    assert [a.action for a in audit_rows(app, run_id)][-1] == "run.reconciled"
+
+
+def test_proven_outcome_is_never_downgraded(app: AppContext, scope: Scope) -> None:
+    run = app.runs.start(
+        INV, workspace_id=scope.workspace_id, environment_id=scope.environment_id
+    ).run
+    proven = decision(RunOutcome.SUCCEEDED, "inventory_all_types_covered", Actor.RECONCILER)
+    app.runs.reconcile(run.id, proven)
+    late = app.runs.complete(run.id, decision(RunOutcome.FAILED, "inventory_no_type_covered"))
+    assert late.status is TransitionStatus.ALREADY_FINAL
+    assert app.runs.get(run.id).outcome == "succeeded"
+
+
+def test_concurrent_late_reports_correct_exactly_once(app: AppContext, scope: Scope) -> None:
+    run_id = _stale_failed(app, scope)
+    outcomes = [RunOutcome.SUCCEEDED, RunOutcome.PARTIALLY_SUCCEEDED, RunOutcome.BLOCKED]
+    reasons = [
+        "inventory_all_types_covered",
+        "inventory_partial_coverage",
+        "inventory_access_missing",
+    ]
+    results = run_concurrently(
+        3, lambda i: app.runs.complete(run_id, decision(outcomes[i], reasons[i]))
+    )
+    assert sum(r.status is TransitionStatus.CORRECTED for r in results) == 1
+    assert [a.action for a in audit_rows(app, run_id)].count("run.corrected") == 1
