@@ -5,6 +5,7 @@ import dagster as dg
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
 from opsrecon_dagster.jobs import JOBS
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
+from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
 from opsrecon_dagster.sensors.scheduling import (
     backup_schedules_sensor,
     environment_partitions_sensor,
@@ -15,7 +16,12 @@ defs = dg.Definitions(
     assets=ARTIFACT_ASSETS,
     jobs=JOBS,
     schedules=[inventory_sync_schedule],
-    sensors=[environment_partitions_sensor, backup_schedules_sensor],
+    sensors=[
+        environment_partitions_sensor,
+        backup_schedules_sensor,
+        reconciliation_sensor,
+        *RUN_END_SENSORS,
+    ],
     resources={
         "app_db": AppDatabaseResource(),
         "provider": ProviderResource(),

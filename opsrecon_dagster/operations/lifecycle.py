@@ -218,39 +218,46 @@ class OperationRunService:
         """The reconciler's terminal write. Idempotent: the same decision twice writes nothing."""
         return self._finalize(run_id, decision, action="run.reconciled")
 
+    def reconcile_in(self, session: Session, run_id: int, decision: Decision) -> TransitionResult:
+        """``reconcile`` inside the caller's transaction (which already holds the row lock)."""
+        return self._finalize_in(session, run_id, decision, action="run.reconciled")
+
     def _finalize(self, run_id: int, decision: Decision, *, action: str) -> TransitionResult:
         with self._sessions.begin() as session:
-            run = self._locked(session, run_id)
-            ctx = RunContext.load(run.context)
-            if run.status not in ACTIVE:
-                return self._already_final(session, run, ctx, decision)
-            attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
-            decision = decision.model_copy(update={"attempt": max(attempts, 1)})
-            new_ctx = ctx.model_copy(
-                update={"decision": decision, "reconciliation_attempts": attempts}
-            )
-            from_status = run.status
-            changed = self._cas(
-                session,
-                run,
-                from_statuses=ACTIVE,
-                status=RunStatus.COMPLETED.value,
-                outcome=decision.outcome.value,
-                reason_code=decision.reason_code,
-                context=new_ctx.dump(),
-                completed_at=decision.decided_at,
-            )
-            if not changed:
-                run = self._reload(session, run)
-                return self._already_final(session, run, RunContext.load(run.context), decision)
-            self._audit(
-                session,
-                run,
-                action,
-                decision.decided_by,
-                from_status=from_status,
-                details=AuditDetails(adapter=decision.adapter, evidence=decision.evidence),
-            )
+            return self._finalize_in(session, run_id, decision, action=action)
+
+    def _finalize_in(
+        self, session: Session, run_id: int, decision: Decision, *, action: str
+    ) -> TransitionResult:
+        run = self._locked(session, run_id)
+        ctx = RunContext.load(run.context)
+        if run.status not in ACTIVE:
+            return self._already_final(session, run, ctx, decision)
+        attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
+        decision = decision.model_copy(update={"attempt": max(attempts, 1)})
+        new_ctx = ctx.model_copy(update={"decision": decision, "reconciliation_attempts": attempts})
+        from_status = run.status
+        changed = self._cas(
+            session,
+            run,
+            from_statuses=ACTIVE,
+            status=RunStatus.COMPLETED.value,
+            outcome=decision.outcome.value,
+            reason_code=decision.reason_code,
+            context=new_ctx.dump(),
+            completed_at=decision.decided_at,
+        )
+        if not changed:
+            run = self._reload(session, run)
+            return self._already_final(session, run, RunContext.load(run.context), decision)
+        self._audit(
+            session,
+            run,
+            action,
+            decision.decided_by,
+            from_status=from_status,
+            details=AuditDetails(adapter=decision.adapter, evidence=decision.evidence),
+        )
         return TransitionResult(TransitionStatus.APPLIED, run)
 
     def _already_final(

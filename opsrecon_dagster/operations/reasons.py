@@ -184,6 +184,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The run's workspace or environment no longer exists.",
         "Arbeitsbereich oder Umgebung des Laufs existieren nicht mehr.",
     ),
+    "run_alive": (
+        "No decision yet: the run is alive and not stale.",
+        "Noch keine Entscheidung: Der Lauf ist aktiv und nicht veraltet.",
+    ),
     "run_context_invalid": (
         "The run's stored context could not be read.",
         "Der gespeicherte Kontext des Laufs konnte nicht gelesen werden.",

@@ -1,0 +1,125 @@
+"""The reconciliation sensors: a stale scan every minute, and an immediate look at tagged
+Dagster runs that ended while their operation run was still open."""
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from opsrecon_dagster.assets.artifacts import RUN_TAG
+from opsrecon_dagster.operations.lifecycle import TransitionStatus
+from opsrecon_dagster.operations.reasons import message
+from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
+from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
+
+# The daemon writes each returned asset event separately (about 20-30 ms each on PostgreSQL),
+# so 200 decisions stay far inside the 60 s sensor limit together with the batch's queries.
+BATCH_SIZE = 200
+
+
+def observation(result: ReconcileResult) -> dg.AssetObservation | None:
+    """The decision as an observation on the run's asset partition (supported types only)."""
+    verdict = result.verdict
+    if result.asset_key is None or result.partition_key is None or verdict.outcome is None:
+        return None
+    return dg.AssetObservation(
+        asset_key=result.asset_key,
+        partition=result.partition_key,
+        description=message(verdict.reason_code),
+        metadata={
+            "operation_run_id": dg.MetadataValue.int(result.run_id),
+            "outcome": dg.MetadataValue.text(verdict.outcome.value),
+            "reason_code": dg.MetadataValue.text(verdict.reason_code),
+            "adapter": dg.MetadataValue.text(verdict.adapter),
+            "decided_by": dg.MetadataValue.text("reconciler"),
+        },
+    )
+
+
+def reconcile_batch(
+    instance: dg.DagsterInstance,
+    app_db: AppDatabaseResource,
+    *,
+    run_ids: Sequence[int] | None = None,
+    limit: int = BATCH_SIZE,
+) -> tuple[list[ReconcileResult], list[dg.AssetObservation]]:
+    """Run one reconciliation batch and build observations for the decisions written."""
+    with app_db.opened() as app:
+        reconciler = Reconciler(app.sessions, app.runs, InstanceDagsterView(instance))
+        results = reconciler.reconcile(limit=limit, run_ids=run_ids)
+    events = [
+        obs
+        for r in results
+        if r.status in (TransitionStatus.APPLIED,) and (obs := observation(r)) is not None
+    ]
+    return results, events
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Finalizes stale operation runs from the proof their artifacts give.",
+)
+def reconciliation_sensor(
+    context: dg.SensorEvaluationContext, app_db: AppDatabaseResource
+) -> dg.SensorResult:
+    """Each tick decides a bounded batch of stale open runs, oldest progress first.
+
+    The backlog lives in the database (open runs by last progress), so a large backlog
+    drains over ticks; the cursor records the last tick's figures for the UI.
+    """
+    results, events = reconcile_batch(context.instance, app_db)
+    decided = sum(r.status is TransitionStatus.APPLIED for r in results)
+    waiting = sum(r.verdict.outcome is None for r in results)
+    cursor = json.dumps(
+        {"tick": datetime.now(UTC).isoformat(), "considered": len(results), "decided": decided}
+    )
+    if not results:
+        return dg.SensorResult(cursor=cursor, skip_reason="no stale operation runs")
+    context.log.info(f"considered {len(results)}, decided {decided}, no decision yet {waiting}")
+    return dg.SensorResult(asset_events=events, cursor=cursor)
+
+
+def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition:
+    name = f"reconcile_on_run_{status.value.lower()}"
+
+    @dg.run_status_sensor(
+        run_status=status,
+        name=name,
+        monitor_all_code_locations=False,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Reconciles a tagged operation run at once when its Dagster run ends "
+        f"with {status.value}.",
+    )
+    def _sensor(context: dg.RunStatusSensorContext, app_db: AppDatabaseResource) -> None:
+        tag = context.dagster_run.tags.get(RUN_TAG)
+        if tag is None or not tag.isdigit():
+            return
+        # Never raise: a raised error would advance the cursor past this run anyway; the
+        # stale scan remains the safety net for anything this misses.
+        try:
+            results, events = reconcile_batch(context.instance, app_db, run_ids=[int(tag)])
+        except Exception as exc:
+            context.log.warning(f"operation run {tag}: not reconciled ({type(exc).__name__})")
+            return
+        for event in events:
+            context.instance.report_runless_asset_event(event)
+        for r in results:
+            context.log.info(
+                f"operation run {r.run_id}: {r.verdict.outcome or 'no decision'} "
+                f"({r.verdict.reason_code})"
+            )
+
+    return _sensor
+
+
+RUN_END_SENSORS = [
+    _run_end_sensor(s)
+    for s in (
+        dg.DagsterRunStatus.FAILURE,
+        dg.DagsterRunStatus.CANCELED,
+        dg.DagsterRunStatus.SUCCESS,
+    )
+]
