@@ -152,6 +152,48 @@ def runs_list(
         )
 
 
+@runs.command("explain")
+@click.argument("run_id", type=int)
+@click.option("--lang", type=click.Choice(["en", "de"]), default="en", show_default=True)
+@click.pass_context
+def runs_explain(ctx: click.Context, run_id: int, lang: str) -> None:
+    """Why a run has its outcome: decision first, then evidence, then history and raw context."""
+    from opsrecon_dagster.operations.reasons import Language, message
+
+    language: Language = "de" if lang == "de" else "en"
+    app = _app(ctx)
+    with user_errors(app), app.sessions() as session:
+        detail = run_detail(session, app.runs.get(run_id))
+    d = detail["decision"]
+    click.echo(f"Run {detail['id']} ({detail['type']}) in {detail['partition_key'] or '-'}")
+    if d is None:
+        click.echo(f"Decision: none yet (status {detail['status']})")
+    else:
+        click.echo(
+            f"Decision: {d['outcome']}: {message(d['reason_code'], language)}  [{d['reason_code']}]"
+        )
+        click.echo(
+            f"  decided by {d['decided_by']} via {d['adapter']} at {d['decided_at']}"
+            f" (attempt {d.get('attempt', 1)})"
+        )
+        click.echo("Evidence:")
+        for key, value in d.get("evidence", {}).items():
+            click.echo(f"  {key}: {value}")
+    ctx_raw = detail["context"]
+    for prev in ctx_raw.get("previous_decisions", []):
+        click.echo(
+            f"Earlier decision: {prev['outcome']} [{prev['reason_code']}] by {prev['decided_by']}"
+        )
+    for late in ctx_raw.get("late_completions", []):
+        state = "applied" if late["applied"] else "recorded only"
+        click.echo(f"Late job report: {late['reported_outcome']} [{late['reason_code']}] ({state})")
+    click.echo("Audit trail:")
+    for a in detail["audit"]:
+        click.echo(f"  {a['created_at']}  {a['action']:<15} -> {a['to_status']:<9} by {a['actor']}")
+    click.echo("Raw context:")
+    click.echo(json.dumps(ctx_raw, indent=2))
+
+
 @runs.command("show")
 @click.argument("run_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -267,6 +309,72 @@ def _launch(app: AppContext, run_id: int) -> dict[str, Any]:
     with dg.DagsterInstance.get() as instance:
         result = launch_operation_run(app, run_id, instance)
     return {"dagster_run_id": result.run_id, "success": result.success}
+
+
+@cli.command("reconcile")
+@click.option("--type", "op_type", default=None, help="Only this operation type.")
+@click.option("--workspace", default=None, help="Only this workspace (id or slug).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Decide and print, write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def reconcile_command(
+    ctx: click.Context,
+    op_type: str | None,
+    workspace: str | None,
+    limit: int,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Finalize stale runs from proof: the same code path as the reconciliation sensor."""
+    import dagster as dg
+
+    from opsrecon_dagster.launch import ensure_dagster_home
+    from opsrecon_dagster.operations.reasons import message
+    from opsrecon_dagster.resources import AppDatabaseResource
+    from opsrecon_dagster.sensors.reconciliation import reconcile_batch
+
+    app = _app(ctx)
+    with user_errors(app):
+        type_name = parse_operation_type(op_type).value if op_type else None
+        with app.sessions() as session:
+            ws_id = resolve_workspace(session, workspace).id if workspace else None
+        ensure_dagster_home()
+        with dg.DagsterInstance.get() as instance:
+            results, events = reconcile_batch(
+                instance,
+                AppDatabaseResource(database_url=app.url.render_as_string(False)),
+                limit=limit,
+                op_type=type_name,
+                workspace_id=ws_id,
+                dry_run=dry_run,
+            )
+            for event in events:
+                instance.report_runless_asset_event(event)
+    rows = [
+        {
+            "id": r.run_id,
+            "type": r.op_type,
+            "partition_key": r.partition_key,
+            "outcome": r.verdict.outcome.value if r.verdict.outcome else None,
+            "reason_code": r.verdict.reason_code,
+            "adapter": r.verdict.adapter,
+            "written": r.status.value if r.status else None,
+        }
+        for r in results
+    ]
+    if as_json:
+        _emit_json({"dry_run": dry_run, "runs": rows})
+        return
+    if not rows:
+        click.echo("no stale operation runs")
+        return
+    for row in rows:
+        verb = "would decide" if dry_run else (row["written"] or "no decision")
+        click.echo(
+            f"{row['id']:>5}  {row['type']:<27} {row['partition_key'] or '-':<20} "
+            f"{row['outcome'] or '-':<20} {verb:<13} {message(str(row['reason_code']))}"
+        )
 
 
 @cli.command("demo")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from opsrecon_dagster.operations.enums import Actor, RunOutcome
 
@@ -130,6 +130,15 @@ class RunContext(_Strict):
     def load(cls, raw: dict[str, Any] | None) -> RunContext:
         """Parse a stored context; ``None`` or ``{}`` is an empty context."""
         return cls.model_validate(raw or {})
+
+    @classmethod
+    def load_or_empty(cls, raw: dict[str, Any] | None) -> RunContext:
+        """Parse a stored context; a malformed one (written outside the product) reads as empty,
+        so the run can still be finalized with ``run_context_invalid``."""
+        try:
+            return cls.load(raw)
+        except ValidationError:
+            return cls()
 
     def dump(self) -> dict[str, Any]:
         """The JSON-ready form stored in the database."""

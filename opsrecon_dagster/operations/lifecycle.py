@@ -230,7 +230,7 @@ class OperationRunService:
         self, session: Session, run_id: int, decision: Decision, *, action: str
     ) -> TransitionResult:
         run = self._locked(session, run_id)
-        ctx = RunContext.load(run.context)
+        ctx = RunContext.load_or_empty(run.context)
         if run.status not in ACTIVE:
             return self._already_final(session, run, ctx, decision)
         attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
@@ -249,7 +249,9 @@ class OperationRunService:
         )
         if not changed:
             run = self._reload(session, run)
-            return self._already_final(session, run, RunContext.load(run.context), decision)
+            return self._already_final(
+                session, run, RunContext.load_or_empty(run.context), decision
+            )
         self._audit(
             session,
             run,

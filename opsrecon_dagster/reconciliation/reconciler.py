@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.artifacts.common import Proof, load_scope
@@ -150,11 +150,27 @@ class Reconciler:
         if run_ids is not None:
             stmt = stmt.where(OperationRun.id.in_(list(run_ids)))
         else:
-            # The open-progress partial index serves this; per-type thresholds refine below.
-            shortest = min(
-                min(e.queued_stale_after, e.running_stale_after) for e in self.catalog.entries()
+            # Stale by each type's own thresholds, so runs that are not yet stale never take
+            # batch slots; the open-progress partial index serves the range conditions.
+            entries = self.catalog.entries()
+            stale = [
+                and_(
+                    OperationRun.type == e.type.value,
+                    OperationRun.status == status,
+                    OperationRun.last_progress_at < now - after,
+                )
+                for e in entries
+                for status, after in (
+                    (RunStatus.QUEUED.value, e.queued_stale_after),
+                    (RunStatus.RUNNING.value, e.running_stale_after),
+                )
+            ]
+            shortest = min(min(e.queued_stale_after, e.running_stale_after) for e in entries)
+            unknown = and_(
+                OperationRun.type.not_in([e.type.value for e in entries]),
+                OperationRun.last_progress_at < now - shortest,
             )
-            stmt = stmt.where(OperationRun.last_progress_at < now - shortest)
+            stmt = stmt.where(or_(*stale, unknown))
         if op_type:
             stmt = stmt.where(OperationRun.type == op_type)
         if workspace_id is not None:

@@ -44,11 +44,23 @@ def reconcile_batch(
     *,
     run_ids: Sequence[int] | None = None,
     limit: int = BATCH_SIZE,
+    op_type: str | None = None,
+    workspace_id: int | None = None,
+    dry_run: bool = False,
 ) -> tuple[list[ReconcileResult], list[dg.AssetObservation]]:
-    """Run one reconciliation batch and build observations for the decisions written."""
+    """Run one reconciliation batch and build observations for the decisions written.
+
+    The sensors and ``opsrecon reconcile`` all come through here.
+    """
     with app_db.opened() as app:
         reconciler = Reconciler(app.sessions, app.runs, InstanceDagsterView(instance))
-        results = reconciler.reconcile(limit=limit, run_ids=run_ids)
+        results = reconciler.reconcile(
+            limit=limit,
+            run_ids=run_ids,
+            op_type=op_type,
+            workspace_id=workspace_id,
+            dry_run=dry_run,
+        )
     events = [
         obs
         for r in results
@@ -70,7 +82,7 @@ def reconciliation_sensor(
     The backlog lives in the database (open runs by last progress), so a large backlog
     drains over ticks; the cursor records the last tick's figures for the UI.
     """
-    results, events = reconcile_batch(context.instance, app_db)
+    results, events = reconcile_batch(context.instance, app_db, limit=BATCH_SIZE)
     decided = sum(r.status is TransitionStatus.APPLIED for r in results)
     waiting = sum(r.verdict.outcome is None for r in results)
     cursor = json.dumps(

@@ -1,0 +1,135 @@
+"""The reconciliation sensors evaluated through ``build_sensor_context`` on a real instance."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from sqlalchemy import update
+
+from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
+from opsrecon_dagster_tests.reconciliation.conftest import World, failing_job, ok_job
+
+INV = OperationType.INVENTORY_SYNC
+
+
+def resources(world: World) -> dict[str, object]:
+    return {"app_db": AppDatabaseResource(database_url=world.app.url.render_as_string(False))}
+
+
+def age(world: World, run_ids: list[int], hours: int = 3) -> None:
+    """Move the runs' last progress into the past (their worker stopped reporting)."""
+    with world.app.engine.begin() as conn:
+        conn.execute(
+            update(OperationRun)
+            .where(OperationRun.id.in_(run_ids))
+            .values(last_progress_at=datetime.now(UTC) - timedelta(hours=hours))
+        )
+
+
+def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatch) -> None:
+    import opsrecon_dagster.sensors.reconciliation as module
+
+    monkeypatch.setattr(module, "BATCH_SIZE", 3)
+    scope = world.scope("full")
+    run_ids = []
+    for hour in range(5):
+        run_id = world.start(INV, scope, scheduled_for=datetime(2026, 1, 1, hour, tzinfo=UTC))
+        world.running(run_id)
+        world.work_then_die("inventory_items", run_id)
+        run_ids.append(run_id)
+    age(world, run_ids)
+    ctx = dg.build_sensor_context(instance=world.instance, cursor=None, resources=resources(world))
+    first = reconciliation_sensor(ctx)
+    assert isinstance(first, dg.SensorResult)
+    assert len(first.asset_events) == 3
+    obs = first.asset_events[0]
+    assert isinstance(obs, dg.AssetObservation)
+    assert obs.asset_key == dg.AssetKey("inventory_items")
+    assert obs.partition == scope.partition_key
+    assert obs.metadata["outcome"].value == "succeeded"
+    assert obs.metadata["reason_code"].value == "inventory_all_types_covered"
+    assert json.loads(first.cursor or "")["decided"] == 3
+    second = reconciliation_sensor(
+        dg.build_sensor_context(
+            instance=world.instance, cursor=first.cursor, resources=resources(world)
+        )
+    )
+    assert isinstance(second, dg.SensorResult)
+    assert len(second.asset_events) == 2
+    assert {world.decided(r)[0] for r in run_ids} == {"succeeded"}
+    third = reconciliation_sensor(
+        dg.build_sensor_context(
+            instance=world.instance, cursor=second.cursor, resources=resources(world)
+        )
+    )
+    assert isinstance(third, dg.SensorResult)
+    assert third.asset_events == []
+
+
+def test_bad_rows_do_not_fail_the_tick(world: World) -> None:
+    scope = world.scope("full")
+    broken = world.start(INV, scope)
+    unknown = world.start(INV, scope, policy_types=["x"])
+    with world.app.engine.begin() as conn:  # damage done by something outside the product
+        conn.execute(
+            update(OperationRun).where(OperationRun.id == broken).values(context={"bogus": 1})
+        )
+        conn.execute(
+            update(OperationRun).where(OperationRun.id == unknown).values(type="legacy.thing")
+        )
+    age(world, [broken, unknown])
+    result = reconciliation_sensor(
+        dg.build_sensor_context(instance=world.instance, resources=resources(world))
+    )
+    assert isinstance(result, dg.SensorResult)
+    assert world.decided(broken) == ("failed", "run_context_invalid")
+    assert world.decided(unknown) == ("failed", "unsupported_type_stale")
+
+
+def _run_end(status: str) -> dg.RunStatusSensorDefinition:
+    [sensor] = [s for s in RUN_END_SENSORS if s.name == f"reconcile_on_run_{status}"]
+    return sensor
+
+
+def test_run_status_sensor_reacts_to_failed_and_canceled_tagged_runs(world: World) -> None:
+    scope = world.scope("full")
+    failed_id = world.start(INV, scope, policy_types=["compliancePolicies"])
+    canceled_id = world.start(INV, scope, policy_types=["deviceConfigurations"])
+    failed_run = failing_job.execute_in_process(
+        instance=world.instance,
+        raise_on_error=False,
+        tags={"opsrecon/operation_run_id": str(failed_id)},
+    ).dagster_run
+    world.app.runs.mark_running(failed_id, failed_run.run_id)
+    canceled_run = world.instance.create_run_for_job(
+        ok_job, tags={"opsrecon/operation_run_id": str(canceled_id)}
+    )
+    world.app.runs.mark_running(canceled_id, canceled_run.run_id)
+    world.instance.report_run_canceled(canceled_run)
+
+    for status, run in (("failure", failed_run), ("canceled", canceled_run)):
+        stored = world.instance.get_run_by_id(run.run_id)
+        assert stored is not None
+        event = world.instance.all_logs(run.run_id)[-1]
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name=f"reconcile_on_run_{status}",
+            dagster_instance=world.instance,
+            dagster_run=stored,
+            dagster_event=event.dagster_event,  # type: ignore[arg-type]
+            resources=resources(world),
+        )
+        _run_end(status)(ctx)
+    assert world.decided(failed_id) == ("failed", "dagster_run_failed_without_proof")
+    assert world.decided(canceled_id) == ("failed", "dagster_run_canceled_without_proof")
+    # The decision shows up as an observation on the asset partition.
+    records = world.instance.fetch_observations(dg.AssetKey("inventory_items"), limit=10).records
+    observed = {
+        r.asset_observation.metadata["operation_run_id"].value  # type: ignore[union-attr]
+        for r in records
+    }
+    assert observed == {failed_id, canceled_id}
