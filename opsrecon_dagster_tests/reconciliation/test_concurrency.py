@@ -1,0 +1,67 @@
+"""Two reconciler processes over one backlog on PostgreSQL: every run finalized exactly once."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from opsrecon_dagster.db.models import AuditLog
+from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster_tests.reconciliation.conftest import World
+
+
+def _drain(url: str, start: multiprocessing.synchronize.Event, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    from opsrecon_dagster.reconciliation.dagster_view import NoDagster
+    from opsrecon_dagster.reconciliation.reconciler import Reconciler
+
+    app = AppContext(Settings(database_url=url))
+    later = datetime.now(UTC) + timedelta(hours=3)
+    reconciler = Reconciler(app.sessions, app.runs, NoDagster(), clock=lambda: later)
+    start.wait()
+    written = []
+    while True:
+        batch = reconciler.reconcile(limit=7)
+        if not batch:
+            break
+        written += [r.run_id for r in batch if r.status is not None and r.status.value == "applied"]
+    app.dispose()
+    out.put(written)
+
+
+@pytest.mark.postgres
+def test_two_reconcilers_never_double_finalize(world: World) -> None:
+    if world.app.url.get_backend_name() != "postgresql":
+        pytest.skip("skip-locked row locking is a PostgreSQL property")
+    scope = world.scope("full")
+    run_ids = [
+        world.start(
+            OperationType.POLICY_SYNC,
+            scope,
+            scheduled_for=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=i),
+        )
+        for i in range(60)
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    url = world.app.url.render_as_string(hide_password=False)
+    procs = [ctx.Process(target=_drain, args=(url, start, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    written = Counter(r for batch in results for r in batch)
+    assert sorted(written) == sorted(run_ids)
+    assert set(written.values()) == {1}
+    with world.app.sessions() as s:
+        audit = Counter(
+            s.scalars(select(AuditLog.operation_run_id).where(AuditLog.action == "run.reconciled"))
+        )
+    assert audit == Counter(dict.fromkeys(run_ids, 1))
