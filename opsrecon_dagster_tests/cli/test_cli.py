@@ -119,3 +119,48 @@ def test_operations_start_launches_tagged_job(
                           scope.partition_key, "--json")  # fmt: skip
     assert json.loads(out)["launched"] is None
     assert json.loads(out)["run"]["status"] == "queued"
+
+
+def test_reconcile_dry_run_then_write_then_explain(
+    sqlite_app: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from opsrecon_dagster.db.models import OperationRun
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    scope = make_scope(sqlite_app, "acme", "contoso")
+    run = sqlite_app.runs.start(
+        OperationType.RESTORE_EXECUTE,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+    ).run
+    with sqlite_app.engine.begin() as conn:
+        conn.execute(
+            update(OperationRun)
+            .where(OperationRun.id == run.id)
+            .values(last_progress_at=datetime.now(UTC) - timedelta(days=1))
+        )
+    url = sqlite_app.url.render_as_string()
+    code, out, err = invoke(url, "reconcile", "--dry-run", "--json")
+    assert code == 0, err
+    [row] = json.loads(out)["runs"]
+    assert (row["outcome"], row["reason_code"], row["written"]) == (
+        "failed",
+        "unsupported_type_stale",
+        None,
+    )
+    assert sqlite_app.runs.get(run.id).status == "queued"
+    code, out, _ = invoke(url, "reconcile", "--json")
+    assert json.loads(out)["runs"][0]["written"] == "applied"
+    assert sqlite_app.runs.get(run.id).outcome == "failed"
+    code, out, _ = invoke(url, "reconcile", "--json")
+    assert json.loads(out)["runs"] == []
+    code, out, _ = invoke(url, "runs", "explain", str(run.id))
+    lines = out.splitlines()
+    assert lines[1].startswith("Decision: failed: The run went stale; this operation type")
+    assert lines.index("Evidence:") < lines.index("Audit trail:") < lines.index("Raw context:")
+    code, out, _ = invoke(url, "runs", "explain", str(run.id), "--lang", "de")
+    assert "Der Lauf ist veraltet" in out
