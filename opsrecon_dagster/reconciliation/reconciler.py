@@ -16,16 +16,20 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.artifacts.common import Proof, load_scope
-from opsrecon_dagster.artifacts.families import FAMILIES, Family
+from opsrecon_dagster.artifacts.families import Family
 from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun
 from opsrecon_dagster.operations.catalog import OperationCatalog, UnknownOperationType
 from opsrecon_dagster.operations.context import Decision, Evidence
 from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
 from opsrecon_dagster.reconciliation.dagster_view import ALIVE_STATUSES, DagsterView
+from opsrecon_dagster.reconciliation.registry import (
+    GENERIC_ADAPTER,
+    AdapterRegistry,
+    ProofAdapter,
+)
 
 ACTIVE = tuple(s.value for s in RunStatus.active())
-GENERIC_ADAPTER = "generic_stale"
 DAGSTER_TERMINAL_REASONS = {
     "SUCCESS": "dagster_success_without_proof",
     "FAILURE": "dagster_run_failed_without_proof",
@@ -107,6 +111,7 @@ class Reconciler:
         self._runs = runs
         self._dagster = dagster
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._registry = AdapterRegistry(runs.catalog)
 
     @property
     def catalog(self) -> OperationCatalog:
@@ -226,10 +231,8 @@ class Reconciler:
         return counts
 
     def _family_key(self, run: OperationRun) -> str | None:
-        try:
-            return self.catalog.get(run.type).asset_family
-        except UnknownOperationType:
-            return None
+        adapter = self._registry.resolve(run.type)
+        return adapter.family.asset_key if isinstance(adapter, ProofAdapter) else None
 
     # ------------------------------------------------------------------ one run
     def _one(
@@ -247,8 +250,9 @@ class Reconciler:
             dagster_status=statuses.get(run.dagster_run_id) if run.dagster_run_id else None,
             materializations=materialized.get(run.id, 0),
         )
-        asset_key = self._family_key(run)
-        family = FAMILIES.get(asset_key) if asset_key else None
+        adapter = self._registry.resolve(run.type)
+        family = adapter.family if isinstance(adapter, ProofAdapter) else None
+        asset_key = family.asset_key if family else None
         partition = partitions.get(run.managed_environment_id or -1)
         verdict = self._verdict(session, run, family, facts)
         evidence = verdict.evidence.model_copy(

@@ -1,0 +1,55 @@
+"""Which adapter decides a run: resolved from the operation catalog, never guessed.
+
+Supported types get their family's proof adapter; unsupported (or unknown) types resolve
+explicitly to generic stale handling, which can only ever decide ``failed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opsrecon_dagster.artifacts.families import FAMILIES, Family
+from opsrecon_dagster.operations.catalog import OperationCatalog, UnknownOperationType
+
+GENERIC_ADAPTER = "generic_stale"
+
+
+@dataclass(frozen=True)
+class ProofAdapter:
+    """Decides from the artifacts of the run's family (read-only)."""
+
+    family: Family
+
+    @property
+    def name(self) -> str:
+        return self.family.adapter
+
+
+@dataclass(frozen=True)
+class GenericStaleAdapter:
+    """For types without proof: finalize as failed once stale, never success."""
+
+    name: str = GENERIC_ADAPTER
+
+
+Adapter = ProofAdapter | GenericStaleAdapter
+
+
+class AdapterRegistry:
+    """Resolves operation types to adapters through the catalog."""
+
+    def __init__(self, catalog: OperationCatalog) -> None:
+        self._catalog = catalog
+
+    def resolve(self, op_type: str) -> Adapter:
+        """The adapter for ``op_type``; unknown and unsupported types get generic handling."""
+        try:
+            entry = self._catalog.get(op_type)
+        except UnknownOperationType:
+            return GenericStaleAdapter()
+        if entry.asset_family is None:
+            return GenericStaleAdapter()
+        family = FAMILIES.get(entry.asset_family)
+        if family is None:  # a catalog/family mismatch is a programming error, fail loudly
+            raise LookupError(f"no proof family for asset {entry.asset_family!r}")
+        return ProofAdapter(family)
