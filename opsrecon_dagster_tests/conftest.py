@@ -85,7 +85,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _truncate_all(app: AppContext) -> None:
+def truncate_all(app: AppContext) -> None:
+    """Empty every application table (PostgreSQL test databases are shared per session)."""
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with app.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -102,7 +103,7 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AppContext]:
         url = request.getfixturevalue("postgres_test_url")
     context = AppContext(Settings(database_url=url))
     if request.param == "postgresql":
-        _truncate_all(context)
+        truncate_all(context)
     try:
         yield context
     finally:

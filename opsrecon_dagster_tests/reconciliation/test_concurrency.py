@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from opsrecon_dagster.db.models import AuditLog
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster_tests.conftest import truncate_all
 from opsrecon_dagster_tests.reconciliation.conftest import World
 
 
@@ -33,10 +35,18 @@ def _drain(url: str, start: multiprocessing.synchronize.Event, out: multiprocess
     out.put(written)
 
 
+@pytest.fixture
+def pg_world(postgres_test_url: str, instance, provider) -> Iterator[World]:
+    """Skip-locked row locking is a PostgreSQL property: this test runs there only."""
+    app = AppContext(Settings(database_url=postgres_test_url))
+    truncate_all(app)
+    yield World(app, instance, provider)
+    app.dispose()
+
+
 @pytest.mark.postgres
-def test_two_reconcilers_never_double_finalize(world: World) -> None:
-    if world.app.url.get_backend_name() != "postgresql":
-        pytest.skip("skip-locked row locking is a PostgreSQL property")
+def test_two_reconcilers_never_double_finalize(pg_world: World) -> None:
+    world = pg_world
     scope = world.scope("full")
     run_ids = [
         world.start(
