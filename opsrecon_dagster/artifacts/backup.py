@@ -5,17 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.artifacts.common import (
     Heartbeat,
     Proof,
     RunScope,
-    own_artifact,
     readiness_blocker,
 )
-from opsrecon_dagster.db.models import BackupItem, BackupSchedule, BackupSet, OperationRun
+from opsrecon_dagster.artifacts.proofview import ProofView
+from opsrecon_dagster.db.models import BackupItem, BackupSet, OperationRun
 from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.operations.enums import BackupItemStatus, BackupSetStatus, RunOutcome
 from opsrecon_dagster.providers.base import ProviderError, TenantProvider
@@ -31,20 +30,9 @@ class SchedulePolicyTypes(BaseModel):
     policy_types: list[str] = Field(default_factory=list, max_length=64)
 
 
-def resolve_schedule(session: Session, scope: RunScope) -> BackupSchedule | None:
-    """The schedule the run names, else the environment's first schedule (same scope only)."""
-    stmt = select(BackupSchedule).where(
-        BackupSchedule.workspace_id == scope.workspace_id,
-        BackupSchedule.managed_environment_id == scope.environment_id,
-    )
-    wanted = scope.context.inputs.backup_schedule_id
-    stmt = stmt.where(BackupSchedule.id == wanted) if wanted else stmt.order_by(BackupSchedule.id)
-    return session.scalars(stmt).first()
-
-
-def precondition_blocker(session: Session, scope: RunScope) -> str | None:
+def precondition_blocker(view: ProofView, scope: RunScope) -> str | None:
     """Why a backup cannot run at all (``blocked``), or None."""
-    schedule = resolve_schedule(session, scope)
+    schedule = view.schedule(scope)
     if schedule is None:
         return "backup_schedule_missing"
     if not schedule.enabled:
@@ -60,9 +48,10 @@ def execute_backup(
 ) -> None:
     """Capture every object of the schedule's types; write the set and its items at once."""
     with sessions() as session:
-        if precondition_blocker(session, scope) is not None:
+        view, _run, _scope = ProofView.for_run(session, scope.run_id)
+        if precondition_blocker(view, scope) is not None:
             return
-        schedule = resolve_schedule(session, scope)
+        schedule = view.schedule(scope)
         assert schedule is not None
         types = SchedulePolicyTypes.model_validate(schedule.policy_types).policy_types
     items: list[BackupItem] = []
@@ -128,10 +117,9 @@ def execute_backup(
             session.add(item)
 
 
-def backup_proof(session: Session, run: OperationRun, scope: RunScope) -> Proof:
+def backup_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
     """Decide from the backup set this run produced in its own scope (SPEC §6)."""
-    found = own_artifact(
-        session,
+    found = view.own_artifact(
         BackupSet,
         run,
         scope,

@@ -6,19 +6,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.artifacts.common import (
     Heartbeat,
     Proof,
     RunScope,
-    own_artifact,
     readiness_blocker,
 )
+from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import (
     BaselineGap,
-    BaselineProfile,
     BaselineSnapshot,
     BaselineSnapshotItem,
     InventoryItem,
@@ -50,35 +49,15 @@ class ProfileSubjects(BaseModel):
     subjects: list[Subject] = Field(default_factory=list, max_length=500)
 
 
-def resolve_profile(session: Session, scope: RunScope) -> BaselineProfile | None:
-    """The profile the run asked for, else the environment's first active profile (same scope)."""
-    stmt = select(BaselineProfile).where(
-        BaselineProfile.workspace_id == scope.workspace_id,
-        BaselineProfile.managed_environment_id == scope.environment_id,
-    )
-    wanted = scope.context.inputs.baseline_profile_id
-    stmt = (
-        stmt.where(BaselineProfile.id == wanted)
-        if wanted
-        else stmt.where(BaselineProfile.active.is_(True)).order_by(BaselineProfile.id)
-    )
-    return session.scalars(stmt).first()
-
-
-def precondition_blocker(session: Session, scope: RunScope) -> str | None:
+def precondition_blocker(view: ProofView, scope: RunScope) -> str | None:
     """Why a capture cannot be done at all (``blocked``), or None."""
     blocker = readiness_blocker(scope)
     if blocker:
         return blocker
-    profile = resolve_profile(session, scope)
+    profile = view.profile(scope)
     if profile is None or not ProfileSubjects.model_validate(profile.subjects).subjects:
         return "baseline_profile_without_subjects"
-    inventory = session.scalar(
-        select(func.count())
-        .select_from(InventoryItem)
-        .where(InventoryItem.managed_environment_id == scope.environment_id)
-    )
-    if not inventory:
+    if not view.inventory_count(scope):
         return "baseline_no_usable_inventory"
     return None
 
@@ -97,9 +76,10 @@ def capture_baseline(
 ) -> None:
     """Match each subject in inventory, fetch matched items, write snapshot, items and gaps."""
     with sessions() as session:
-        if precondition_blocker(session, scope) is not None:
+        view, _run, _scope = ProofView.for_run(session, scope.run_id)
+        if precondition_blocker(view, scope) is not None:
             return  # nothing to capture; the proof reports the blocker
-        profile = resolve_profile(session, scope)
+        profile = view.profile(scope)
         assert profile is not None
         subjects = ProfileSubjects.model_validate(profile.subjects).subjects
         inventory = session.scalars(
@@ -177,10 +157,9 @@ def capture_baseline(
         session.add_all([*capture.items, *capture.gaps])
 
 
-def baseline_proof(session: Session, run: OperationRun, scope: RunScope) -> Proof:
+def baseline_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
     """Decide from the snapshot this run produced in its own scope (SPEC §6)."""
-    found = own_artifact(
-        session,
+    found = view.own_artifact(
         BaselineSnapshot,
         run,
         scope,
@@ -192,13 +171,7 @@ def baseline_proof(session: Session, run: OperationRun, scope: RunScope) -> Proo
         return found.early
     snap: BaselineSnapshot = found.row
     base = found.base
-    gap_counts = dict(
-        session.execute(
-            select(BaselineGap.kind, func.count())
-            .where(BaselineGap.baseline_snapshot_id == snap.id)
-            .group_by(BaselineGap.kind)
-        ).all()
-    )
+    gap_counts = view.gap_counts.get(snap.id, {})
     counts = {
         "subjects": snap.subject_count,
         "items_captured": snap.captured_count,

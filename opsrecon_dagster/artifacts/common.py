@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun, Workspace
@@ -48,24 +47,35 @@ class RunScope:
         )
 
 
-def load_scope(session: Session, run: OperationRun) -> RunScope:
-    """Resolve the run's own scope (never a scope passed in from elsewhere)."""
+def scope_of(
+    run: OperationRun, workspace: Workspace | None, environment: ManagedEnvironment | None
+) -> RunScope:
+    """The run's own scope from its rows; ``ValueError`` when it is missing or inconsistent
+    (a malformed context raises pydantic's ``ValidationError``, also a ``ValueError``)."""
     if run.managed_environment_id is None:
         raise ValueError(f"operation run {run.id} has no managed environment")
-    env = session.get(ManagedEnvironment, run.managed_environment_id)
-    ws = session.get(Workspace, run.workspace_id)
-    if env is None or ws is None or env.workspace_id != ws.id:
+    if environment is None or workspace is None or environment.workspace_id != workspace.id:
         raise ValueError(f"operation run {run.id} has an inconsistent scope")
     return RunScope(
         run_id=run.id,
-        workspace_id=ws.id,
-        environment_id=env.id,
-        workspace_slug=ws.slug,
-        environment_slug=env.slug,
-        partition_key=env.partition_key,
-        readiness=env.readiness,
+        workspace_id=workspace.id,
+        environment_id=environment.id,
+        workspace_slug=workspace.slug,
+        environment_slug=environment.slug,
+        partition_key=environment.partition_key,
+        readiness=environment.readiness,
         context=RunContext.load(run.context),
     )
+
+
+def load_scope(session: Session, run: OperationRun) -> RunScope:
+    """Resolve one run's own scope (never a scope passed in from elsewhere)."""
+    env = (
+        session.get(ManagedEnvironment, run.managed_environment_id)
+        if run.managed_environment_id is not None
+        else None
+    )
+    return scope_of(run, session.get(Workspace, run.workspace_id), env)
 
 
 @dataclass(frozen=True)
@@ -84,23 +94,6 @@ def readiness_blocker(scope: RunScope) -> str | None:
     return READINESS_REASONS.get(scope.readiness)
 
 
-def count_wrong_scope(
-    session: Session, model: type, run: OperationRun, *, run_column: str = "operation_run_id"
-) -> int:
-    """Rows tagged with this run id but in another workspace or environment (ignored, counted)."""
-    col = getattr(model, run_column)
-    stmt = (
-        select(func.count())
-        .select_from(model)
-        .where(
-            col == run.id,
-            (model.workspace_id != run.workspace_id)  # type: ignore[attr-defined]
-            | (model.managed_environment_id != run.managed_environment_id),  # type: ignore[attr-defined]
-        )
-    )
-    return int(session.scalar(stmt) or 0)
-
-
 @dataclass(frozen=True)
 class OwnArtifact:
     """The single artifact a run produced in its scope, or the proof that stands instead."""
@@ -108,43 +101,3 @@ class OwnArtifact:
     row: Any
     early: Proof | None
     base: dict[str, Any]
-
-
-def own_artifact(
-    session: Session,
-    model: Any,
-    run: OperationRun,
-    scope: RunScope,
-    *,
-    kind: str,
-    blocker: Callable[[Session, RunScope], str | None],
-    missing_reason: str,
-) -> OwnArtifact:
-    """Find the one artifact of ``model`` this run produced in its own scope, not before it.
-
-    None found: ``blocked`` when a precondition fails now, else no proof yet. Several found:
-    fail closed, whatever they say.
-    """
-    rows = session.scalars(
-        select(model).where(
-            model.operation_run_id == run.id,
-            model.workspace_id == scope.workspace_id,
-            model.managed_environment_id == scope.environment_id,
-            model.created_at >= run.created_at,
-        )
-    ).all()
-    base: dict[str, Any] = {
-        "artifact_kind": kind,
-        "rejected_wrong_scope": count_wrong_scope(session, model, run),
-    }
-    if not rows:
-        reason = blocker(session, scope)
-        evidence = scope.base_evidence(**base)
-        if reason:
-            return OwnArtifact(None, Proof(RunOutcome.BLOCKED, reason, evidence), base)
-        return OwnArtifact(None, Proof(None, missing_reason, evidence), base)
-    if len(rows) > 1:
-        ids, total = Evidence.capped_ids([r.id for r in rows])
-        evidence = scope.base_evidence(**base, considered_ids=ids, considered_total=total)
-        return OwnArtifact(None, Proof(RunOutcome.FAILED, "proof_ambiguous", evidence), base)
-    return OwnArtifact(rows[0], None, base)

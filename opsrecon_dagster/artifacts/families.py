@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.artifacts import backup, baseline, inventory, review
 from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope, load_scope
+from opsrecon_dagster.artifacts.proofview import ProofRule, ProofView
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, Evidence, Progress
@@ -23,7 +24,7 @@ from opsrecon_dagster.operations.lifecycle import OperationRunService, Transitio
 from opsrecon_dagster.providers.base import TenantProvider
 
 Execute = Callable[[sessionmaker[Session], RunScope, TenantProvider, Heartbeat], object]
-ProofFn = Callable[[Session, OperationRun, RunScope], Proof]
+ProofFn = ProofRule
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,10 @@ class JobReport:
 
 
 def read_proof(sessions: sessionmaker[Session], family: Family, run_id: int) -> Proof:
-    """Re-read the run's proof in its own scope."""
+    """Re-read the run's proof in its own scope (the same rules the reconciler applies)."""
     with sessions() as session:
-        run = session.get(OperationRun, run_id)
-        if run is None:
-            raise LookupError(f"operation run {run_id} not found")
-        return family.proof(session, run, load_scope(session, run))
+        view, run, scope = ProofView.for_run(session, run_id)
+        return family.proof(view, run, scope)
 
 
 def run_job(

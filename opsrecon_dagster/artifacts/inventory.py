@@ -12,9 +12,9 @@ from opsrecon_dagster.artifacts.common import (
     Heartbeat,
     Proof,
     RunScope,
-    count_wrong_scope,
     readiness_blocker,
 )
+from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import InventoryCoverage, InventoryItem, OperationRun
 from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.operations.enums import CoverageStatus, RunOutcome
@@ -114,17 +114,9 @@ def _upsert_items(
         item.last_seen_operation_run_id = scope.run_id
 
 
-def inventory_proof(session: Session, run: OperationRun, scope: RunScope) -> Proof:
+def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
     """Decide from the coverage rows this run recorded in its own scope (SPEC §6)."""
-    rows = session.scalars(
-        select(InventoryCoverage).where(
-            InventoryCoverage.operation_run_id == run.id,
-            InventoryCoverage.workspace_id == scope.workspace_id,
-            InventoryCoverage.managed_environment_id == scope.environment_id,
-            InventoryCoverage.recorded_at >= run.created_at,
-        )
-    ).all()
-    wrong_scope = count_wrong_scope(session, InventoryCoverage, run)
+    rows, wrong_scope = view.own_rows(InventoryCoverage, run, scope)
     by_type = {row.policy_type: row for row in rows}
     succeeded = [t for t, r in by_type.items() if r.status == CoverageStatus.SUCCEEDED.value]
     failed = {t: r.reason_code or "unknown" for t, r in by_type.items() if t not in succeeded}

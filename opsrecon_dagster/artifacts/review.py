@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope, count_wrong_scope
+from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope
+from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import (
     BackupSet,
     BaselineSnapshot,
@@ -124,23 +125,18 @@ def compose_review(
         return winner.id, True
 
 
-def review_proof(session: Session, run: OperationRun, scope: RunScope) -> Proof:
+def review_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
     """Decide from same-scope reviews with the run's fingerprint (SPEC §6)."""
     fingerprint = scope.context.inputs.fingerprint
+    _own, wrong_scope = view.own_rows(EnvironmentReview, run, scope)
     base: dict[str, Any] = {
         "artifact_kind": "environment_review",
         "fingerprint_prefix": fingerprint[:12] if fingerprint else None,
-        "rejected_wrong_scope": count_wrong_scope(session, EnvironmentReview, run),
+        "rejected_wrong_scope": wrong_scope,
     }
     if fingerprint is None:
         return Proof(RunOutcome.FAILED, "review_fingerprint_missing", scope.base_evidence(**base))
-    rows = session.scalars(
-        select(EnvironmentReview).where(
-            EnvironmentReview.workspace_id == scope.workspace_id,
-            EnvironmentReview.managed_environment_id == scope.environment_id,
-            EnvironmentReview.fingerprint == fingerprint,
-        )
-    ).all()
+    rows = view.same_fingerprint_reviews(scope, fingerprint)
     own_failed = [r for r in rows if r.operation_run_id == run.id and r.status == "failed"]
     candidates = [r for r in rows if r.status in PROOF_STATUSES]
     evidence = scope.base_evidence(

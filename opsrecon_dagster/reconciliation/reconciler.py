@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from opsrecon_dagster.artifacts.common import Proof, load_scope
+from opsrecon_dagster.artifacts.common import Proof
 from opsrecon_dagster.artifacts.families import Family
+from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun
 from opsrecon_dagster.operations.catalog import OperationCatalog, UnknownOperationType
 from opsrecon_dagster.operations.context import Decision, Evidence
@@ -136,8 +137,11 @@ class Reconciler:
             )
             partitions = self._partition_keys(session, candidates)
             materialized = self._materializations(candidates, partitions)
+            view = ProofView.load(session, candidates)  # a fixed number of queries per batch
             for run in candidates:
-                result = self._one(session, run, now, statuses, partitions, materialized, dry_run)
+                result = self._one(
+                    session, view, run, now, statuses, partitions, materialized, dry_run
+                )
                 results.append(result)
         return results
 
@@ -238,6 +242,7 @@ class Reconciler:
     def _one(
         self,
         session: Session,
+        view: ProofView,
         run: OperationRun,
         now: datetime,
         statuses: Mapping[str, str],
@@ -254,7 +259,7 @@ class Reconciler:
         family = adapter.family if isinstance(adapter, ProofAdapter) else None
         asset_key = family.asset_key if family else None
         partition = partitions.get(run.managed_environment_id or -1)
-        verdict = self._verdict(session, run, family, facts)
+        verdict = self._verdict(view, run, family, facts)
         evidence = verdict.evidence.model_copy(
             update={
                 "workspace_id": run.workspace_id,
@@ -279,18 +284,18 @@ class Reconciler:
         return ReconcileResult(run.id, run.type, asset_key, partition, verdict, status)
 
     def _verdict(
-        self, session: Session, run: OperationRun, family: Family | None, facts: RunFacts
+        self, view: ProofView, run: OperationRun, family: Family | None, facts: RunFacts
     ) -> Verdict:
         """Decide one run; a malformed row is finalized with a reason, never fails the batch."""
         if family is None:
             return decide(None, None, run, facts)
         try:
-            scope = load_scope(session, run)
+            scope = view.scope(run)
         except ValidationError:
             return self._broken(run, facts, family, "run_context_invalid")
         except ValueError:
             return self._broken(run, facts, family, "run_scope_invalid")
-        return decide(family, family.proof(session, run, scope), run, facts)
+        return decide(family, family.proof(view, run, scope), run, facts)
 
     @staticmethod
     def _broken(run: OperationRun, facts: RunFacts, family: Family, reason: str) -> Verdict:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from opsrecon_dagster.artifacts.common import load_scope
+from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.artifacts.review import compose_review, current_fingerprint, review_proof
 from opsrecon_dagster.db.models import EnvironmentReview, OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
@@ -70,7 +71,8 @@ def test_concurrent_composes_leave_one_mutable_review(app: AppContext, scope: Sc
         reviews = s.scalars(select(EnvironmentReview)).all()
         assert len(reviews) == 1
         runs = [s.get(OperationRun, rid) for rid in run_ids]
-        proofs = [review_proof(s, r, sc) for r, sc in zip(runs, scopes, strict=True) if r]
+        view = ProofView.load(s, [r for r in runs if r])
+        proofs = [review_proof(view, r, sc) for r, sc in zip(runs, scopes, strict=True) if r]
     assert {p.outcome for p in proofs} == {RunOutcome.SUCCEEDED}
     assert sorted(p.reason_code for p in proofs) == ["review_composed"] + ["review_reused"] * 5
 
@@ -92,5 +94,6 @@ def test_two_candidate_reviews_fail_closed(app: AppContext, scope: Scope) -> Non
     with app.sessions() as s:
         run = s.get(OperationRun, run_id)
         assert run is not None
-        proof = review_proof(s, run, load_scope(s, run))
+        view, run, run_scope = ProofView.for_run(s, run_id)
+        proof = review_proof(view, run, run_scope)
     assert (proof.outcome, proof.reason_code) == (RunOutcome.FAILED, "proof_ambiguous")
