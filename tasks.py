@@ -61,7 +61,10 @@ def task_test(args: list[str]) -> int:
     checks: list[tuple[str, list[object]]] = [
         ("format", [BIN / "ruff", "format", "--check", "."]),
         ("lint", [BIN / "ruff", "check", "."]),
-        ("types", [BIN / "mypy", "opsrecon_dagster", "opsrecon_dagster_tests", "tasks.py"]),
+        (
+            "types",
+            [BIN / "mypy", "opsrecon_dagster", "opsrecon_dagster_tests", "benchmarks", "tasks.py"],
+        ),
     ]
     for name, cmd in checks:
         _say(f"{name}: {' '.join(str(c) for c in cmd[1:])}")
