@@ -75,6 +75,7 @@ def test_bad_rows_do_not_fail_the_tick(world: World) -> None:
     scope = world.scope("full")
     broken = world.start(INV, scope)
     unknown = world.start(INV, scope, policy_types=["x"])
+    homeless = world.start(INV, scope, policy_types=["y"])
     with world.app.engine.begin() as conn:  # damage done by something outside the product
         conn.execute(
             update(OperationRun).where(OperationRun.id == broken).values(context={"bogus": 1})
@@ -82,13 +83,19 @@ def test_bad_rows_do_not_fail_the_tick(world: World) -> None:
         conn.execute(
             update(OperationRun).where(OperationRun.id == unknown).values(type="legacy.thing")
         )
-    age(world, [broken, unknown])
+        conn.execute(
+            update(OperationRun)
+            .where(OperationRun.id == homeless)
+            .values(managed_environment_id=None)
+        )
+    age(world, [broken, unknown, homeless])
     result = reconciliation_sensor(
         dg.build_sensor_context(instance=world.instance, resources=resources(world))
     )
     assert isinstance(result, dg.SensorResult)
     assert world.decided(broken) == ("failed", "run_context_invalid")
     assert world.decided(unknown) == ("failed", "unsupported_type_stale")
+    assert world.decided(homeless) == ("failed", "run_scope_invalid")
 
 
 def _run_end(status: str) -> dg.RunStatusSensorDefinition:
