@@ -224,3 +224,22 @@ def test_dry_run_writes_nothing(world: World) -> None:
     assert result.verdict.outcome == "succeeded"
     assert result.status is None
     assert world.app.runs.get(run_id).status == "running"
+
+
+def test_failed_review_fails_the_run(world: World) -> None:
+    scope = world.scope("full")
+    run_id = world.start(REV, scope)
+    fp = RunContext.load(world.app.runs.get(run_id).context).inputs.fingerprint
+    world.running(run_id)
+    with world.app.sessions.begin() as s:
+        s.add(
+            EnvironmentReview(
+                workspace_id=scope.workspace_id,
+                managed_environment_id=scope.environment_id,
+                fingerprint=fp,
+                status="failed",
+                operation_run_id=run_id,
+            )
+        )
+    world.reconcile(run_ids=[run_id])
+    assert world.decided(run_id) == ("failed", "review_compose_failed")
