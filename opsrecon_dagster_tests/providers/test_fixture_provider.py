@@ -344,7 +344,7 @@ def test_other_checkpoints_are_no_ops() -> None:
 # -- loading -------------------------------------------------------------------------------
 
 
-def test_packaged_default_loads_with_six_environments() -> None:
+def test_packaged_default_loads_with_the_demo_environments() -> None:
     provider = FixtureTenantProvider.default()
     config = provider.config
     assert (config.seed, config.page_size) == (7, 5)
@@ -355,6 +355,7 @@ def test_packaged_default_loads_with_six_environments() -> None:
         "acme.northwind",
         "globex.contoso",
         "globex.initech",
+        "globex.stark",
         "globex.umbrella",
     }
     assert provider.environment_config("acme.fabrikam").faults.consent_missing
@@ -368,6 +369,7 @@ def test_packaged_default_loads_with_six_environments() -> None:
     ]
     umbrella = provider.environment_config("globex.umbrella").faults
     assert (umbrella.crash_at, umbrella.slow_page_seconds) == ("inventory.after_first_type", 0.2)
+    assert provider.environment_config("globex.stark").faults.slow_page_seconds == 1.5
     assert provider.environment_config("acme.contoso") == FixtureEnvironment()
     assert provider.environment_config("nowhere.at-all") == FixtureEnvironment()
 
