@@ -3,7 +3,7 @@
 
     python3 tasks.py demo    # the main job: the end-to-end demo on embedded SQLite
     python3 tasks.py test    # format check, lint, types, then the whole test suite
-    python3 tasks.py dev     # the Dagster UI (dagster dev) on the demo's instance
+    python3 tasks.py dev     # the Dagster UI (dagster dev) on the demo's instance and data
 
 The virtual environment lives in .venv and is (re)installed from requirements.lock whenever
 that file or pyproject.toml changes.
@@ -80,11 +80,17 @@ def task_demo(args: list[str]) -> int:
 
 
 def task_dev(args: list[str]) -> int:
-    home = Path(os.environ.get("DAGSTER_HOME") or ROOT / "data" / "dagster_home")
+    # By default the UI opens the demo's instance and database (run `tasks.py demo` first).
+    home = Path(os.environ.get("DAGSTER_HOME") or ROOT / "data" / "demo" / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home.resolve())}
+    database = ROOT / "data" / "demo" / "opsrecon.sqlite3"
+    env = {
+        "OPSRECON_DATABASE_URL": f"sqlite:///{database}",
+        **os.environ,
+        "DAGSTER_HOME": str(home.resolve()),
+    }
     _say(f"Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME={env['DAGSTER_HOME']})")
     return _run(BIN / "dagster", "dev", "-w", "workspace.yaml", *args, env=env)
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
+from opsrecon_dagster.assets.overview import operations_overview
 from opsrecon_dagster.jobs import JOBS
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
@@ -13,7 +14,7 @@ from opsrecon_dagster.sensors.scheduling import (
 )
 
 defs = dg.Definitions(
-    assets=ARTIFACT_ASSETS,
+    assets=[*ARTIFACT_ASSETS, operations_overview],
     jobs=JOBS,
     schedules=[inventory_sync_schedule],
     sensors=[

@@ -42,6 +42,7 @@ def launch_operation_run(
     run_id: int,
     instance: dg.DagsterInstance,
     provider: ProviderResource | None = None,
+    log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
     """Execute the run's job for its environment partition, tagged with the run id."""
     from opsrecon_dagster.definitions import defs
@@ -65,6 +66,7 @@ def launch_operation_run(
         partition_key=partition,
         tags={RUN_TAG: str(run_id)},
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         resources={
             "app_db": AppDatabaseResource(database_url=app.url.render_as_string(False)),
             "provider": provider or ProviderResource(),

@@ -300,6 +300,31 @@ def operations_start(
     )
 
 
+@operations.command("launch")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def operations_launch(ctx: click.Context, run_id: int, as_json: bool) -> None:
+    """Launch the Dagster job of a queued operation run (e.g. one created with --no-launch)."""
+    app = _app(ctx)
+    with user_errors(app):
+        run = app.runs.get(run_id)
+        if run.status != "queued":
+            raise UserError(f"operation run {run_id} is {run.status}, not queued")
+        if not app.catalog.get(run.type).supported:
+            raise UserError(f"operation type {run.type} has no job to launch")
+    launched = _launch(app, run_id)
+    with user_errors(app):
+        run = app.runs.get(run_id)
+    if as_json:
+        _emit_json({"launched": launched, "status": run.status, "outcome": run.outcome})
+        return
+    click.echo(
+        f"operation run {run_id}: Dagster run {launched['dagster_run_id']}, "
+        f"{run.status} {run.outcome or ''}".rstrip()
+    )
+
+
 def _launch(app: AppContext, run_id: int) -> dict[str, Any]:
     import dagster as dg
 
@@ -379,22 +404,28 @@ def reconcile_command(
 
 @cli.command("demo")
 def demo_command() -> None:
-    """Run the end-to-end demo on a fresh embedded SQLite database."""
+    """Run the end-to-end demo on embedded SQLite and a local Dagster instance (data/demo)."""
     from opsrecon_dagster.demo import run_demo
 
     rows = run_demo(click.echo)
+    click.echo("")
     click.echo(
-        f"{'RUN':>4}  {'TYPE':<20} {'ENVIRONMENT':<16} {'EXPECTED':<20} {'DECIDED':<20} REASON"
+        f"{'RUN':>4}  {'SCENARIO':<44} {'TYPE':<27} {'ENVIRONMENT':<16} {'EXPECTED':<20} "
+        f"{'DECIDED':<20} {'BY':<16} REASON"
     )
     for r in rows:
+        mark = "" if r.expected == r.decided else "  <-- MISMATCH"
         click.echo(
-            f"{r.run_id:>4}  {r.op_type:<20} {r.environment:<16} {r.expected:<20} "
-            f"{r.decided:<20} {r.reason}"
+            f"{r.run_id:>4}  {r.label:<44} {r.op_type:<27} {r.environment:<16} "
+            f"{r.expected:<20} {r.decided:<20} {r.decided_by:<16} {r.reason}{mark}"
         )
     mismatches = [r for r in rows if r.expected != r.decided]
     if mismatches:
         raise UserError(f"{len(mismatches)} run(s) decided differently than expected")
-    click.echo(f"all {len(rows)} runs decided as expected")
+    click.echo(
+        f"\nall {len(rows)} runs decided as expected. Next: python3 tasks.py dev "
+        "(opens this demo's Dagster instance in the UI)"
+    )
 
 
 def main() -> None:
@@ -404,3 +435,7 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
