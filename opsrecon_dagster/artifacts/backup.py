@@ -13,12 +13,17 @@ from opsrecon_dagster.artifacts.common import (
     RunScope,
     readiness_blocker,
 )
-from opsrecon_dagster.artifacts.proofview import ProofView
+from opsrecon_dagster.artifacts.proofview import ProofView, artifact_proof
 from opsrecon_dagster.db.models import BackupItem, BackupSet, OperationRun
 from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.operations.enums import BackupItemStatus, BackupSetStatus, RunOutcome
 from opsrecon_dagster.providers.base import ProviderError, TenantProvider
 
+BY_STATUS = {
+    BackupSetStatus.COMPLETE.value: (RunOutcome.SUCCEEDED, "backup_all_items_captured"),
+    BackupSetStatus.PARTIAL.value: (RunOutcome.PARTIALLY_SUCCEEDED, "backup_some_items_failed"),
+    BackupSetStatus.FAILED.value: (RunOutcome.FAILED, "backup_no_item_captured"),
+}
 LISTING_FAILED = "*"  # external id of the item that records a failed listing of a whole type
 
 
@@ -130,23 +135,9 @@ def backup_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
     if found.early is not None:
         return found.early
     bset: BackupSet = found.row
-    base = found.base
     counts = {
         "items": bset.item_count,
         "items_captured": bset.captured_count,
         "items_failed": bset.failed_count,
     }
-    evidence = scope.base_evidence(
-        **base,
-        artifact_ids=[bset.id],
-        artifact_statuses=[bset.status],
-        counts=counts,
-        artifact_created_at=bset.created_at,
-    )
-    if bset.item_count and bset.captured_count == bset.item_count:
-        return Proof(RunOutcome.SUCCEEDED, "backup_all_items_captured", evidence, counts, bset.id)
-    if bset.captured_count:
-        return Proof(
-            RunOutcome.PARTIALLY_SUCCEEDED, "backup_some_items_failed", evidence, counts, bset.id
-        )
-    return Proof(RunOutcome.FAILED, "backup_no_item_captured", evidence, counts, bset.id)
+    return artifact_proof(found, scope, counts, BY_STATUS)

@@ -15,7 +15,7 @@ from opsrecon_dagster.artifacts.common import (
     RunScope,
     readiness_blocker,
 )
-from opsrecon_dagster.artifacts.proofview import ProofView
+from opsrecon_dagster.artifacts.proofview import ProofView, artifact_proof
 from opsrecon_dagster.db.models import (
     BaselineGap,
     BaselineSnapshot,
@@ -26,6 +26,12 @@ from opsrecon_dagster.db.models import (
 from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.operations.enums import GapKind, RunOutcome, SnapshotStatus
 from opsrecon_dagster.providers.base import ProviderError, TenantProvider
+
+BY_STATUS = {
+    SnapshotStatus.COMPLETE.value: (RunOutcome.SUCCEEDED, "baseline_snapshot_complete"),
+    SnapshotStatus.PARTIAL.value: (RunOutcome.PARTIALLY_SUCCEEDED, "baseline_snapshot_with_gaps"),
+    SnapshotStatus.FAILED.value: (RunOutcome.FAILED, "baseline_capture_failed"),
+}
 
 
 class Subject(BaseModel):
@@ -170,7 +176,6 @@ def baseline_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof
     if found.early is not None:
         return found.early
     snap: BaselineSnapshot = found.row
-    base = found.base
     gap_counts = view.gap_counts.get(snap.id, {})
     counts = {
         "subjects": snap.subject_count,
@@ -178,17 +183,4 @@ def baseline_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof
         "gaps": snap.gap_count,
         **{f"gaps_{kind.value}": int(gap_counts.get(kind.value, 0)) for kind in GapKind},
     }
-    evidence = scope.base_evidence(
-        **base,
-        artifact_ids=[snap.id],
-        artifact_statuses=[snap.status],
-        counts=counts,
-        artifact_created_at=snap.created_at,
-    )
-    if snap.status == SnapshotStatus.COMPLETE.value:
-        return Proof(RunOutcome.SUCCEEDED, "baseline_snapshot_complete", evidence, counts, snap.id)
-    if snap.status == SnapshotStatus.PARTIAL.value:
-        return Proof(
-            RunOutcome.PARTIALLY_SUCCEEDED, "baseline_snapshot_with_gaps", evidence, counts, snap.id
-        )
-    return Proof(RunOutcome.FAILED, "baseline_capture_failed", evidence, counts, snap.id)
+    return artifact_proof(found, scope, counts, BY_STATUS)

@@ -7,7 +7,7 @@ the batch size); the job path loads a view for its one run and applies the same 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,6 +216,25 @@ class ProofView:
             evidence = scope.base_evidence(**base, considered_ids=ids, considered_total=total)
             return OwnArtifact(None, Proof(RunOutcome.FAILED, "proof_ambiguous", evidence), base)
         return OwnArtifact(rows[0], None, base)
+
+
+def artifact_proof(
+    found: OwnArtifact,
+    scope: RunScope,
+    counts: dict[str, int],
+    by_status: Mapping[str, tuple[RunOutcome, str]],
+) -> Proof:
+    """Proof from one artifact: its status decides (complete / partial / failed)."""
+    row = found.row
+    evidence = scope.base_evidence(
+        **found.base,
+        artifact_ids=[row.id],
+        artifact_statuses=[row.status],
+        counts=counts,
+        artifact_created_at=row.created_at,
+    )
+    outcome, reason = by_status[row.status]
+    return Proof(outcome, reason, evidence, counts, row.id)
 
 
 def _in_scope(row: Any, scope: RunScope) -> bool:

@@ -14,8 +14,8 @@ PACKAGE = Path(opsrecon_dagster.__file__).parent
 
 
 def recorded_reason_literals() -> set[str]:
-    """String literals passed as a reason: Proof(outcome, "code", ...), reason/blocker values,
-    and the ``reason`` argument of job completions, found by walking the source."""
+    """String literals recorded as reasons: Proof(outcome, "code", ...), (RunOutcome.X, "code")
+    pairs, reason_code= / missing_reason= arguments and returned codes, found in the source."""
     found: set[str] = set()
     for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text())
@@ -31,6 +31,14 @@ def recorded_reason_literals() -> set[str]:
                         kw.value, ast.Constant
                     ):
                         found.add(str(kw.value.value))
+            if (  # (RunOutcome.X, "code") pairs, as in the status tables
+                isinstance(node, ast.Tuple)
+                and len(node.elts) == 2
+                and isinstance(node.elts[0], ast.Attribute)
+                and getattr(node.elts[0].value, "id", "") == "RunOutcome"
+                and isinstance(node.elts[1], ast.Constant)
+            ):
+                found.add(str(node.elts[1].value))
             if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant):
                 value = node.value.value
                 if isinstance(value, str) and "_" in value and value.islower():
@@ -46,6 +54,7 @@ def test_every_recorded_reason_has_both_messages() -> None:
         | NO_PROOF_REASONS
     )
     assert len(codes) > 30
+    assert {"backup_all_items_captured", "baseline_snapshot_with_gaps"} <= codes
     missing = sorted(c for c in codes if c not in MESSAGES)
     assert missing == []
     for code in codes:
