@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -20,7 +21,13 @@ from sqlalchemy.engine import make_url
 
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import make_engine, normalize_url
-from opsrecon_dagster.db.models import Base, ManagedEnvironment, Workspace
+from opsrecon_dagster.db.models import (
+    BackupSchedule,
+    Base,
+    BaselineProfile,
+    ManagedEnvironment,
+    Workspace,
+)
 from opsrecon_dagster.operations.enums import Readiness
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
@@ -143,3 +150,43 @@ def make_scope(
 def scope(app: AppContext) -> Scope:
     """One ready environment ``acme.contoso`` in workspace ``acme``."""
     return make_scope(app, "acme", "contoso")
+
+
+ALL_TYPES = ["deviceConfigurations", "compliancePolicies", "appProtectionPolicies"]
+
+
+def add_profile(app: AppContext, scope: Scope, subjects: list[dict[str, Any]]) -> int:
+    """A baseline profile for the scope's environment; returns its id."""
+    with app.sessions.begin() as s:
+        row = BaselineProfile(
+            workspace_id=scope.workspace_id,
+            managed_environment_id=scope.environment_id,
+            name="Standard",
+            subjects={"subjects": subjects},
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def add_schedule(
+    app: AppContext,
+    scope: Scope,
+    *,
+    enabled: bool = True,
+    cron: str = "0 2 * * *",
+    policy_types: list[str] | None = None,
+) -> int:
+    """A backup schedule for the scope's environment; returns its id."""
+    with app.sessions.begin() as s:
+        row = BackupSchedule(
+            workspace_id=scope.workspace_id,
+            managed_environment_id=scope.environment_id,
+            name="nightly",
+            cron=cron,
+            policy_types={"policy_types": policy_types or ALL_TYPES},
+            enabled=enabled,
+        )
+        s.add(row)
+        s.flush()
+        return row.id

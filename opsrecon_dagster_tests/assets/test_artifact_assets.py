@@ -18,10 +18,8 @@ from sqlalchemy import select
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS, RUN_TAG
 from opsrecon_dagster.db.models import (
     BackupItem,
-    BackupSchedule,
     BackupSet,
     BaselineGap,
-    BaselineProfile,
     BaselineSnapshot,
     EnvironmentReview,
     InventoryCoverage,
@@ -34,9 +32,9 @@ from opsrecon_dagster.operations.enums import Readiness
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster_tests.conftest import Scope, make_scope
+from opsrecon_dagster_tests.conftest import ALL_TYPES, Scope, add_profile, add_schedule, make_scope
 
-TYPES = ["deviceConfigurations", "compliancePolicies", "appProtectionPolicies"]
+TYPES = ALL_TYPES
 
 FIXTURE = {
     "seed": 11,
@@ -106,34 +104,6 @@ def only_run(app: AppContext, op_type: str) -> OperationRun:
     with app.sessions() as s:
         [run] = s.scalars(select(OperationRun).where(OperationRun.type == op_type)).all()
         return run
-
-
-def seed_profile(app: AppContext, scope: Scope, subjects: list[dict[str, Any]]) -> int:
-    with app.sessions.begin() as s:
-        profile = BaselineProfile(
-            workspace_id=scope.workspace_id,
-            managed_environment_id=scope.environment_id,
-            name="Standard",
-            subjects={"subjects": subjects},
-        )
-        s.add(profile)
-        s.flush()
-        return profile.id
-
-
-def seed_schedule(app: AppContext, scope: Scope, enabled: bool = True) -> int:
-    with app.sessions.begin() as s:
-        schedule = BackupSchedule(
-            workspace_id=scope.workspace_id,
-            managed_environment_id=scope.environment_id,
-            name="nightly",
-            cron="0 2 * * *",
-            policy_types={"policy_types": TYPES},
-            enabled=enabled,
-        )
-        s.add(schedule)
-        s.flush()
-        return schedule.id
 
 
 # ------------------------------------------------------------------------------ inventory
@@ -252,7 +222,7 @@ def _inventory_then(app, instance, fixture_file, scope: Scope) -> None:
 def test_baseline_complete(app, instance, fixture_file) -> None:
     scope = make_scope(app, "acme", "full")
     _inventory_then(app, instance, fixture_file, scope)
-    seed_profile(app, scope, [{"policy_type": "compliancePolicies"}])
+    add_profile(app, scope, [{"policy_type": "compliancePolicies"}])
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[1], scope.partition_key)
     run = only_run(app, "baseline.capture")
     assert (run.outcome, run.reason_code) == ("succeeded", "baseline_snapshot_complete")
@@ -273,7 +243,7 @@ def test_baseline_partial_with_classified_gaps(app, instance, fixture_file) -> N
             .where(InventoryItem.policy_type == "deviceConfigurations")
             .order_by(InventoryItem.id)
         ).first()
-    seed_profile(
+    add_profile(
         app,
         scope,
         [
@@ -296,7 +266,7 @@ def test_baseline_partial_with_classified_gaps(app, instance, fixture_file) -> N
 
 def test_baseline_blocked_without_inventory(app, instance, fixture_file) -> None:
     scope = make_scope(app, "acme", "full")
-    seed_profile(app, scope, [{"policy_type": "compliancePolicies"}])
+    add_profile(app, scope, [{"policy_type": "compliancePolicies"}])
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[1], scope.partition_key)
     run = only_run(app, "baseline.capture")
     assert (run.outcome, run.reason_code) == ("blocked", "baseline_no_usable_inventory")
@@ -308,7 +278,7 @@ def test_baseline_blocked_without_inventory(app, instance, fixture_file) -> None
 # ------------------------------------------------------------------------------ backup
 def test_backup_complete(app, instance, fixture_file) -> None:
     scope = make_scope(app, "acme", "full")
-    seed_schedule(app, scope)
+    add_schedule(app, scope)
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[2], scope.partition_key)
     run = only_run(app, "backup.schedule.execute")
     assert (run.outcome, run.reason_code) == ("succeeded", "backup_all_items_captured")
@@ -321,7 +291,7 @@ def test_backup_complete(app, instance, fixture_file) -> None:
 
 def test_backup_partial_when_items_fail(app, instance, fixture_file) -> None:
     scope = make_scope(app, "acme", "partial")
-    seed_schedule(app, scope)
+    add_schedule(app, scope)
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[2], scope.partition_key)
     run = only_run(app, "backup.schedule.execute")
     assert (run.outcome, run.reason_code) == ("partially_succeeded", "backup_some_items_failed")
@@ -335,9 +305,9 @@ def test_backup_blocked_when_schedule_disabled_or_consent_missing(
     app, instance, fixture_file
 ) -> None:
     disabled = make_scope(app, "acme", "full")
-    seed_schedule(app, disabled, enabled=False)
+    add_schedule(app, disabled, enabled=False)
     noconsent = make_scope(app, "acme", "noconsent", readiness=Readiness.CONSENT_MISSING)
-    seed_schedule(app, noconsent)
+    add_schedule(app, noconsent)
     materialize(app, instance, fixture_file, ARTIFACT_ASSETS[2], disabled.partition_key)
     materialize(app, instance, fixture_file, ARTIFACT_ASSETS[2], noconsent.partition_key)
     with app.sessions() as s:

@@ -16,14 +16,14 @@ import pytest
 from opsrecon_dagster.artifacts.common import load_scope
 from opsrecon_dagster.artifacts.families import FAMILIES
 from opsrecon_dagster.artifacts.review import current_fingerprint
-from opsrecon_dagster.db.models import BackupSchedule, BaselineProfile, OperationRun
+from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.providers.fixture import FixtureConfig, FixtureTenantProvider
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster_tests.conftest import Scope, make_scope
+from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule, make_scope
 
 TYPES = ["deviceConfigurations", "compliancePolicies", "appProtectionPolicies"]
 FIXTURE = {
@@ -117,30 +117,10 @@ class World:
         FAMILIES[asset_key].execute(self.app.sessions, scope, self.provider, lambda _p: None)
 
     def profile(self, scope: Scope, subjects: list[dict[str, Any]]) -> int:
-        with self.app.sessions.begin() as s:
-            row = BaselineProfile(
-                workspace_id=scope.workspace_id,
-                managed_environment_id=scope.environment_id,
-                name="p",
-                subjects={"subjects": subjects},
-            )
-            s.add(row)
-            s.flush()
-            return row.id
+        return add_profile(self.app, scope, subjects)
 
     def schedule(self, scope: Scope, enabled: bool = True) -> int:
-        with self.app.sessions.begin() as s:
-            row = BackupSchedule(
-                workspace_id=scope.workspace_id,
-                managed_environment_id=scope.environment_id,
-                name="nightly",
-                cron="0 2 * * *",
-                policy_types={"policy_types": TYPES},
-                enabled=enabled,
-            )
-            s.add(row)
-            s.flush()
-            return row.id
+        return add_schedule(self.app, scope, enabled=enabled)
 
     def inventory(self, scope: Scope) -> None:
         run_id = self.start(OperationType.INVENTORY_SYNC, scope, trigger="setup")

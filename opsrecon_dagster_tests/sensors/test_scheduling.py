@@ -9,7 +9,6 @@ import dagster as dg
 import pytest
 
 from opsrecon_dagster.assets.artifacts import RUN_TAG
-from opsrecon_dagster.db.models import BackupSchedule
 from opsrecon_dagster.operations.context import RunContext
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.scheduling import (
@@ -19,7 +18,7 @@ from opsrecon_dagster.sensors.scheduling import (
     inventory_sync_schedule,
 )
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster_tests.conftest import Scope, make_scope
+from opsrecon_dagster_tests.conftest import add_schedule, make_scope
 
 
 @pytest.fixture
@@ -30,21 +29,6 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 def resources(app: AppContext) -> dict[str, object]:
     return {"app_db": AppDatabaseResource(database_url=app.url.render_as_string(False))}
-
-
-def add_schedule(app: AppContext, scope: Scope, cron: str, enabled: bool = True) -> int:
-    with app.sessions.begin() as s:
-        row = BackupSchedule(
-            workspace_id=scope.workspace_id,
-            managed_environment_id=scope.environment_id,
-            name="nightly",
-            cron=cron,
-            policy_types={"policy_types": ["compliancePolicies"]},
-            enabled=enabled,
-        )
-        s.add(row)
-        s.flush()
-        return row.id
 
 
 def test_environments_become_partitions(app: AppContext, instance: dg.DagsterInstance) -> None:
@@ -69,10 +53,10 @@ def test_backup_sensor_launches_due_schedules_once(
     due = make_scope(app, "acme", "contoso")
     disabled = make_scope(app, "acme", "fabrikam")
     not_due = make_scope(app, "globex", "contoso")
-    due_id = add_schedule(app, due, "* * * * *")
-    add_schedule(app, disabled, "* * * * *", enabled=False)
-    add_schedule(app, not_due, "0 0 1 1 *")  # once a year
-    add_schedule(app, not_due, "not a cron")
+    due_id = add_schedule(app, due, cron="* * * * *")
+    add_schedule(app, disabled, cron="* * * * *", enabled=False)
+    add_schedule(app, not_due, cron="0 0 1 1 *")  # once a year
+    add_schedule(app, not_due, cron="not a cron")
     cursor = (datetime.now(UTC) - timedelta(minutes=3)).isoformat()
 
     def tick() -> dg.SensorResult:
@@ -105,7 +89,7 @@ def test_backup_sensor_launches_due_schedules_once(
 def test_backup_sensor_first_tick_only_sets_cursor(
     app: AppContext, instance: dg.DagsterInstance
 ) -> None:
-    add_schedule(app, make_scope(app, "acme", "contoso"), "* * * * *")
+    add_schedule(app, make_scope(app, "acme", "contoso"), cron="* * * * *")
     result = backup_schedules_sensor(
         dg.build_sensor_context(instance=instance, resources=resources(app))
     )
