@@ -75,25 +75,3 @@ def test_concurrent_composes_leave_one_mutable_review(app: AppContext, scope: Sc
         proofs = [review_proof(view, r, sc) for r, sc in zip(runs, scopes, strict=True) if r]
     assert {p.outcome for p in proofs} == {RunOutcome.SUCCEEDED}
     assert sorted(p.reason_code for p in proofs) == ["review_composed"] + ["review_reused"] * 5
-
-
-def test_two_candidate_reviews_fail_closed(app: AppContext, scope: Scope) -> None:
-    fp = _fingerprint(app, scope)
-    run_id = _start(app, scope, fp)
-    with app.sessions.begin() as s:
-        for status in ("published", "ready"):
-            s.add(
-                EnvironmentReview(
-                    workspace_id=scope.workspace_id,
-                    managed_environment_id=scope.environment_id,
-                    fingerprint=fp,
-                    status=status,
-                    operation_run_id=run_id,
-                )
-            )
-    with app.sessions() as s:
-        run = s.get(OperationRun, run_id)
-        assert run is not None
-        view, run, run_scope = ProofView.for_run(s, run_id)
-        proof = review_proof(view, run, run_scope)
-    assert (proof.outcome, proof.reason_code) == (RunOutcome.FAILED, "proof_ambiguous")
