@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from opsrecon_dagster.artifacts.common import Proof
 from opsrecon_dagster.artifacts.families import Family
 from opsrecon_dagster.artifacts.proofview import ProofView
-from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun
+from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationCatalog, UnknownOperationType
 from opsrecon_dagster.operations.context import Decision, Evidence
 from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
+from opsrecon_dagster.operations.queries import partition_keys
 from opsrecon_dagster.reconciliation.dagster_view import ALIVE_STATUSES, DagsterView
 from opsrecon_dagster.reconciliation.registry import (
     GENERIC_ADAPTER,
@@ -135,7 +136,7 @@ class Reconciler:
             statuses = self._dagster.run_statuses(
                 [r.dagster_run_id for r in candidates if r.dagster_run_id]
             )
-            partitions = self._partition_keys(session, candidates)
+            partitions = partition_keys(session, candidates)
             materialized = self._materializations(candidates, partitions)
             view = ProofView.load(session, candidates)  # a fixed number of queries per batch
             for run in candidates:
@@ -202,18 +203,6 @@ class Reconciler:
             else entry.running_stale_after
         )
         return now - run.last_progress_at > limit
-
-    @staticmethod
-    def _partition_keys(session: Session, runs: Sequence[OperationRun]) -> dict[int, str]:
-        env_ids = {r.managed_environment_id for r in runs if r.managed_environment_id}
-        if not env_ids:
-            return {}
-        rows = session.execute(
-            select(ManagedEnvironment.id, ManagedEnvironment.partition_key).where(
-                ManagedEnvironment.id.in_(env_ids)
-            )
-        )
-        return {env_id: key for env_id, key in rows}
 
     def _materializations(
         self, runs: Sequence[OperationRun], partitions: dict[int, str]
