@@ -74,25 +74,16 @@ def execute_backup(
             )
             continue
         for obj in listed:
+            item = BackupItem(policy_type=policy_type, external_id=obj.external_id)
             try:
-                fetched = provider.fetch_policy(scope.env_ref, policy_type, obj.external_id)
-                items.append(
-                    BackupItem(
-                        policy_type=policy_type,
-                        external_id=obj.external_id,
-                        status=BackupItemStatus.CAPTURED.value,
-                        content_hash=fetched.content_hash,
-                    )
-                )
+                item.content_hash = provider.fetch_policy(
+                    scope.env_ref, policy_type, obj.external_id
+                ).content_hash
+                item.status = BackupItemStatus.CAPTURED.value
             except ProviderError as err:
-                items.append(
-                    BackupItem(
-                        policy_type=policy_type,
-                        external_id=obj.external_id,
-                        status=BackupItemStatus.FAILED.value,
-                        reason_code=err.reason_code,
-                    )
-                )
+                item.status = BackupItemStatus.FAILED.value
+                item.reason_code = err.reason_code
+            items.append(item)
             if len(items) == 1:
                 provider.checkpoint(scope.env_ref, "backup.after_first_item")
         heartbeat(Progress(phase="capturing", counts={"items_done": len(items)}))

@@ -4,6 +4,9 @@ The asset bodies are thin: resolve the operation run, hand over to ``artifacts.f
 and report what the run's own proof says as typed metadata and an asset-check result.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 
 from opsrecon_dagster.artifacts.details import DETAIL_FRAMES
@@ -14,7 +17,7 @@ from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster.tenancy import environment_by_partition
+from opsrecon_dagster.tenancy import TenancyError, environment_by_partition
 
 RUN_TAG = "opsrecon/operation_run_id"
 PROOF_CHECK = "proof"
@@ -81,6 +84,20 @@ def _check(report: JobReport) -> dg.AssetCheckResult:
     )
 
 
+@contextmanager
+def failures_name_only_the_error_type(what: str) -> Iterator[None]:
+    """Exception text may carry SQL or provider detail: Dagster's event log gets only the
+    error's type (our own Failures and tenancy messages name nothing secret and pass)."""
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except TenancyError as exc:
+        raise dg.Failure(f"{what}: {exc}") from None
+    except Exception as exc:
+        raise dg.Failure(f"{what} ({type(exc).__name__})") from None
+
+
 def materialize_family(
     context: dg.AssetExecutionContext,
     family: Family,
@@ -89,28 +106,22 @@ def materialize_family(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """Shared body of the four assets."""
     with app_db.opened() as app:
-        run_id = _operation_run_for(context, app, family)
+        with failures_name_only_the_error_type("could not resolve the operation run"):
+            run_id = _operation_run_for(context, app, family)
         context.log.info(f"operation run {run_id}: {family.op_type.value} {context.partition_key}")
-        try:
+        # On an execution error the row is already completed as failed (job_execution_error).
+        with failures_name_only_the_error_type(f"operation run {run_id}: job_execution_error"):
             report = run_job(
                 app.sessions, app.runs, family, run_id, provider.get_provider, context.run.run_id
             )
-        except Exception as exc:
-            # The run row is already completed as failed (job_execution_error). Exception text
-            # may carry SQL or provider detail, so only its type reaches Dagster's event log.
-            failure = dg.Failure(
-                description=f"operation run {run_id}: job_execution_error ({type(exc).__name__})",
-                metadata={"operation_run_id": dg.MetadataValue.int(run_id)},
-            )
-            raise failure from None
-        metadata = _metadata(report, family)
-        if family.asset_key in DETAIL_FRAMES:
-            label, frame_of = DETAIL_FRAMES[family.asset_key]
-            with app.sessions() as session:
-                frame = frame_of(session, run_id)
-            metadata[label] = dg.MetadataValue.md(
-                frame.to_markdown(index=False) if not frame.empty else "_none_"
-            )
+            metadata = _metadata(report, family)
+            if family.asset_key in DETAIL_FRAMES:
+                label, frame_of = DETAIL_FRAMES[family.asset_key]
+                with app.sessions() as session:
+                    frame = frame_of(session, run_id)
+                metadata[label] = dg.MetadataValue.md(
+                    frame.to_markdown(index=False) if not frame.empty else "_none_"
+                )
     context.log.info(
         f"operation run {run_id}: {report.outcome.value} ({report.reason_code}), {report.recorded}"
     )

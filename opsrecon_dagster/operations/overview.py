@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun
+from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationCatalog, UnknownOperationType
 from opsrecon_dagster.operations.context import RunContext
 from opsrecon_dagster.operations.enums import RunOutcome, RunStatus
+from opsrecon_dagster.operations.queries import partition_keys
 from opsrecon_dagster.operations.reasons import message
 
 RECENT = 15
@@ -31,58 +32,63 @@ class Overview:
 
 
 def build_overview(session: Session, catalog: OperationCatalog, now: datetime) -> Overview:
-    """Summarize every run (one query for runs, one for environment names)."""
-    runs = session.scalars(select(OperationRun).order_by(OperationRun.id)).all()
-    keys = {
-        i: k
-        for i, k in session.execute(select(ManagedEnvironment.id, ManagedEnvironment.partition_key))
-    }
-    rows = []
-    stale = 0
-    for run in runs:
-        is_open = run.status != RunStatus.COMPLETED.value
-        if is_open:
-            try:
-                entry = catalog.get(run.type)
-                limit = (
-                    entry.queued_stale_after
-                    if run.status == RunStatus.QUEUED.value
-                    else entry.running_stale_after
-                )
-                stale += now - run.last_progress_at > limit
-            except UnknownOperationType:
-                stale += 1
-        rows.append({"type": run.type, "state": "open" if is_open else (run.outcome or "unknown")})
+    """Summarize the runs with aggregate queries, so the cost does not grow with history:
+    counts by type and state, the open runs (partial index), and the latest decisions."""
+    counts = session.execute(
+        select(OperationRun.type, OperationRun.status, OperationRun.outcome, func.count()).group_by(
+            OperationRun.type, OperationRun.status, OperationRun.outcome
+        )
+    ).all()
     columns = [o.value for o in RunOutcome] + ["open"]
-    frame = pd.DataFrame(rows, columns=["type", "state"])
-    by_type = (
-        pd.crosstab(frame["type"], frame["state"]).reindex(columns=columns, fill_value=0)
-        if not frame.empty
-        else pd.DataFrame(columns=columns)
-    )
-    recent_rows = []
-    completed = [r for r in runs if r.status == RunStatus.COMPLETED.value]
-    for run in sorted(completed, key=lambda r: r.completed_at or r.created_at, reverse=True)[
-        :RECENT
-    ]:
-        decision = RunContext.load_or_empty(run.context).decision
-        link = (
-            f"[{run.dagster_run_id[:8]}](/runs/{run.dagster_run_id})" if run.dagster_run_id else "-"
+    table: dict[str, dict[str, int]] = {}
+    for op_type, status, outcome, n in counts:
+        state = outcome if status == RunStatus.COMPLETED.value and outcome else "open"
+        row = table.setdefault(op_type, dict.fromkeys(columns, 0))
+        row[state] = row.get(state, 0) + int(n)
+    by_type = pd.DataFrame.from_dict(table, orient="index", columns=columns).sort_index()
+    open_runs = session.execute(
+        select(OperationRun.type, OperationRun.status, OperationRun.last_progress_at).where(
+            OperationRun.status.in_([s.value for s in RunStatus.active()])
         )
-        recent_rows.append(
-            {
-                "run": run.id,
-                "type": run.type,
-                "environment": keys.get(run.managed_environment_id or -1, "-"),
-                "outcome": run.outcome,
-                "reason": message(run.reason_code or ""),
-                "decided_by": decision.decided_by.value if decision else "-",
-                "dagster_run": link,
-            }
-        )
+    ).all()
+    stale = sum(_is_stale(catalog, t, status, progress, now) for t, status, progress in open_runs)
+    latest = session.scalars(
+        select(OperationRun)
+        .where(OperationRun.status == RunStatus.COMPLETED.value)
+        .order_by(OperationRun.completed_at.desc(), OperationRun.id.desc())
+        .limit(RECENT)
+    ).all()
+    keys = partition_keys(session, latest)
     recent = pd.DataFrame(
-        recent_rows,
+        [_decision_row(run, keys) for run in latest],
         columns=["run", "type", "environment", "outcome", "reason", "decided_by", "dagster_run"],
     )
-    open_count = sum(r.status != RunStatus.COMPLETED.value for r in runs)
-    return Overview(by_type, recent, len(runs), open_count, stale)
+    total = sum(int(n) for *_rest, n in counts)
+    return Overview(by_type, recent, total, len(open_runs), stale)
+
+
+def _is_stale(
+    catalog: OperationCatalog, op_type: str, status: str, progress: datetime, now: datetime
+) -> bool:
+    try:
+        entry = catalog.get(op_type)
+    except UnknownOperationType:
+        return True
+    limit = (
+        entry.queued_stale_after if status == RunStatus.QUEUED.value else entry.running_stale_after
+    )
+    return now - progress > limit
+
+
+def _decision_row(run: OperationRun, keys: dict[int, str]) -> dict[str, object]:
+    decision = RunContext.load_or_empty(run.context).decision
+    link = f"[{run.dagster_run_id[:8]}](/runs/{run.dagster_run_id})" if run.dagster_run_id else "-"
+    return {
+        "run": run.id,
+        "type": run.type,
+        "environment": keys.get(run.managed_environment_id or -1, "-"),
+        "outcome": run.outcome,
+        "reason": message(run.reason_code or ""),
+        "decided_by": decision.decided_by.value if decision else "-",
+        "dagster_run": link,
+    }

@@ -13,6 +13,7 @@ from opsrecon_dagster.operations.reasons import message
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
+from opsrecon_dagster.sensors.guard import guarded_tick
 
 # The daemon writes each returned asset event separately (about 20-30 ms each on PostgreSQL),
 # so 200 decisions stay far inside the 60 s sensor limit together with the batch's queries.
@@ -82,16 +83,21 @@ def reconciliation_sensor(
     The backlog lives in the database (open runs by last progress), so a large backlog
     drains over ticks; the cursor records the last tick's figures for the UI.
     """
-    results, events = reconcile_batch(context.instance, app_db, limit=BATCH_SIZE)
-    decided = sum(r.status is TransitionStatus.APPLIED for r in results)
-    waiting = sum(r.verdict.outcome is None for r in results)
-    cursor = json.dumps(
-        {"tick": datetime.now(UTC).isoformat(), "considered": len(results), "decided": decided}
-    )
-    if not results:
-        return dg.SensorResult(cursor=cursor, skip_reason="no stale operation runs")
-    context.log.info(f"considered {len(results)}, decided {decided}, no decision yet {waiting}")
-    return dg.SensorResult(asset_events=events, cursor=cursor)
+
+    def tick() -> dg.SensorResult:
+        results, events = reconcile_batch(context.instance, app_db, limit=BATCH_SIZE)
+        decided = sum(r.status is TransitionStatus.APPLIED for r in results)
+        waiting = sum(r.verdict.outcome is None for r in results)
+        cursor = json.dumps(
+            {"tick": datetime.now(UTC).isoformat(), "considered": len(results), "decided": decided}
+        )
+        if not results:
+            return dg.SensorResult(cursor=cursor, skip_reason="no stale operation runs")
+        context.log.info(f"considered {len(results)}, decided {decided}, no decision yet {waiting}")
+        return dg.SensorResult(asset_events=events, cursor=cursor)
+
+    # A failed batch commits nothing (one transaction), so skipping it loses no decision.
+    return guarded_tick(context, "reconciliation", tick)
 
 
 def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition:

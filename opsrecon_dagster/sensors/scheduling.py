@@ -17,6 +17,7 @@ from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.enums import Actor
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.sensors.guard import guarded_tick
 from opsrecon_dagster.tenancy import all_partition_keys
 
 PARTITIONS_NAME = ENVIRONMENTS.name or "managed_environments"
@@ -31,13 +32,19 @@ def environment_partitions_sensor(
     context: dg.SensorEvaluationContext, app_db: AppDatabaseResource
 ) -> dg.SensorResult:
     """Add a partition for every managed environment in the database that has none yet."""
-    with app_db.opened() as app, app.sessions() as session:
-        keys = list(all_partition_keys(session))
-    known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
-    missing = [k for k in keys if k not in known]
-    if not missing:
-        return dg.SensorResult(skip_reason=dg.SkipReason(f"{len(known)} environments, none new"))
-    return dg.SensorResult(dynamic_partitions_requests=[ENVIRONMENTS.build_add_request(missing)])
+
+    def tick() -> dg.SensorResult:
+        with app_db.opened() as app, app.sessions() as session:
+            keys = list(all_partition_keys(session))
+        known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+        missing = [k for k in keys if k not in known]
+        if not missing:
+            return dg.SensorResult(skip_reason=f"{len(known)} environments, none new")
+        return dg.SensorResult(
+            dynamic_partitions_requests=[ENVIRONMENTS.build_add_request(missing)]
+        )
+
+    return guarded_tick(context, "environment partition sync", tick)
 
 
 @dg.sensor(
@@ -56,31 +63,38 @@ def backup_schedules_sensor(
     now = datetime.now(UTC)
     if context.cursor is None:
         return dg.SensorResult(cursor=now.isoformat(), skip_reason="cursor initialised")
-    since = max(datetime.fromisoformat(context.cursor), now - timedelta(days=1))
-    requests: list[dg.RunRequest] = []
-    with app_db.opened() as app:
-        with app.sessions() as session:
-            due, invalid = due_backups(session, since, now)
-        if invalid:
-            context.log.warning(f"{invalid} backup schedule(s) have an invalid cron; skipped")
-        for item in due:
-            run = app.runs.start(
-                OperationType.BACKUP_SCHEDULE_EXECUTE,
-                workspace_id=item.workspace_id,
-                environment_id=item.environment_id,
-                inputs=RunInputs(
-                    backup_schedule_id=item.schedule_id, scheduled_for=item.tick, trigger="schedule"
-                ),
-                actor=Actor.JOB,
-            ).run
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"backup:{item.schedule_id}:{item.tick.isoformat()}",
-                    partition_key=item.partition_key,
-                    tags={RUN_TAG: str(run.id)},
+    cursor = context.cursor
+
+    def tick() -> dg.SensorResult:
+        since = max(datetime.fromisoformat(cursor), now - timedelta(days=1))
+        requests: list[dg.RunRequest] = []
+        with app_db.opened() as app:
+            with app.sessions() as session:
+                due, invalid = due_backups(session, since, now)
+            if invalid:
+                context.log.warning(f"{invalid} backup schedule(s) have an invalid cron; skipped")
+            for item in due:
+                run = app.runs.start(
+                    OperationType.BACKUP_SCHEDULE_EXECUTE,
+                    workspace_id=item.workspace_id,
+                    environment_id=item.environment_id,
+                    inputs=RunInputs(
+                        backup_schedule_id=item.schedule_id,
+                        scheduled_for=item.tick,
+                        trigger="schedule",
+                    ),
+                    actor=Actor.JOB,
+                ).run
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"backup:{item.schedule_id}:{item.tick.isoformat()}",
+                        partition_key=item.partition_key,
+                        tags={RUN_TAG: str(run.id)},
+                    )
                 )
-            )
-    return dg.SensorResult(run_requests=requests, cursor=now.isoformat())
+        return dg.SensorResult(run_requests=requests, cursor=now.isoformat())
+
+    return guarded_tick(context, "backup schedule evaluation", tick)
 
 
 @dg.schedule(

@@ -1,0 +1,72 @@
+"""Database errors (whose text carries SQL) never reach Dagster's event log or sensor ticks:
+only the error's type does. An unmigrated database makes every query fail."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from opsrecon_dagster.assets.artifacts import inventory_items
+from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
+from opsrecon_dagster.sensors.reconciliation import reconciliation_sensor
+from opsrecon_dagster.sensors.scheduling import (
+    backup_schedules_sensor,
+    environment_partitions_sensor,
+)
+
+SQL_WORDS = ("SELECT", "FROM", "operation_runs", "managed_environments", "no such table")
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def broken_db(tmp_path: Path) -> AppDatabaseResource:
+    return AppDatabaseResource(database_url=f"sqlite:///{tmp_path / 'unmigrated.sqlite3'}")
+
+
+def test_asset_failure_names_only_the_error_type(
+    instance: dg.DagsterInstance, broken_db: AppDatabaseResource
+) -> None:
+    instance.add_dynamic_partitions(ENVIRONMENTS.name or "", ["acme.contoso"])
+    result = dg.materialize(
+        [inventory_items],
+        partition_key="acme.contoso",
+        instance=instance,
+        raise_on_error=False,
+        resources={"app_db": broken_db, "provider": ProviderResource()},
+    )
+    assert not result.success
+    logged = json.dumps([str(e.dagster_event) for e in instance.all_logs(result.run_id)])
+    assert "could not resolve the operation run (OperationalError)" in logged
+    for word in SQL_WORDS:
+        assert word not in logged
+
+
+@pytest.mark.parametrize(
+    ("sensor", "cursor", "what"),
+    [
+        (environment_partitions_sensor, None, "environment partition sync"),
+        (backup_schedules_sensor, "2026-01-01T00:00:00+00:00", "backup schedule evaluation"),
+        (reconciliation_sensor, None, "reconciliation"),
+    ],
+)
+def test_sensor_tick_skips_with_only_the_error_type(
+    instance: dg.DagsterInstance, broken_db: AppDatabaseResource, sensor, cursor, what
+) -> None:
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"app_db": broken_db})
+    result = sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    assert result.skip_reason is not None
+    reason = result.skip_reason.skip_message or ""
+    assert reason == f"{what} failed (OperationalError); the next tick retries"
+    assert not result.run_requests
+    assert not result.asset_events
