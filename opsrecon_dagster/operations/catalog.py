@@ -35,6 +35,9 @@ class CatalogEntry:
     asset_family: str | None
     queued_stale_after: timedelta
     running_stale_after: timedelta
+    # How long a run may wait in Dagster's own run queue (QUEUED / NOT_STARTED / STARTING)
+    # before that wait itself counts as a failure. Long: a busy queue is not a dead worker.
+    queue_wait_after: timedelta = timedelta(hours=6)
 
     @property
     def supported(self) -> bool:
@@ -83,6 +86,7 @@ class ThresholdOverride(BaseModel):
 
     queued_seconds: int | None = Field(default=None, gt=0)
     running_seconds: int | None = Field(default=None, gt=0)
+    queue_wait_seconds: int | None = Field(default=None, gt=0)
 
 
 class CatalogConfigError(ValueError):
@@ -109,6 +113,10 @@ class OperationCatalog:
             if override.running_seconds is not None:
                 entry = replace(
                     entry, running_stale_after=timedelta(seconds=override.running_seconds)
+                )
+            if override.queue_wait_seconds is not None:
+                entry = replace(
+                    entry, queue_wait_after=timedelta(seconds=override.queue_wait_seconds)
                 )
             entries[op_type] = entry
         return cls(tuple(entries.values()))

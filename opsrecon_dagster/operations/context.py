@@ -7,6 +7,7 @@ payload, a token or an exception message has no field to live in.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -17,6 +18,10 @@ from opsrecon_dagster.operations.enums import Actor, RunOutcome
 MAX_LISTED_IDS = 20
 MAX_COUNT_KEYS = 24
 MAX_HISTORY = 10
+# A stored context larger or deeper than this was not written by the product: it is
+# rejected before parsing, so it cannot exhaust memory or the recursion limit.
+MAX_CONTEXT_CHARS = 256 * 1024
+MAX_CONTEXT_DEPTH = 32
 
 # snake_case identifiers: reason codes, adapter names, count keys, artifact statuses.
 SnakeCase = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")]
@@ -112,10 +117,18 @@ class Progress(_Strict):
     )
 
 
+class PreconditionCheck(_Strict):
+    """What the job found before any provider call: a blocker reason, or none."""
+
+    checked_at: datetime
+    blocker: SnakeCase | None = None
+
+
 class RunContext(_Strict):
     """Everything stored in ``operation_runs.context``."""
 
     inputs: RunInputs = Field(default_factory=RunInputs)
+    precondition: PreconditionCheck | None = None
     progress: Progress | None = None
     decision: Decision | None = None
     previous_decisions: Annotated[list[Decision], Field(max_length=MAX_HISTORY)] = Field(
@@ -132,13 +145,37 @@ class RunContext(_Strict):
         return cls.model_validate(raw or {})
 
     @classmethod
-    def load_or_empty(cls, raw: dict[str, Any] | None) -> RunContext:
+    def load_or_empty(cls, raw: Any) -> RunContext:
         """Parse a stored context; a malformed one (written outside the product) reads as empty,
         so the run can still be finalized with ``run_context_invalid``."""
+        return cls.load_or_none(raw) or cls()
+
+    @classmethod
+    def load_or_none(cls, raw: Any) -> RunContext | None:
+        """Parse an already-decoded context; None when it is not a valid context object."""
+        if not isinstance(raw, dict):
+            return None
         try:
-            return cls.load(raw)
+            return cls.model_validate(raw)
         except ValidationError:
-            return cls()
+            return None
+
+    @classmethod
+    def from_stored_text(cls, raw: str | None) -> RunContext | None:
+        """Parse the stored JSON text of a context; None when it is not a context this
+        product wrote (too large, too deep, not JSON, not an object, wrong shape)."""
+        if raw is None or len(raw) > MAX_CONTEXT_CHARS or json_depth(raw) > MAX_CONTEXT_DEPTH:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls.model_validate(data)
+        except ValidationError:
+            return None
 
     def dump(self) -> dict[str, Any]:
         """The JSON-ready form stored in the database."""
@@ -153,3 +190,25 @@ class AuditDetails(_Strict):
     previous_outcome: RunOutcome | None = None
     previous_reason_code: SnakeCase | None = None
     evidence: Evidence | None = None
+
+
+def json_depth(raw: str) -> int:
+    """Maximum nesting of arrays and objects in JSON text, counted without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest

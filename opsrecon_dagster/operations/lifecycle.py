@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun
@@ -26,6 +26,7 @@ from opsrecon_dagster.operations.context import (
     AuditDetails,
     Decision,
     LateCompletion,
+    PreconditionCheck,
     Progress,
     RunContext,
     RunInputs,
@@ -152,25 +153,37 @@ class OperationRunService:
 
     # ----------------------------------------------------------------- running / heartbeat
     def mark_running(
-        self, run_id: int, dagster_run_id: str | None, actor: Actor = Actor.JOB
+        self,
+        run_id: int,
+        dagster_run_id: str | None,
+        actor: Actor = Actor.JOB,
+        precondition: PreconditionCheck | None = None,
     ) -> TransitionResult:
-        """queued → running, storing the Dagster run id; repeating it is a no-op."""
+        """queued → running, storing the Dagster run id (and the job's precondition check).
+
+        Repeating it from the same Dagster run is a no-op. Anything else is ``NOT_ACTIVE`` and
+        the caller must not work on the row: it is final, already running elsewhere, or
+        linked to another Dagster run.
+        """
         with self._sessions.begin() as session:
             run = self._locked(session, run_id)
             if run.status == RunStatus.RUNNING.value and run.dagster_run_id == dagster_run_id:
                 return TransitionResult(TransitionStatus.UNCHANGED, run)
-            if run.status != RunStatus.QUEUED.value:
+            if run.status != RunStatus.QUEUED.value or (
+                run.dagster_run_id is not None and run.dagster_run_id != dagster_run_id
+            ):
                 return TransitionResult(TransitionStatus.NOT_ACTIVE, run)
             now = utcnow()
-            changed = self._cas(
-                session,
-                run,
-                from_statuses=(RunStatus.QUEUED.value,),
-                status=RunStatus.RUNNING.value,
-                dagster_run_id=dagster_run_id,
-                started_at=now,
-                last_progress_at=now,
-            )
+            values: dict[str, object] = {
+                "status": RunStatus.RUNNING.value,
+                "dagster_run_id": dagster_run_id,
+                "started_at": now,
+                "last_progress_at": now,
+            }
+            if precondition is not None:
+                ctx = self._context(session, run) or RunContext()
+                values["context"] = ctx.model_copy(update={"precondition": precondition}).dump()
+            changed = self._cas(session, run, from_statuses=(RunStatus.QUEUED.value,), **values)
             if not changed:
                 return TransitionResult(TransitionStatus.NOT_ACTIVE, self._reload(session, run))
             self._audit(
@@ -184,12 +197,58 @@ class OperationRunService:
         return TransitionResult(TransitionStatus.APPLIED, run)
 
     def link_dagster_run(self, run_id: int, dagster_run_id: str) -> OperationRun:
-        """Record the Dagster run launched for a still-queued run (no status change)."""
+        """Record the Dagster run submitted for a still-queued run (no status change).
+
+        A queued row may be relinked (an earlier submission that never started); a running
+        or final row keeps the Dagster run it has.
+        """
         with self._sessions.begin() as session:
             run = self._locked(session, run_id)
-            if run.status in ACTIVE and run.dagster_run_id is None:
-                run.dagster_run_id = dagster_run_id
+            if run.status == RunStatus.QUEUED.value:
+                self._cas(
+                    session,
+                    run,
+                    from_statuses=(RunStatus.QUEUED.value,),
+                    dagster_run_id=dagster_run_id,
+                )
             return run
+
+    def observe_dagster_in(
+        self,
+        session: Session,
+        *,
+        links: Mapping[int, str],
+        waiting: Sequence[int],
+        now: datetime,
+    ) -> None:
+        """What the reconciler learned from Dagster, inside its transaction.
+
+        ``links``: Dagster runs found by their tag for open rows that had none linked (a
+        schedule or sensor submission). ``waiting``: rows whose Dagster run is confirmed in
+        the run queue; their progress is moved to ``now`` so they leave the front of the
+        stale backlog (the queue wait itself is measured from the Dagster run's creation).
+        """
+        for run_id, dagster_run_id in links.items():
+            session.execute(
+                update(OperationRun)
+                .where(
+                    OperationRun.id == run_id,
+                    OperationRun.status.in_(ACTIVE),
+                    OperationRun.dagster_run_id.is_(None),
+                )
+                .values(dagster_run_id=dagster_run_id)
+                .execution_options(synchronize_session=False)
+            )
+        if waiting:
+            session.execute(
+                update(OperationRun)
+                .where(
+                    OperationRun.id.in_(list(waiting)),
+                    OperationRun.status == RunStatus.QUEUED.value,
+                )
+                .values(last_progress_at=now)
+                .execution_options(synchronize_session=False)
+            )
 
     def heartbeat(self, run_id: int, progress: Progress | None = None) -> bool:
         """Record progress of a running job; returns False once the run is no longer running."""
@@ -200,8 +259,8 @@ class OperationRunService:
                 return False
             values: dict[str, object] = {"last_heartbeat_at": now, "last_progress_at": now}
             if progress is not None:
-                ctx = RunContext.load(run.context).model_copy(update={"progress": progress})
-                values["context"] = ctx.dump()
+                ctx = self._context(session, run) or RunContext()
+                values["context"] = ctx.model_copy(update={"progress": progress}).dump()
             return self._cas(session, run, from_statuses=(RunStatus.RUNNING.value,), **values)
 
     # ----------------------------------------------------------------- terminal writes
@@ -230,7 +289,7 @@ class OperationRunService:
         self, session: Session, run_id: int, decision: Decision, *, action: str
     ) -> TransitionResult:
         run = self._locked(session, run_id)
-        ctx = RunContext.load_or_empty(run.context)
+        ctx = self._context(session, run) or RunContext()
         if run.status not in ACTIVE:
             return self._already_final(session, run, ctx, decision)
         attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
@@ -250,7 +309,7 @@ class OperationRunService:
         if not changed:
             run = self._reload(session, run)
             return self._already_final(
-                session, run, RunContext.load_or_empty(run.context), decision
+                session, run, self._context(session, run) or RunContext(), decision
             )
         self._audit(
             session,
@@ -380,16 +439,33 @@ class OperationRunService:
     @staticmethod
     def _locked(session: Session, run_id: int) -> OperationRun:
         # FOR UPDATE on PostgreSQL serializes read-modify-write; SQLite ignores it and relies
-        # on its single writer plus the compare-and-set below.
-        stmt = select(OperationRun).where(OperationRun.id == run_id).with_for_update()
+        # on its single writer plus the compare-and-set below. The context is not loaded
+        # here: a malformed one must not be parsed by the driver (see ``_context``).
+        stmt = (
+            select(OperationRun)
+            .where(OperationRun.id == run_id)
+            .options(defer(OperationRun.context))
+            .with_for_update()
+        )
         run = session.scalars(stmt).first()
         if run is None:
             raise RunNotFoundError(run_id)
         return run
 
     @staticmethod
+    def _context(session: Session, run: OperationRun) -> RunContext | None:
+        """The run's context, or None when the stored one is malformed (any shape, size or
+        depth): read as text and checked before parsing."""
+        if "context" in run.__dict__:
+            return RunContext.load_or_none(run.__dict__["context"])
+        raw = session.scalar(
+            select(cast(OperationRun.context, Text)).where(OperationRun.id == run.id)
+        )
+        return RunContext.from_stored_text(raw)
+
+    @staticmethod
     def _reload(session: Session, run: OperationRun) -> OperationRun:
-        session.refresh(run)
+        session.refresh(run, attribute_names=["status", "outcome", "reason_code", "dagster_run_id"])
         return run
 
     @staticmethod

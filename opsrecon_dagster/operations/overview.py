@@ -13,11 +13,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import OperationRun
-from opsrecon_dagster.operations.catalog import OperationCatalog, UnknownOperationType
+from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import RunContext
 from opsrecon_dagster.operations.enums import RunOutcome, RunStatus
 from opsrecon_dagster.operations.queries import partition_keys
 from opsrecon_dagster.operations.reasons import message
+from opsrecon_dagster.operations.staleness import StalenessRule
 
 RECENT = 15
 
@@ -51,7 +52,8 @@ def build_overview(session: Session, catalog: OperationCatalog, now: datetime) -
             OperationRun.status.in_([s.value for s in RunStatus.active()])
         )
     ).all()
-    stale = sum(_is_stale(catalog, t, status, progress, now) for t, status, progress in open_runs)
+    rule = StalenessRule(catalog)
+    stale = sum(rule.is_stale(t, status, progress, now) for t, status, progress in open_runs)
     latest = session.scalars(
         select(OperationRun)
         .where(OperationRun.status == RunStatus.COMPLETED.value)
@@ -65,19 +67,6 @@ def build_overview(session: Session, catalog: OperationCatalog, now: datetime) -
     )
     total = sum(int(n) for *_rest, n in counts)
     return Overview(by_type, recent, total, len(open_runs), stale)
-
-
-def _is_stale(
-    catalog: OperationCatalog, op_type: str, status: str, progress: datetime, now: datetime
-) -> bool:
-    try:
-        entry = catalog.get(op_type)
-    except UnknownOperationType:
-        return True
-    limit = (
-        entry.queued_stale_after if status == RunStatus.QUEUED.value else entry.running_stale_after
-    )
-    return now - progress > limit
 
 
 def _decision_row(run: OperationRun, keys: dict[int, str]) -> dict[str, object]:

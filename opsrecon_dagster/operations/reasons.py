@@ -160,6 +160,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The run went stale and produced no proof.",
         "Der Lauf ist ohne Fortschritt geblieben und hat keinen Nachweis erzeugt.",
     ),
+    "dagster_queue_wait_exceeded": (
+        "The run waited in Dagster's run queue past its queue-wait limit and never started.",
+        "Der Lauf hat länger als erlaubt in der Dagster-Warteschlange gewartet und nie begonnen.",
+    ),
+    "run_waiting_in_queue": (
+        "No decision yet: the Dagster run is waiting in the run queue.",
+        "Noch keine Entscheidung: Der Dagster-Lauf wartet in der Warteschlange.",
+    ),
+    "run_unreadable": (
+        "The run's rows could not be read; it was finalized on its own.",
+        "Die Daten des Laufs konnten nicht gelesen werden; er wurde einzeln abgeschlossen.",
+    ),
     "queued_never_started": (
         "The run was queued but never started.",
         "Der Lauf wurde eingereiht, aber nie gestartet.",
@@ -199,6 +211,7 @@ NO_PROOF_REASONS = frozenset(
     {
         "stale_without_proof",
         "queued_never_started",
+        "dagster_queue_wait_exceeded",
         "dagster_run_failed_without_proof",
         "dagster_run_canceled_without_proof",
         "dagster_success_without_proof",
@@ -210,7 +223,18 @@ NO_PROOF_REASONS = frozenset(
         "review_not_found",
     }
 )
-CORRECTABLE_REASONS = frozenset({"stale_without_proof", "dagster_run_failed_without_proof"})
+# Every reconciler decision of "failed for lack of proof": a late report with the run's own
+# proof corrects it once (SPEC §6). Proven and blocked outcomes are never corrected.
+CORRECTABLE_REASONS = frozenset(
+    {
+        "stale_without_proof",
+        "queued_never_started",
+        "dagster_queue_wait_exceeded",
+        "dagster_run_failed_without_proof",
+        "dagster_run_canceled_without_proof",
+        "dagster_success_without_proof",
+    }
+)
 
 
 def message(code: str, language: Language = "en") -> str:

@@ -1,7 +1,7 @@
 """What reconciliation reads from Dagster, as an interface (no Dagster import here).
 
-The Dagster layer implements it over a ``DagsterInstance``; both calls are batched so a
-reconciliation batch costs two instance reads, not two per run.
+The Dagster layer implements it over a ``DagsterInstance``; every call is batched, so a
+reconciliation batch costs a fixed number of instance reads, not a few per run.
 """
 
 from __future__ import annotations
@@ -9,12 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-ALIVE_STATUSES = frozenset({"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"})
+from opsrecon_dagster.operations.staleness import DagsterRunInfo
+
+# The Dagster run tag that names a run's operation run (SPEC §9).
+RUN_TAG = "opsrecon/operation_run_id"
 
 
 class DagsterView(Protocol):
-    def run_statuses(self, dagster_run_ids: Sequence[str]) -> Mapping[str, str]:
-        """Status name (``SUCCESS``, ``FAILURE``, ...) per known Dagster run id."""
+    def runs(self, dagster_run_ids: Sequence[str]) -> Mapping[str, DagsterRunInfo]:
+        """Status and timestamps per known Dagster run id."""
+        ...
+
+    def runs_tagged(self, operation_run_ids: Sequence[int]) -> Mapping[int, DagsterRunInfo]:
+        """The newest Dagster run tagged with each operation run id (schedule and sensor
+        submissions, whose run id the row cannot know when it is created)."""
         ...
 
     def materialization_counts(
@@ -28,7 +36,10 @@ class DagsterView(Protocol):
 class NoDagster:
     """A view that knows no Dagster runs (e.g. a CLI without an instance)."""
 
-    def run_statuses(self, dagster_run_ids: Sequence[str]) -> Mapping[str, str]:
+    def runs(self, dagster_run_ids: Sequence[str]) -> Mapping[str, DagsterRunInfo]:
+        return {}
+
+    def runs_tagged(self, operation_run_ids: Sequence[int]) -> Mapping[int, DagsterRunInfo]:
         return {}
 
     def materialization_counts(

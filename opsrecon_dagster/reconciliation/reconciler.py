@@ -1,35 +1,47 @@
 """Reconciliation: finalize stale or orphaned runs from proof, in their own scope (SPEC §6).
 
-One code path serves the sensor, the run-status sensor and ``opsrecon reconcile``:
-select a bounded batch of open runs by index (skip-locked on PostgreSQL), read their proof,
-decide, and write through the lifecycle service.
+One code path serves the sensor, the run-status sensors and ``opsrecon reconcile``:
+select a bounded batch of open runs by index (skip-locked on PostgreSQL), ask Dagster
+whether their runs are alive, read their proof, decide, and write through the lifecycle
+service. Every candidate is read and decided on its own: a row that cannot be read is
+finalized ``failed`` with its own reason and never stops the rest of the batch.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Text, cast, select
+from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from opsrecon_dagster.artifacts.common import Proof
 from opsrecon_dagster.artifacts.families import Family
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import OperationRun
-from opsrecon_dagster.operations.catalog import OperationCatalog, UnknownOperationType
-from opsrecon_dagster.operations.context import Decision, Evidence
+from opsrecon_dagster.operations.catalog import OperationCatalog
+from opsrecon_dagster.operations.context import Decision, Evidence, RunContext
 from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
 from opsrecon_dagster.operations.queries import partition_keys
-from opsrecon_dagster.reconciliation.dagster_view import ALIVE_STATUSES, DagsterView
+from opsrecon_dagster.operations.staleness import (
+    DagsterRunInfo,
+    Liveness,
+    StalenessRule,
+    liveness,
+)
+from opsrecon_dagster.reconciliation.dagster_view import DagsterView
 from opsrecon_dagster.reconciliation.registry import (
     GENERIC_ADAPTER,
     AdapterRegistry,
     ProofAdapter,
 )
+
+logger = logging.getLogger(__name__)
 
 ACTIVE = tuple(s.value for s in RunStatus.active())
 DAGSTER_TERMINAL_REASONS = {
@@ -39,13 +51,25 @@ DAGSTER_TERMINAL_REASONS = {
 }
 
 
+NO_PROOF_REASONS = {
+    Liveness.QUEUE_WAIT_EXCEEDED: "dagster_queue_wait_exceeded",
+    Liveness.NEVER_STARTED: "queued_never_started",
+    Liveness.STALE: "stale_without_proof",
+}
+
+
 @dataclass(frozen=True)
 class RunFacts:
     """What is known about a run besides its artifacts."""
 
-    stale: bool
-    dagster_status: str | None
-    materializations: int
+    liveness: Liveness
+    dagster: DagsterRunInfo | None = None
+    materializations: int = 0
+    stale: bool = False  # by the database rule alone (no Dagster knowledge)
+
+    @property
+    def dagster_status(self) -> str | None:
+        return self.dagster.status if self.dagster else None
 
 
 @dataclass(frozen=True)
@@ -75,27 +99,27 @@ def decide(
 ) -> Verdict:
     """The decision table shared by every adapter (SPEC §6).
 
-    - alive and not stale: no decision yet;
+    - alive, or waiting in Dagster's run queue: no decision yet;
     - proof decides when it exists (never success without it);
-    - otherwise the Dagster run's end, a launch that never started, or staleness says failed.
+    - otherwise the Dagster run's end, a queue wait past its limit, a launch that never
+      started, or staleness says ``failed``.
     """
     adapter = family.adapter if family else GENERIC_ADAPTER
-    dagster_ended = facts.dagster_status in DAGSTER_TERMINAL_REASONS
-    if not facts.stale and not dagster_ended:
-        return Verdict(None, "run_alive", adapter)
+    if not facts.liveness.decidable:
+        waiting = facts.liveness is Liveness.WAITING
+        return Verdict(None, "run_waiting_in_queue" if waiting else "run_alive", adapter)
     if family is None:
-        if not facts.stale:
+        # No proof adapter: only staleness decides (a Dagster run's end proves nothing).
+        if facts.liveness is Liveness.ENDED and not facts.stale:
             return Verdict(None, "run_alive", adapter)
         return Verdict(RunOutcome.FAILED, "unsupported_type_stale", adapter)
     assert proof is not None
     if proof.outcome is not None:
         return Verdict(proof.outcome, proof.reason_code, adapter, proof.evidence)
-    if dagster_ended:
-        reason = DAGSTER_TERMINAL_REASONS[facts.dagster_status or ""]
-    elif run.status == RunStatus.QUEUED.value and run.dagster_run_id is None:
-        reason = "queued_never_started"
+    if facts.liveness is Liveness.ENDED:
+        reason = DAGSTER_TERMINAL_REASONS[facts.dagster_status or "FAILURE"]
     else:
-        reason = "stale_without_proof"
+        reason = NO_PROOF_REASONS[facts.liveness]
     return Verdict(RunOutcome.FAILED, reason, adapter, proof.evidence)
 
 
@@ -114,6 +138,7 @@ class Reconciler:
         self._dagster = dagster
         self._clock = clock or (lambda: datetime.now(UTC))
         self._registry = AdapterRegistry(runs.catalog)
+        self._rule = StalenessRule(runs.catalog)
 
     @property
     def catalog(self) -> OperationCatalog:
@@ -130,20 +155,31 @@ class Reconciler:
     ) -> list[ReconcileResult]:
         """Decide a bounded batch of open runs (stale ones, or exactly ``run_ids``)."""
         now = self._clock()
-        results: list[ReconcileResult] = []
         with self._sessions() as session, session.begin():
             candidates = self._candidates(session, now, limit, op_type, workspace_id, run_ids)
-            statuses = self._dagster.run_statuses(
-                [r.dagster_run_id for r in candidates if r.dagster_run_id]
-            )
+            unreadable = self._load_contexts(session, candidates)
+            dagster = self._dagster_runs(candidates)
+            facts = {r.id: self._facts(r, dagster.get(r.id), now) for r in candidates}
+            readable = [r for r in candidates if r.id not in unreadable]
             partitions = partition_keys(session, candidates)
-            materialized = self._materializations(candidates, partitions)
-            view = ProofView.load(session, candidates)  # a fixed number of queries per batch
+            materialized = self._materializations(readable, partitions)
+            view = ProofView.load(session, readable)  # a fixed number of queries per batch
+            results = []
             for run in candidates:
-                result = self._one(
-                    session, view, run, now, statuses, partitions, materialized, dry_run
+                run_facts = replace(facts[run.id], materializations=materialized.get(run.id, 0))
+                verdict = self._verdict(view, run, run_facts, run.id in unreadable)
+                results.append(self._record(session, run, run_facts, verdict, partitions, dry_run))
+            if not dry_run:
+                self._runs.observe_dagster_in(
+                    session,
+                    links={
+                        r.id: info.run_id
+                        for r in candidates
+                        if r.dagster_run_id is None and (info := dagster.get(r.id)) is not None
+                    },
+                    waiting=[r.id for r in candidates if facts[r.id].liveness is Liveness.WAITING],
+                    now=now,
                 )
-                results.append(result)
         return results
 
     # ------------------------------------------------------------------ selection
@@ -156,31 +192,18 @@ class Reconciler:
         workspace_id: int | None,
         run_ids: Sequence[int] | None,
     ) -> list[OperationRun]:
-        stmt = select(OperationRun).where(OperationRun.status.in_(ACTIVE))
+        stmt = (
+            select(OperationRun)
+            .where(OperationRun.status.in_(ACTIVE))
+            # Contexts are read separately, as text, so a malformed one cannot break the batch.
+            .options(defer(OperationRun.context))
+        )
         if run_ids is not None:
             stmt = stmt.where(OperationRun.id.in_(list(run_ids)))
         else:
-            # Stale by each type's own thresholds, so runs that are not yet stale never take
-            # batch slots; the open-progress partial index serves the range conditions.
-            entries = self.catalog.entries()
-            stale = [
-                and_(
-                    OperationRun.type == e.type.value,
-                    OperationRun.status == status,
-                    OperationRun.last_progress_at < now - after,
-                )
-                for e in entries
-                for status, after in (
-                    (RunStatus.QUEUED.value, e.queued_stale_after),
-                    (RunStatus.RUNNING.value, e.running_stale_after),
-                )
-            ]
-            shortest = min(min(e.queued_stale_after, e.running_stale_after) for e in entries)
-            unknown = and_(
-                OperationRun.type.not_in([e.type.value for e in entries]),
-                OperationRun.last_progress_at < now - shortest,
-            )
-            stmt = stmt.where(or_(*stale, unknown))
+            # Stale by each type's own thresholds (the one staleness rule), so runs that are
+            # not yet stale never take batch slots; the open-progress index serves the ranges.
+            stmt = stmt.where(self._rule.sql(now))
         if op_type:
             stmt = stmt.where(OperationRun.type == op_type)
         if workspace_id is not None:
@@ -190,19 +213,45 @@ class Reconciler:
         stmt = stmt.with_for_update(skip_locked=True)
         return list(session.scalars(stmt).all())
 
-    def _is_stale(self, run: OperationRun, now: datetime) -> bool:
-        try:
-            entry = self.catalog.get(run.type)
-        except UnknownOperationType:
-            return now - run.last_progress_at > min(
-                e.running_stale_after for e in self.catalog.entries()
+    @staticmethod
+    def _load_contexts(session: Session, runs: Sequence[OperationRun]) -> set[int]:
+        """Read every candidate's context as text and parse it defensively (bounded size and
+        depth first); returns the ids whose context is not one the product wrote."""
+        if not runs:
+            return set()
+        rows = session.execute(
+            select(OperationRun.id, cast(OperationRun.context, Text)).where(
+                OperationRun.id.in_([r.id for r in runs])
             )
-        limit = (
-            entry.queued_stale_after
-            if run.status == RunStatus.QUEUED.value
-            else entry.running_stale_after
         )
-        return now - run.last_progress_at > limit
+        raw: dict[int, str | None] = {run_id: text for run_id, text in rows}
+        unreadable: set[int] = set()
+        for run in runs:
+            ctx = RunContext.from_stored_text(raw.get(run.id))
+            if ctx is None:
+                unreadable.add(run.id)
+            # Mirror the parsed (or, when unreadable, an empty) context on the loaded row, so
+            # the proof view and the lifecycle service read it without touching the driver.
+            set_committed_value(run, "context", ctx.dump() if ctx is not None else {})
+        return unreadable
+
+    def _facts(self, run: OperationRun, dagster: DagsterRunInfo | None, now: datetime) -> RunFacts:
+        return RunFacts(
+            liveness=liveness(self._rule, run, dagster, now),
+            dagster=dagster,
+            stale=self._rule.is_stale(run.type, run.status, run.last_progress_at, now),
+        )
+
+    def _dagster_runs(self, runs: Sequence[OperationRun]) -> dict[int, DagsterRunInfo]:
+        """The Dagster run of each candidate: the linked one, else the newest tagged one."""
+        linked = self._dagster.runs([r.dagster_run_id for r in runs if r.dagster_run_id])
+        tagged = self._dagster.runs_tagged([r.id for r in runs if r.dagster_run_id is None])
+        found: dict[int, DagsterRunInfo] = {}
+        for run in runs:
+            info = linked.get(run.dagster_run_id) if run.dagster_run_id else tagged.get(run.id)
+            if info is not None:
+                found[run.id] = info
+        return found
 
     def _materializations(
         self, runs: Sequence[OperationRun], partitions: dict[int, str]
@@ -228,32 +277,52 @@ class Reconciler:
         return adapter.family.asset_key if isinstance(adapter, ProofAdapter) else None
 
     # ------------------------------------------------------------------ one run
-    def _one(
-        self,
-        session: Session,
-        view: ProofView,
-        run: OperationRun,
-        now: datetime,
-        statuses: Mapping[str, str],
-        partitions: dict[int, str],
-        materialized: dict[int, int],
-        dry_run: bool,
-    ) -> ReconcileResult:
-        facts = RunFacts(
-            stale=self._is_stale(run, now),
-            dagster_status=statuses.get(run.dagster_run_id) if run.dagster_run_id else None,
-            materializations=materialized.get(run.id, 0),
-        )
+    def _verdict(
+        self, view: ProofView, run: OperationRun, facts: RunFacts, unreadable: bool
+    ) -> Verdict:
+        """Decide one run in isolation: a row that cannot be read gets its own reason."""
         adapter = self._registry.resolve(run.type)
         family = adapter.family if isinstance(adapter, ProofAdapter) else None
-        asset_key = family.asset_key if family else None
-        partition = partitions.get(run.managed_environment_id or -1)
-        verdict = self._verdict(view, run, family, facts)
+        if family is None:
+            return decide(None, None, run, facts)
+        if unreadable:
+            return self._broken(facts, family, "run_context_invalid")
+        try:
+            scope = view.scope(run)
+        except ValidationError:
+            return self._broken(facts, family, "run_context_invalid")
+        except ValueError:
+            return self._broken(facts, family, "run_scope_invalid")
+        try:
+            return decide(family, family.proof(view, run, scope), run, facts)
+        except Exception as exc:  # one unreadable row must not stop the batch
+            logger.warning("operation run %s: proof not readable (%s)", run.id, type(exc).__name__)
+            return self._broken(facts, family, "run_unreadable")
+
+    @staticmethod
+    def _broken(facts: RunFacts, family: Family, reason: str) -> Verdict:
+        if not facts.liveness.decidable:
+            return Verdict(None, "run_alive", family.adapter)
+        return Verdict(RunOutcome.FAILED, reason, family.adapter)
+
+    def _record(
+        self,
+        session: Session,
+        run: OperationRun,
+        facts: RunFacts,
+        verdict: Verdict,
+        partitions: Mapping[int, str],
+        dry_run: bool,
+    ) -> ReconcileResult:
+        """Complete the verdict's evidence and write it through the lifecycle service."""
+        adapter = self._registry.resolve(run.type)
+        asset_key = adapter.family.asset_key if isinstance(adapter, ProofAdapter) else None
+        dagster_run_id = facts.dagster.run_id if facts.dagster else run.dagster_run_id
         evidence = verdict.evidence.model_copy(
             update={
                 "workspace_id": run.workspace_id,
                 "managed_environment_id": run.managed_environment_id,
-                "dagster_run_id": run.dagster_run_id,
+                "dagster_run_id": dagster_run_id,
                 "dagster_run_status": facts.dagster_status,
                 "materialization_count": facts.materializations,
             }
@@ -266,28 +335,9 @@ class Reconciler:
                 reason_code=verdict.reason_code,
                 adapter=verdict.adapter,
                 decided_by=Actor.RECONCILER,
-                decided_at=now,
+                decided_at=self._clock(),
                 evidence=evidence,
             )
             status = self._runs.reconcile_in(session, run.id, decision).status
+        partition = partitions.get(run.managed_environment_id or -1)
         return ReconcileResult(run.id, run.type, asset_key, partition, verdict, status)
-
-    def _verdict(
-        self, view: ProofView, run: OperationRun, family: Family | None, facts: RunFacts
-    ) -> Verdict:
-        """Decide one run; a malformed row is finalized with a reason, never fails the batch."""
-        if family is None:
-            return decide(None, None, run, facts)
-        try:
-            scope = view.scope(run)
-        except ValidationError:
-            return self._broken(run, facts, family, "run_context_invalid")
-        except ValueError:
-            return self._broken(run, facts, family, "run_scope_invalid")
-        return decide(family, family.proof(view, run, scope), run, facts)
-
-    @staticmethod
-    def _broken(run: OperationRun, facts: RunFacts, family: Family, reason: str) -> Verdict:
-        if not facts.stale and facts.dagster_status in ALIVE_STATUSES:
-            return Verdict(None, "run_alive", family.adapter)
-        return Verdict(RunOutcome.FAILED, reason, family.adapter)

@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from opsrecon_dagster.operations.staleness import DagsterRunInfo
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+
 MAX_MATERIALIZATIONS = 2000
+
+
+def _utc(timestamp: float | datetime | None) -> datetime | None:
+    if timestamp is None:
+        return None
+    if isinstance(timestamp, datetime):
+        return timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _info(record: dg.RunRecord) -> DagsterRunInfo:
+    return DagsterRunInfo(
+        run_id=record.dagster_run.run_id,
+        status=record.dagster_run.status.value,
+        created_at=_utc(record.create_timestamp),
+        started_at=_utc(record.start_time),
+    )
 
 
 class InstanceDagsterView:
@@ -15,12 +36,28 @@ class InstanceDagsterView:
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self._instance = instance
 
-    def run_statuses(self, dagster_run_ids: Sequence[str]) -> Mapping[str, str]:
-        """One runs query for the whole batch."""
+    def runs(self, dagster_run_ids: Sequence[str]) -> Mapping[str, DagsterRunInfo]:
+        """One run-records query for the whole batch."""
         if not dagster_run_ids:
             return {}
-        runs = self._instance.get_runs(filters=dg.RunsFilter(run_ids=list(dagster_run_ids)))
-        return {run.run_id: run.status.value for run in runs}
+        records = self._instance.get_run_records(
+            filters=dg.RunsFilter(run_ids=list(dagster_run_ids))
+        )
+        return {r.dagster_run.run_id: _info(r) for r in records}
+
+    def runs_tagged(self, operation_run_ids: Sequence[int]) -> Mapping[int, DagsterRunInfo]:
+        """One tag query for the whole batch; the newest Dagster run wins per tag value."""
+        if not operation_run_ids:
+            return {}
+        records = self._instance.get_run_records(
+            filters=dg.RunsFilter(tags={RUN_TAG: [str(i) for i in operation_run_ids]})
+        )
+        found: dict[int, DagsterRunInfo] = {}
+        for record in sorted(records, key=lambda r: r.create_timestamp):
+            tag = record.dagster_run.tags.get(RUN_TAG, "")
+            if tag.isdigit():
+                found[int(tag)] = _info(record)
+        return found
 
     def materialization_counts(
         self, asset_key: str, partition_keys: Sequence[str], operation_run_ids: Sequence[int]
