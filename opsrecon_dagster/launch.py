@@ -12,9 +12,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from opsrecon_dagster.assets.artifacts import RUN_TAG
 from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.settings import AppContext
 

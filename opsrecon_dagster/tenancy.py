@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,16 +57,26 @@ def get_or_create_environment(
         )
     ).first()
     if env is None:
+        now = datetime.now(UTC)
         env = ManagedEnvironment(
             workspace_id=workspace.id,
             slug=slug,
             name=name or slug,
             partition_key=partition_key_for(workspace.slug, slug),
             readiness=readiness.value,
+            readiness_changed_at=now,
+            created_at=now,
         )
         session.add(env)
         session.flush()
     return env
+
+
+def set_readiness(session: Session, env: ManagedEnvironment, readiness: Readiness) -> None:
+    """Change an environment's provider readiness, recording when it changed."""
+    if env.readiness != readiness.value:
+        env.readiness = readiness.value
+        env.readiness_changed_at = datetime.now(UTC)
 
 
 def environment_by_partition(session: Session, partition_key: str) -> ManagedEnvironment:

@@ -19,11 +19,6 @@ from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.operations.enums import BackupItemStatus, BackupSetStatus, RunOutcome
 from opsrecon_dagster.providers.base import ProviderError, TenantProvider
 
-BY_STATUS = {
-    BackupSetStatus.COMPLETE.value: (RunOutcome.SUCCEEDED, "backup_all_items_captured"),
-    BackupSetStatus.PARTIAL.value: (RunOutcome.PARTIALLY_SUCCEEDED, "backup_some_items_failed"),
-    BackupSetStatus.FAILED.value: (RunOutcome.FAILED, "backup_no_item_captured"),
-}
 LISTING_FAILED = "*"  # external id of the item that records a failed listing of a whole type
 
 
@@ -114,21 +109,25 @@ def execute_backup(
 
 
 def backup_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
-    """Decide from the backup set this run produced in its own scope (SPEC §6)."""
+    """Decide from the backup set this run produced in its own scope (SPEC §6).
+
+    The set's item rows decide, not its status field: a set marked complete with no
+    captured item is not a successful backup.
+    """
     found = view.own_artifact(
-        BackupSet,
-        run,
-        scope,
-        kind="backup_set",
-        blocker=precondition_blocker,
-        missing_reason="backup_no_set",
+        BackupSet, run, scope, kind="backup_set", missing_reason="backup_no_set"
     )
     if found.early is not None:
         return found.early
     bset: BackupSet = found.row
-    counts = {
-        "items": bset.item_count,
-        "items_captured": bset.captured_count,
-        "items_failed": bset.failed_count,
-    }
-    return artifact_proof(found, scope, counts, BY_STATUS)
+    by_status = view.backup_item_counts.get(bset.id, {})
+    captured = by_status.get(BackupItemStatus.CAPTURED.value, 0)
+    total = sum(by_status.values())
+    counts = {"items": total, "items_captured": captured, "items_failed": total - captured}
+    if captured == 0:
+        decided = (RunOutcome.FAILED, "backup_no_item_captured")
+    elif captured < total:
+        decided = (RunOutcome.PARTIALLY_SUCCEEDED, "backup_some_items_failed")
+    else:
+        decided = (RunOutcome.SUCCEEDED, "backup_all_items_captured")
+    return artifact_proof(found, scope, counts, decided)

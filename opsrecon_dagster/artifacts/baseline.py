@@ -27,12 +27,6 @@ from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.operations.enums import GapKind, RunOutcome, SnapshotStatus
 from opsrecon_dagster.providers.base import ProviderError, TenantProvider
 
-BY_STATUS = {
-    SnapshotStatus.COMPLETE.value: (RunOutcome.SUCCEEDED, "baseline_snapshot_complete"),
-    SnapshotStatus.PARTIAL.value: (RunOutcome.PARTIALLY_SUCCEEDED, "baseline_snapshot_with_gaps"),
-    SnapshotStatus.FAILED.value: (RunOutcome.FAILED, "baseline_capture_failed"),
-}
-
 
 class Subject(BaseModel):
     """One thing a baseline must contain: every item of a type, or one named item."""
@@ -164,23 +158,34 @@ def capture_baseline(
 
 
 def baseline_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
-    """Decide from the snapshot this run produced in its own scope (SPEC §6)."""
+    """Decide from the snapshot this run produced in its own scope (SPEC §6).
+
+    The snapshot's item and gap rows decide, not its status field: a snapshot marked
+    complete that captured nothing is not a successful capture.
+    """
     found = view.own_artifact(
         BaselineSnapshot,
         run,
         scope,
         kind="baseline_snapshot",
-        blocker=precondition_blocker,
         missing_reason="baseline_no_snapshot",
     )
     if found.early is not None:
         return found.early
     snap: BaselineSnapshot = found.row
     gap_counts = view.gap_counts.get(snap.id, {})
+    captured = view.snapshot_item_counts.get(snap.id, 0)
+    gaps = sum(gap_counts.values())
     counts = {
         "subjects": snap.subject_count,
-        "items_captured": snap.captured_count,
-        "gaps": snap.gap_count,
+        "items_captured": captured,
+        "gaps": gaps,
         **{f"gaps_{kind.value}": int(gap_counts.get(kind.value, 0)) for kind in GapKind},
     }
-    return artifact_proof(found, scope, counts, BY_STATUS)
+    if snap.subject_count == 0 or captured == 0:
+        decided = (RunOutcome.FAILED, "baseline_capture_failed")
+    elif gaps:
+        decided = (RunOutcome.PARTIALLY_SUCCEEDED, "baseline_snapshot_with_gaps")
+    else:
+        decided = (RunOutcome.SUCCEEDED, "baseline_snapshot_complete")
+    return artifact_proof(found, scope, counts, decided)

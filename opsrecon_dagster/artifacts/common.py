@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -33,6 +34,8 @@ class RunScope:
     environment_slug: str
     partition_key: str
     readiness: str
+    readiness_changed_at: datetime
+    created_at: datetime  # the run's creation: the earliest moment it could have started
     context: RunContext
 
     @property
@@ -64,6 +67,8 @@ def scope_of(
         environment_slug=environment.slug,
         partition_key=environment.partition_key,
         readiness=environment.readiness,
+        readiness_changed_at=environment.readiness_changed_at,
+        created_at=run.created_at,
         context=RunContext.load(run.context),
     )
 
@@ -90,8 +95,24 @@ class Proof:
 
 
 def readiness_blocker(scope: RunScope) -> str | None:
-    """The reason code when the environment's readiness prevents any provider work."""
+    """The reason code when the environment's readiness prevents any provider work now."""
     return READINESS_REASONS.get(scope.readiness)
+
+
+def run_blocker(scope: RunScope) -> str | None:
+    """The blocked rule every family shares when the run left no artifact (SPEC §6).
+
+    The job's own precondition check, recorded before any provider call, decides. Without
+    that record (the worker never got that far), only a readiness problem that already
+    held when the run was created counts: a later change did not prevent this run.
+    """
+    check = scope.context.precondition
+    if check is not None:
+        return check.blocker
+    reason = readiness_blocker(scope)
+    if reason is not None and scope.readiness_changed_at <= scope.created_at:
+        return reason
+    return None
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,23 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.artifacts import backup, baseline, inventory, review
-from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope, load_scope
+from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope, readiness_blocker
 from opsrecon_dagster.artifacts.proofview import ProofRule, ProofView
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.operations.context import Decision, Evidence, Progress
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
+from opsrecon_dagster.operations.context import Decision, Evidence, PreconditionCheck, Progress
+from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
 from opsrecon_dagster.providers.base import TenantProvider
 
 Execute = Callable[[sessionmaker[Session], RunScope, TenantProvider, Heartbeat], object]
+Precondition = Callable[[ProofView, RunScope], str | None]
 ProofFn = ProofRule
+
+
+class RunRefused(Exception):
+    """The worker must not work on this operation run. The message names only ids, types,
+    partitions and the row's decision, so it is safe for Dagster's log."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +42,18 @@ class Family:
     adapter: str
     execute: Execute
     proof: ProofFn
+    # Checked by the job before any provider call and recorded on the run (blocked rule).
+    precondition: Precondition
 
 
 def _compose(
     sessions: sessionmaker[Session], scope: RunScope, _p: TenantProvider, hb: Heartbeat
 ) -> object:
     return review.compose_review(sessions, scope, hb)  # composing never calls the provider
+
+
+def _inventory_precondition(_view: ProofView, scope: RunScope) -> str | None:
+    return readiness_blocker(scope)
 
 
 FAMILIES: dict[str, Family] = {
@@ -53,6 +65,7 @@ FAMILIES: dict[str, Family] = {
             "inventory_sync",
             inventory.sync_inventory,
             inventory.inventory_proof,
+            _inventory_precondition,
         ),
         Family(
             "baseline_snapshots",
@@ -60,6 +73,7 @@ FAMILIES: dict[str, Family] = {
             "baseline_capture",
             baseline.capture_baseline,
             baseline.baseline_proof,
+            baseline.precondition_blocker,
         ),
         Family(
             "backup_sets",
@@ -67,6 +81,7 @@ FAMILIES: dict[str, Family] = {
             "backup_schedule_execute",
             backup.execute_backup,
             backup.backup_proof,
+            backup.precondition_blocker,
         ),
         Family(
             "environment_reviews",
@@ -74,6 +89,7 @@ FAMILIES: dict[str, Family] = {
             "environment_review_compose",
             _compose,
             review.review_proof,
+            review.precondition_blocker,
         ),
     )
 }
@@ -106,18 +122,22 @@ def run_job(
     run_id: int,
     provider_factory: Callable[[], TenantProvider],
     dagster_run_id: str | None,
+    partition_key: str | None = None,
 ) -> JobReport:
-    """The job path: mark running, execute, decide from proof, complete (SPEC §5, §6).
+    """The job path: guard, mark running, execute, decide from proof, complete (SPEC §5, §6).
 
-    The provider is built inside the guarded section, so a provider that cannot even be
-    configured still ends the run as ``failed`` rather than leaving it open.
+    Before any provider call the worker checks its row: a run of another type or another
+    environment than this job and partition is refused, and so is a row that is already
+    final or claimed by another Dagster run (``RunRefused``). The precondition check is
+    recorded with the transition to running; a blocker completes the run ``blocked``
+    without touching the provider. The provider is built inside the guarded section, so a
+    provider that cannot even be configured still ends the run as ``failed``.
     """
-    runs.mark_running(run_id, dagster_run_id)
-    with sessions() as session:
-        run = session.get(OperationRun, run_id)
-        if run is None:
-            raise LookupError(f"operation run {run_id} not found")
-        scope = load_scope(session, run)
+    scope, blocker = claim_run(sessions, runs, family, run_id, dagster_run_id, partition_key)
+    if blocker is not None:
+        evidence = scope.base_evidence(dagster_run_id=dagster_run_id)
+        status = _complete(runs, family, run_id, RunOutcome.BLOCKED, blocker, evidence)
+        return JobReport(run_id, RunOutcome.BLOCKED, blocker, {}, None, status, evidence)
 
     def heartbeat(progress: Progress) -> None:
         runs.heartbeat(run_id, progress)
@@ -134,6 +154,57 @@ def run_job(
     evidence = proof.evidence.model_copy(update={"dagster_run_id": dagster_run_id})
     status = _complete(runs, family, run_id, outcome, reason, evidence)
     return JobReport(run_id, outcome, reason, proof.counts, proof.artifact_id, status, evidence)
+
+
+def claim_run(
+    sessions: sessionmaker[Session],
+    runs: OperationRunService,
+    family: Family,
+    run_id: int,
+    dagster_run_id: str | None,
+    partition_key: str | None = None,
+) -> tuple[RunScope, str | None]:
+    """The worker guard and precondition check, before any provider call.
+
+    Returns the run's scope and its blocker (None: go ahead); raises ``RunRefused`` when
+    this worker must not touch the row.
+    """
+    with sessions() as session:
+        view, run, scope = ProofView.for_run(session, run_id)
+        _check_assignment(family, run, scope, partition_key)
+        blocker = family.precondition(view, scope)
+    check = PreconditionCheck(checked_at=datetime.now(UTC), blocker=blocker)
+    marked = runs.mark_running(run_id, dagster_run_id, precondition=check)
+    if marked.status not in (TransitionStatus.APPLIED, TransitionStatus.UNCHANGED):
+        raise RunRefused(_refusal(marked.run))
+    return scope, blocker
+
+
+def _check_assignment(
+    family: Family, run: OperationRun, scope: RunScope, partition_key: str | None
+) -> None:
+    if run.type != family.op_type.value:
+        raise RunRefused(
+            f"operation run {run.id} is a {run.type} run, not {family.op_type.value}: "
+            "refused (launch it with its own job)"
+        )
+    if partition_key is not None and scope.partition_key != partition_key:
+        raise RunRefused(
+            f"operation run {run.id} belongs to partition {scope.partition_key}, not "
+            f"{partition_key}: refused (launch it on its own partition)"
+        )
+
+
+def _refusal(run: OperationRun) -> str:
+    if run.status == RunStatus.COMPLETED.value:
+        return (
+            f"operation run {run.id} is already final: {run.outcome} ({run.reason_code}); "
+            "not worked on"
+        )
+    return (
+        f"operation run {run.id} is {run.status} with Dagster run {run.dagster_run_id}; "
+        "not worked on a second time"
+    )
 
 
 def _complete(

@@ -14,7 +14,7 @@ from opsrecon_dagster.artifacts.common import (
     RunScope,
     readiness_blocker,
 )
-from opsrecon_dagster.artifacts.proofview import ProofView
+from opsrecon_dagster.artifacts.proofview import ProofView, no_artifact_proof
 from opsrecon_dagster.db.models import InventoryCoverage, InventoryItem, OperationRun
 from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.operations.enums import CoverageStatus, RunOutcome
@@ -115,27 +115,42 @@ def _upsert_items(
 
 
 def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
-    """Decide from the coverage rows this run recorded in its own scope (SPEC §6)."""
+    """Decide from the coverage rows this run recorded in its own scope (SPEC §6).
+
+    Only the requested types count; coverage of a type nobody asked for is ignored (and
+    counted in the evidence). No coverage at all: the shared blocked rule, else no proof.
+    """
     rows, wrong_scope = view.own_rows(InventoryCoverage, run, scope)
-    by_type = {row.policy_type: row for row in rows}
+    requested = requested_types(scope)
+    by_type = {row.policy_type: row for row in rows if row.policy_type in requested}
     succeeded = [t for t, r in by_type.items() if r.status == CoverageStatus.SUCCEEDED.value]
     failed = {t: r.reason_code or "unknown" for t, r in by_type.items() if t not in succeeded}
-    missing = [t for t in requested_types(scope) if t not in by_type]
+    missing = [t for t in requested if t not in by_type]
     counts = {
-        "types_requested": len(requested_types(scope)),
+        "types_requested": len(requested),
         "types_succeeded": len(succeeded),
         "types_failed": len(failed),
         "types_missing": len(missing),
-        "items_seen": sum(r.item_count for r in rows),
+        "types_unrequested": len({r.policy_type for r in rows} - set(requested)),
+        "items_seen": sum(r.item_count for r in by_type.values()),
     }
+    base: dict[str, object] = {
+        "artifact_kind": "inventory_coverage",
+        "rejected_wrong_scope": wrong_scope,
+    }
+    if not by_type:
+        proof = no_artifact_proof(scope, "inventory_no_coverage", base)
+        return Proof(
+            proof.outcome,
+            proof.reason_code,
+            proof.evidence.model_copy(update={"counts": counts}),
+            counts,
+        )
     evidence = scope.base_evidence(
-        artifact_kind="inventory_coverage",
-        artifact_ids=sorted(r.id for r in rows)[:20],
+        **base,
+        artifact_ids=sorted(r.id for r in by_type.values())[:20],
         counts=counts,
-        rejected_wrong_scope=wrong_scope,
     )
-    if not rows:
-        return Proof(None, "inventory_no_coverage", evidence, counts)
     if not failed and not missing:
         return Proof(RunOutcome.SUCCEEDED, "inventory_all_types_covered", evidence, counts)
     if succeeded:

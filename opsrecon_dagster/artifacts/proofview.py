@@ -14,13 +14,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from opsrecon_dagster.artifacts.common import OwnArtifact, Proof, RunScope, scope_of
+from opsrecon_dagster.artifacts.common import OwnArtifact, Proof, RunScope, run_blocker, scope_of
 from opsrecon_dagster.db.models import (
+    BackupItem,
     BackupSchedule,
     BackupSet,
     BaselineGap,
     BaselineProfile,
     BaselineSnapshot,
+    BaselineSnapshotItem,
     EnvironmentReview,
     InventoryCoverage,
     InventoryItem,
@@ -45,6 +47,8 @@ class ProofView:
     environments: dict[int, ManagedEnvironment]
     tagged: dict[type, dict[int, list[Any]]]  # model -> run id -> rows carrying that run id
     gap_counts: dict[int, dict[str, int]]  # snapshot id -> gap kind -> count
+    snapshot_item_counts: dict[int, int]  # snapshot id -> captured items (rows, not a field)
+    backup_item_counts: dict[int, dict[str, int]]  # backup set id -> item status -> count
     profiles: dict[int, list[BaselineProfile]]  # environment id -> profiles (by id)
     schedules: dict[int, list[BackupSchedule]]  # environment id -> schedules (by id)
     inventory_counts: dict[int, int]  # environment id -> inventory items
@@ -72,14 +76,23 @@ class ProofView:
             for model in (InventoryCoverage, BaselineSnapshot, BackupSet, EnvironmentReview)
         }
         snapshot_ids = [s.id for rows in tagged[BaselineSnapshot].values() for s in rows]
-        gap_counts: dict[int, dict[str, int]] = defaultdict(dict)
+        set_ids = [b.id for rows in tagged[BackupSet].values() for b in rows]
+        gap_counts = _grouped_counts(
+            session, BaselineGap.baseline_snapshot_id, BaselineGap.kind, snapshot_ids
+        )
+        backup_item_counts = _grouped_counts(
+            session, BackupItem.backup_set_id, BackupItem.status, set_ids
+        )
+        snapshot_item_counts: dict[int, int] = {}
         if snapshot_ids:
-            for snap_id, kind, n in session.execute(
-                select(BaselineGap.baseline_snapshot_id, BaselineGap.kind, func.count())
-                .where(BaselineGap.baseline_snapshot_id.in_(snapshot_ids))
-                .group_by(BaselineGap.baseline_snapshot_id, BaselineGap.kind)
-            ):
-                gap_counts[snap_id][kind] = int(n)
+            snapshot_item_counts = {
+                snap_id: int(n)
+                for snap_id, n in session.execute(
+                    select(BaselineSnapshotItem.baseline_snapshot_id, func.count())
+                    .where(BaselineSnapshotItem.baseline_snapshot_id.in_(snapshot_ids))
+                    .group_by(BaselineSnapshotItem.baseline_snapshot_id)
+                )
+            }
 
         def per_env(model: Any) -> dict[int, list[Any]]:
             grouped: dict[int, list[Any]] = defaultdict(list)
@@ -125,6 +138,8 @@ class ProofView:
             else {},
             tagged=tagged,
             gap_counts=gap_counts,
+            snapshot_item_counts=snapshot_item_counts,
+            backup_item_counts=backup_item_counts,
             profiles=per_env(BaselineProfile),
             schedules=per_env(BackupSchedule),
             inventory_counts=counts,
@@ -195,22 +210,17 @@ class ProofView:
         scope: RunScope,
         *,
         kind: str,
-        blocker: Callable[[ProofView, RunScope], str | None],
         missing_reason: str,
     ) -> OwnArtifact:
         """The one artifact this run produced in its scope, or the proof that stands instead.
 
-        None found: ``blocked`` when a precondition fails now, else no proof yet. Several
-        found: fail closed, whatever they say.
+        None found: ``blocked`` when the shared blocked rule says so, else no proof yet.
+        Several found: fail closed, whatever they say.
         """
         rows, wrong_scope = self.own_rows(model, run, scope)
         base: dict[str, Any] = {"artifact_kind": kind, "rejected_wrong_scope": wrong_scope}
         if not rows:
-            reason = blocker(self, scope)
-            evidence = scope.base_evidence(**base)
-            if reason:
-                return OwnArtifact(None, Proof(RunOutcome.BLOCKED, reason, evidence), base)
-            return OwnArtifact(None, Proof(None, missing_reason, evidence), base)
+            return OwnArtifact(None, no_artifact_proof(scope, missing_reason, base), base)
         if len(rows) > 1:
             ids, total = Evidence.capped_ids([r.id for r in rows])
             evidence = scope.base_evidence(**base, considered_ids=ids, considered_total=total)
@@ -218,13 +228,22 @@ class ProofView:
         return OwnArtifact(rows[0], None, base)
 
 
+def no_artifact_proof(scope: RunScope, missing_reason: str, base: Mapping[str, Any]) -> Proof:
+    """What stands when a run left no artifact: blocked by the shared rule, else no proof."""
+    evidence = scope.base_evidence(**base)
+    reason = run_blocker(scope)
+    if reason is not None:
+        return Proof(RunOutcome.BLOCKED, reason, evidence)
+    return Proof(None, missing_reason, evidence)
+
+
 def artifact_proof(
     found: OwnArtifact,
     scope: RunScope,
     counts: dict[str, int],
-    by_status: Mapping[str, tuple[RunOutcome, str]],
+    decided: tuple[RunOutcome, str],
 ) -> Proof:
-    """Proof from one artifact: its status decides (complete / partial / failed)."""
+    """Proof from one artifact, with the outcome its counts support."""
     row = found.row
     evidence = scope.base_evidence(
         **found.base,
@@ -233,8 +252,23 @@ def artifact_proof(
         counts=counts,
         artifact_created_at=row.created_at,
     )
-    outcome, reason = by_status[row.status]
+    outcome, reason = decided
     return Proof(outcome, reason, evidence, counts, row.id)
+
+
+def _grouped_counts(
+    session: Session, parent: Any, status: Any, parent_ids: Sequence[int]
+) -> dict[int, dict[str, int]]:
+    """parent id -> status -> row count, in one grouped query."""
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    if parent_ids:
+        for parent_id, value, n in session.execute(
+            select(parent, status, func.count())
+            .where(parent.in_(list(parent_ids)))
+            .group_by(parent, status)
+        ):
+            counts[parent_id][value] = int(n)
+    return counts
 
 
 def _in_scope(row: Any, scope: RunScope) -> bool:

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope
-from opsrecon_dagster.artifacts.proofview import ProofView
+from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope, readiness_blocker
+from opsrecon_dagster.artifacts.proofview import ProofView, no_artifact_proof
 from opsrecon_dagster.db.models import (
     BackupSet,
     BaselineSnapshot,
@@ -24,6 +24,16 @@ from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.operations.enums import ReviewStatus, RunOutcome
 
 PROOF_STATUSES = (ReviewStatus.READY.value, ReviewStatus.PUBLISHED.value)
+
+
+def precondition_blocker(view: ProofView, scope: RunScope) -> str | None:
+    """Why a review cannot be composed at all (``blocked``), or None."""
+    blocker = readiness_blocker(scope)
+    if blocker:
+        return blocker
+    if not view.inventory_count(scope):
+        return "review_no_inventory"
+    return None
 
 
 def review_inputs(session: Session, workspace_id: int, environment_id: int) -> dict[str, Any]:
@@ -147,7 +157,11 @@ def review_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
         artifact_statuses=sorted({r.status for r in candidates}),
     )
     counts = {"candidates": len(candidates)}
-    produced = [r for r in candidates if r.operation_run_id == run.id]
+    # Composed by this run only if it carries the run's id and does not predate the run;
+    # anything older with the same fingerprint is reuse.
+    produced = [
+        r for r in candidates if r.operation_run_id == run.id and r.created_at >= run.created_at
+    ]
     if len(produced) == 1:
         return Proof(RunOutcome.SUCCEEDED, "review_composed", evidence, counts, produced[0].id)
     if len(candidates) == 1 and not produced:
@@ -156,4 +170,5 @@ def review_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
         return Proof(RunOutcome.FAILED, "proof_ambiguous", evidence, counts)
     if own_failed:
         return Proof(RunOutcome.FAILED, "review_compose_failed", evidence, counts)
-    return Proof(None, "review_not_found", evidence, counts)
+    missing = no_artifact_proof(scope, "review_not_found", base)
+    return Proof(missing.outcome, missing.reason_code, evidence, counts)

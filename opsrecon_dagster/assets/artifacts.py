@@ -10,16 +10,16 @@ from contextlib import contextmanager
 import dagster as dg
 
 from opsrecon_dagster.artifacts.details import DETAIL_FRAMES
-from opsrecon_dagster.artifacts.families import FAMILIES, Family, JobReport, run_job
+from opsrecon_dagster.artifacts.families import FAMILIES, Family, JobReport, RunRefused, run_job
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster.tenancy import TenancyError, environment_by_partition
 
-RUN_TAG = "opsrecon/operation_run_id"
 PROOF_CHECK = "proof"
 GROUP = "artifacts"
 
@@ -92,6 +92,8 @@ def failures_name_only_the_error_type(what: str) -> Iterator[None]:
         yield
     except dg.Failure:
         raise
+    except RunRefused as exc:  # the worker guard: nothing was done, the message says why
+        raise dg.Failure(str(exc)) from None
     except TenancyError as exc:
         raise dg.Failure(f"{what}: {exc}") from None
     except Exception as exc:
@@ -112,7 +114,13 @@ def materialize_family(
         # On an execution error the row is already completed as failed (job_execution_error).
         with failures_name_only_the_error_type(f"operation run {run_id}: job_execution_error"):
             report = run_job(
-                app.sessions, app.runs, family, run_id, provider.get_provider, context.run.run_id
+                app.sessions,
+                app.runs,
+                family,
+                run_id,
+                provider.get_provider,
+                context.run.run_id,
+                partition_key=context.partition_key,
             )
             metadata = _metadata(report, family)
             if family.asset_key in DETAIL_FRAMES:

@@ -101,6 +101,9 @@ class ManagedEnvironment(Base):
     # Dagster partition key, "<workspace-slug>.<environment-slug>": stable and readable.
     partition_key: Mapped[str] = mapped_column(String(140), unique=True)
     readiness: Mapped[str] = mapped_column(String(32), default="ready")
+    # When readiness last changed: a readiness blocker counts for a run only if it already
+    # held when the run started (set it with ``tenancy.set_readiness``).
+    readiness_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     workspace: Mapped[Workspace] = relationship()

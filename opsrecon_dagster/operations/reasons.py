@@ -99,6 +99,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "No review with the run's fingerprint exists.",
         "Es gibt keine Überprüfung mit dem Fingerabdruck des Laufs.",
     ),
+    "review_no_inventory": (
+        "There is no inventory to compose a review from.",
+        "Es gibt kein Inventar, aus dem eine Überprüfung erstellt werden kann.",
+    ),
     "review_fingerprint_missing": (
         "The run does not name a review fingerprint.",
         "Der Lauf nennt keinen Fingerabdruck für die Überprüfung.",

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from opsrecon_dagster.assets.artifacts import RUN_TAG
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.reasons import message
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.resources.dagster_view import InstanceDagsterView

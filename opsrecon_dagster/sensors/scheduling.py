@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from opsrecon_dagster.artifacts.scheduling import due_backups
-from opsrecon_dagster.assets.artifacts import RUN_TAG
 from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.enums import Actor
 from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.guard import guarded_tick
 from opsrecon_dagster.tenancy import all_partition_keys

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from opsrecon_dagster.artifacts.common import load_scope
-from opsrecon_dagster.artifacts.families import FAMILIES
+from opsrecon_dagster.artifacts.families import FAMILIES, claim_run
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
@@ -25,6 +25,7 @@ from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule, make_scope
 
+FAMILY_BY_TYPE = {f.op_type.value: f for f in FAMILIES.values()}
 TYPES = ["deviceConfigurations", "compliancePolicies", "appProtectionPolicies"]
 FIXTURE = {
     "seed": 5,
@@ -104,16 +105,25 @@ class World:
         ).run.id
 
     def running(self, run_id: int, dagster_state: str = "NOT_STARTED") -> str:
+        """A worker claims the run as the job does (guard and recorded precondition check);
+        types without a job are only marked running."""
         dagster_id = dagster_run(self.instance, dagster_state)
-        self.app.runs.mark_running(run_id, dagster_id)
+        family = FAMILY_BY_TYPE.get(self.app.runs.get(run_id).type)
+        if family is None:
+            self.app.runs.mark_running(run_id, dagster_id)
+        else:
+            claim_run(self.app.sessions, self.app.runs, family, run_id, dagster_id)
         return dagster_id
 
     def work_then_die(self, asset_key: str, run_id: int) -> None:
-        """The family's real job step writes its proof; the run is never completed."""
+        """The family's real job step writes its proof; the run is never completed. A run
+        whose recorded precondition check found a blocker does no work, as in the job."""
         with self.app.sessions() as s:
             run = s.get(OperationRun, run_id)
             assert run is not None
             scope = load_scope(s, run)
+        if scope.context.precondition is not None and scope.context.precondition.blocker:
+            return
         FAMILIES[asset_key].execute(self.app.sessions, scope, self.provider, lambda _p: None)
 
     def profile(self, scope: Scope, subjects: list[dict[str, Any]]) -> int:

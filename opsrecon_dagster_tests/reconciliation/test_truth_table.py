@@ -107,8 +107,9 @@ def test_stale_run_is_decided_from_its_proof(
 def test_rows_without_proof(world: World, op, asset) -> None:
     """No proof, stale → failed; Dagster success without proof → failed; alive → wait."""
     scope = world.scope("full")
-    if op is BASE:
+    if op in (BASE, REV):
         world.inventory(scope)
+    if op is BASE:
         world.profile(scope, [{"policy_type": "compliancePolicies"}])
     if op is BACK:
         world.schedule(scope)

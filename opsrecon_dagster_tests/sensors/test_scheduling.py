@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from opsrecon_dagster.assets.artifacts import RUN_TAG
 from opsrecon_dagster.operations.context import RunContext
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.scheduling import (
     PARTITIONS_NAME,
