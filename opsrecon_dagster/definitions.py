@@ -5,7 +5,7 @@ import dagster as dg
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
 from opsrecon_dagster.assets.overview import operations_overview
 from opsrecon_dagster.jobs import JOBS
-from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
+from opsrecon_dagster.resources import AppDatabaseResource, ClockResource, ProviderResource
 from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
 from opsrecon_dagster.sensors.scheduling import (
     backup_schedules_sensor,
@@ -26,5 +26,6 @@ defs = dg.Definitions(
     resources={
         "app_db": AppDatabaseResource(),
         "provider": ProviderResource(),
+        "clock": ClockResource(),
     },
 )

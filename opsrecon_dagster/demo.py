@@ -14,30 +14,40 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 from sqlalchemy import select
 
+from opsrecon_dagster import run_queue
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.models import BackupSchedule, BaselineProfile, InventoryItem
+from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, launch_operation_run
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.enums import Readiness
+from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.providers.fixture import DEFAULT_FIXTURE_FILE, FileGate
+from opsrecon_dagster.reconciliation.reconciler import ReconcileResult
+from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
 from opsrecon_dagster.sensors.reconciliation import reconcile_batch
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
 DEMO_DIR = Path("data") / "demo"
-# Short thresholds so the demo's stale runs go stale within seconds, not minutes.
-QUEUED_STALE_SECONDS = 15
-RUNNING_STALE_SECONDS = 2
+# The demo never waits for a threshold to pass on the wall clock: it asks the reconciler
+# "as of" a later instant (the clock the sensors can be given), after it has made sure, by
+# events (process exit, a file gate, Dagster run status), that the worker is where the
+# scenario needs it. So an idle and a fully loaded machine give the same table.
+LATER = timedelta(hours=2)  # past every type's running threshold, within the queue wait
+WORKER_TIMEOUT_SECONDS = 600  # bounds for waiting on a worker event, not thresholds
+PAUSED = ("globex.stark", "inventory.after_first_type")  # the late finisher's gate
 
 TENANTS: list[tuple[str, str, Readiness]] = [
     ("acme", "contoso", Readiness.READY),
@@ -84,14 +94,8 @@ class Demo:
         self.data_dir = data_dir.resolve()
         self.home = self.data_dir / "dagster_home"
         self.db_url = f"sqlite:///{self.data_dir / 'opsrecon.sqlite3'}"
-        thresholds = {
-            t.value: {
-                "queued_seconds": QUEUED_STALE_SECONDS,
-                "running_seconds": RUNNING_STALE_SECONDS,
-            }
-            for t in OperationType
-        }
-        self.thresholds_json = json.dumps(thresholds)
+        self.fixture_path = self.data_dir / "tenants.json"
+        self.gates = self.data_dir / "gates"
         self.cases: list[Case] = []
         self.envs: dict[str, tuple[int, int]] = {}
 
@@ -102,10 +106,15 @@ class Demo:
         self.home.mkdir(parents=True)
         shutil.copy(PROJECT_DAGSTER_YAML, self.home / "dagster.yaml")
         verb = "reset (previous demo data removed)" if existed else "created"
-        self.echo(f"[1/6] demo state {verb}: {self.data_dir}")
+        self.echo(f"[1/7] demo state {verb}: {self.data_dir}")
+        # The packaged fixture tenants, with the gate folder of this demo's paused worker.
+        fixture = json.loads(DEFAULT_FIXTURE_FILE.read_text())
+        fixture["gate_dir"] = str(self.gates)
+        self.fixture_path.write_text(json.dumps(fixture, indent=2))
         os.environ["DAGSTER_HOME"] = str(self.home)
         os.environ["OPSRECON_DATABASE_URL"] = self.db_url
-        os.environ["OPSRECON_STALE_THRESHOLDS"] = self.thresholds_json
+        os.environ["OPSRECON_STALE_THRESHOLDS"] = ""  # the catalog's defaults
+        os.environ[FIXTURE_PATH_VAR] = str(self.fixture_path)
 
     def seed(self, app: AppContext, instance: dg.DagsterInstance) -> None:
         migrate.upgrade(app.engine)
@@ -127,7 +136,7 @@ class Demo:
                 )
         instance.add_dynamic_partitions(ENVIRONMENTS.name or "", list(self.envs))
         self.echo(
-            f"[2/6] seeded 2 workspaces, {len(self.envs)} environments "
+            f"[2/7] seeded 2 workspaces, {len(self.envs)} environments "
             "(ready, consent missing, disabled), backup schedules, partitions"
         )
 
@@ -198,20 +207,28 @@ class Demo:
             stderr=subprocess.DEVNULL,
         )
 
-    def reconcile(self, instance: dg.DagsterInstance, run_ids: list[int] | None = None) -> int:
-        """One pass of the reconciliation sensor's code path; returns decisions written."""
-        _results, events = reconcile_batch(
-            instance, AppDatabaseResource(database_url=self.db_url), run_ids=run_ids
+    def reconcile(
+        self,
+        instance: dg.DagsterInstance,
+        run_ids: list[int] | None = None,
+        later: timedelta = LATER,
+    ) -> list[ReconcileResult]:
+        """One pass of the reconciliation sensor's code path, as of ``later`` from now."""
+        results, events = reconcile_batch(
+            instance,
+            AppDatabaseResource(database_url=self.db_url),
+            now=datetime.now(UTC) + later,
+            run_ids=run_ids,
         )
         for event in events:
             instance.report_runless_asset_event(event)
-        return len(events)
+        return results
 
     # ------------------------------------------------------------------ scenario
     def run(self) -> list[DemoRow]:
         started = time.monotonic()
         self.reset()
-        app = AppContext(Settings(self.db_url, self.thresholds_json))
+        app = AppContext(Settings(self.db_url))
         try:
             with dg.DagsterInstance.get() as instance:
                 self.seed(app, instance)
@@ -225,68 +242,49 @@ class Demo:
         return rows
 
     def _scenarios(self, app: AppContext, instance: dg.DagsterInstance) -> None:
-        C, Op = Case, OperationType  # short names keep the scenario table readable
+        self._unlaunched(app)
+        self.echo("[4/7] real Dagster executions with the fixture provider's faults")
+        for case in IN_PROCESS_CASES:
+            self.launch(app, instance, self.start(app, replace(case)))
+        self.add_profiles(app)
+        for case in BASELINE_CASES:
+            self.launch(app, instance, self.start(app, replace(case)))
+        self._review(app, instance)
+        self._queued(app, instance)
+        self.echo("[6/7] worker processes: one killed mid-materialization, one finishing late")
+        self._killed(app)
+        self._late(app, instance)
+
+    def _unlaunched(self, app: AppContext) -> None:
         never = self.start(
             app,
-            C("launch that never started", Op.BACKUP_SCHEDULE_EXECUTE, "globex.contoso", "failed"),
+            Case("launch that never started", BACKUP, "globex.contoso", "failed"),
             RunInputs(scheduled_for=datetime(2026, 1, 1, 2, tzinfo=UTC), trigger="schedule"),
         )
         self.start(
-            app, C("unsupported type gone stale", Op.RESTORE_EXECUTE, "acme.contoso", "failed")
+            app,
+            Case(
+                "unsupported type gone stale",
+                OperationType.RESTORE_EXECUTE,
+                "acme.contoso",
+                "failed",
+            ),
         )
         self.echo(
-            f"[3/6] queued run {never.run_id} that no worker will pick up, and an "
+            f"[3/7] queued run {never.run_id} that no worker will pick up, and an "
             "unsupported restore run"
         )
-        self.echo("[4/6] real Dagster executions with the fixture provider's faults")
-        in_process = [
-            C("inventory: complete", Op.INVENTORY_SYNC, "acme.contoso", "succeeded"),
-            C(
-                "inventory: throttled type",
-                Op.INVENTORY_SYNC,
-                "acme.northwind",
-                "partially_succeeded",
-            ),
-            C("inventory: consent missing", Op.INVENTORY_SYNC, "acme.fabrikam", "blocked"),
-            C("inventory: complete", Op.INVENTORY_SYNC, "globex.contoso", "succeeded"),
-            C(
-                "backup: failed items",
-                Op.BACKUP_SCHEDULE_EXECUTE,
-                "acme.northwind",
-                "partially_succeeded",
-            ),
-            C("backup: complete", Op.BACKUP_SCHEDULE_EXECUTE, "globex.contoso", "succeeded"),
-            C(
-                "backup: environment disabled",
-                Op.BACKUP_SCHEDULE_EXECUTE,
-                "globex.hooli",
-                "blocked",
-            ),
-        ]
-        for case in in_process:
-            self.launch(app, instance, self.start(app, case))
-        self.add_profiles(app)
-        for case in (
-            C("baseline: complete", Op.BASELINE_CAPTURE, "acme.contoso", "succeeded"),
-            C(
-                "baseline: gaps (missing, ambiguous, failed)",
-                Op.BASELINE_CAPTURE,
-                "acme.northwind",
-                "partially_succeeded",
-            ),
-        ):
-            self.launch(app, instance, self.start(app, case))
+
+    def _review(self, app: AppContext, instance: dg.DagsterInstance) -> None:
+        ws_id, env_id = self.envs["acme.contoso"]
         with app.sessions() as s:
-            ws_id, env_id = self.envs["acme.contoso"]
             fingerprint = current_fingerprint(s, ws_id, env_id)
         inputs = RunInputs(fingerprint=fingerprint)
         review = self.start(
-            app,
-            C("review: composed", Op.ENVIRONMENT_REVIEW_COMPOSE, "acme.contoso", "succeeded"),
-            inputs,
+            app, Case("review: composed", REVIEW, "acme.contoso", "succeeded"), inputs
         )
         again = app.runs.start(
-            Op.ENVIRONMENT_REVIEW_COMPOSE,
+            REVIEW,
             workspace_id=ws_id,
             environment_id=env_id,
             inputs=inputs.model_copy(update={"trigger": "schedule"}),
@@ -297,53 +295,73 @@ class Demo:
         )
         self.launch(app, instance, review)
 
-        self.echo("[5/6] worker processes: one killed mid-materialization, one finishing late")
-        killed = self.start(
+    def _queued(self, app: AppContext, instance: dg.DagsterInstance) -> None:
+        """A run waits in Dagster's run queue past the queued threshold, then runs."""
+        case = self.start(
             app,
-            C("worker killed mid-materialization", Op.INVENTORY_SYNC, "globex.umbrella", "failed"),
+            Case("waited in Dagster's run queue, then ran", INVENTORY, "acme.contoso", "succeeded"),
+            RunInputs(policy_types=["compliancePolicies"]),
         )
-        code = self.subprocess_launch(killed.run_id).wait(timeout=120)
+        job = defs.resolve_job_def(JOB_BY_TYPE[INVENTORY.value].name)
+        dagster_run_id = run_queue.enqueue(app, instance, job, case.run_id, case.partition)
+        wait = app.catalog.get(INVENTORY).queued_stale_after + timedelta(minutes=1)
+        [result] = self.reconcile(instance, [case.run_id], later=wait)
+        verdict = result.verdict
+        self.echo(
+            f"[5/7] run {case.run_id} queued in Dagster as {dagster_run_id[:8]}; reconciled as "
+            f"of {wait} later: {verdict.outcome or 'no decision'} ({verdict.reason_code})"
+        )
+        status = run_queue.dequeue(instance, job, dagster_run_id)
+        run = app.runs.get(case.run_id)
+        self.echo(
+            f"      the queue started it: Dagster {status} -> {run.outcome} ({run.reason_code})"
+        )
+
+    def _killed(self, app: AppContext) -> None:
+        killed = self.start(
+            app, Case("worker killed mid-materialization", INVENTORY, "globex.umbrella", "failed")
+        )
+        code = self.subprocess_launch(killed.run_id).wait(timeout=WORKER_TIMEOUT_SECONDS)
         self.echo(
             f"      worker for run {killed.run_id} exited with signal {-code} "
             f"(row still {app.runs.get(killed.run_id).status})"
         )
+
+    def _late(self, app: AppContext, instance: dg.DagsterInstance) -> None:
         late = self.start(
-            app,
-            C(
-                "late-finishing job (corrected once)",
-                Op.INVENTORY_SYNC,
-                "globex.stark",
-                "succeeded",
-            ),
+            app, Case("late-finishing job (corrected once)", INVENTORY, PAUSED[0], "succeeded")
         )
         worker = self.subprocess_launch(late.run_id)
-        deadline = time.monotonic() + 60
-        while app.runs.get(late.run_id).status != "completed" and time.monotonic() < deadline:
-            self.reconcile(instance, [late.run_id])
-            time.sleep(0.5)
-        first = app.runs.get(late.run_id)
-        self.echo(
-            f"      reconciler finalized run {late.run_id} while its worker was still "
-            f"busy: {first.outcome} ({first.reason_code})"
-        )
-        worker.wait(timeout=120)
+        gate = FileGate(self.gates, *PAUSED)
+        try:
+            if not gate.wait_reached(WORKER_TIMEOUT_SECONDS, alive=lambda: worker.poll() is None):
+                self.echo(f"      worker for run {late.run_id} never reached its gate")
+                return
+            [result] = self.reconcile(instance, [late.run_id])
+            self.echo(
+                f"      worker for run {late.run_id} is paused mid-sync; reconciled as of {LATER} "
+                f"later: {result.verdict.outcome} ({result.verdict.reason_code})"
+            )
+        finally:
+            gate.release()
+            worker.wait(timeout=WORKER_TIMEOUT_SECONDS)
         after = app.runs.get(late.run_id)
         self.echo(
-            f"      the worker reported later with proof: {after.outcome} ({after.reason_code})"
+            f"      the worker went on and reported with proof: {after.outcome} "
+            f"({after.reason_code})"
         )
 
     def _drain(self, app: AppContext, instance: dg.DagsterInstance) -> None:
-        self.echo("[6/6] reconciliation until no run is left open")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            written = self.reconcile(instance)
+        self.echo(f"[7/7] reconciliation as of {LATER} later, until no run is left open")
+        for _ in range(5):  # each pass decides a whole batch; one is normally enough
+            results = self.reconcile(instance)
+            written = sum(r.status is TransitionStatus.APPLIED for r in results)
             open_runs = [c for c in self.cases if app.runs.get(c.run_id).status != "completed"]
             if written:
                 self.echo(f"      decided {written}; still open: {len(open_runs)}")
             if not open_runs:
                 return
-            time.sleep(1)
-        self.echo("      gave up waiting for open runs")
+        self.echo("      runs are still open after reconciliation")
 
     def _overview(self, instance: dg.DagsterInstance) -> None:
         from opsrecon_dagster.assets.overview import operations_overview
@@ -380,3 +398,27 @@ class Demo:
 def run_demo(echo: Echo, data_dir: Path = DEMO_DIR) -> list[DemoRow]:
     """Run the whole demo; returns one row per scenario with expected and decided outcome."""
     return Demo(echo, data_dir).run()
+
+
+INVENTORY = OperationType.INVENTORY_SYNC
+BACKUP = OperationType.BACKUP_SCHEDULE_EXECUTE
+BASELINE = OperationType.BASELINE_CAPTURE
+REVIEW = OperationType.ENVIRONMENT_REVIEW_COMPOSE
+IN_PROCESS_CASES = (
+    Case("inventory: complete", INVENTORY, "acme.contoso", "succeeded"),
+    Case("inventory: throttled type", INVENTORY, "acme.northwind", "partially_succeeded"),
+    Case("inventory: consent missing", INVENTORY, "acme.fabrikam", "blocked"),
+    Case("inventory: complete", INVENTORY, "globex.contoso", "succeeded"),
+    Case("backup: failed items", BACKUP, "acme.northwind", "partially_succeeded"),
+    Case("backup: complete", BACKUP, "globex.contoso", "succeeded"),
+    Case("backup: environment disabled", BACKUP, "globex.hooli", "blocked"),
+)
+BASELINE_CASES = (
+    Case("baseline: complete", BASELINE, "acme.contoso", "succeeded"),
+    Case(
+        "baseline: gaps (missing, ambiguous, failed)",
+        BASELINE,
+        "acme.northwind",
+        "partially_succeeded",
+    ),
+)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -51,6 +52,13 @@ def launch_operation_run(
     job = JOB_BY_TYPE.get(run.type)
     if job is None:
         raise NotLaunchable(f"operation type {run.type} has no job to launch")
+    if run.dagster_run_id is not None:
+        earlier = instance.get_run_by_id(run.dagster_run_id)
+        if earlier is not None and not earlier.is_finished:
+            raise NotLaunchable(
+                f"operation run {run_id} was already submitted as Dagster run "
+                f"{run.dagster_run_id} ({earlier.status.value})"
+            )
     with app.sessions() as session:
         from opsrecon_dagster.db.models import ManagedEnvironment
 
@@ -61,9 +69,14 @@ def launch_operation_run(
     partitions_name = ENVIRONMENTS.name or "managed_environments"
     if not instance.has_dynamic_partition(partitions_name, partition):
         instance.add_dynamic_partitions(partitions_name, [partition])
+    # The row learns its Dagster run id at submission, before the run exists, so the
+    # reconciler can always ask Dagster whether it is queued, running or ended.
+    dagster_run_id = str(uuid.uuid4())  # Dagster's own run id format
+    app.runs.link_dagster_run(run_id, dagster_run_id)
     return defs.resolve_job_def(job.name).execute_in_process(
         instance=instance,
         partition_key=partition,
+        run_id=dagster_run_id,
         tags={RUN_TAG: str(run_id)},
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

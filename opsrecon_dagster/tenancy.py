@@ -89,6 +89,13 @@ def environment_by_partition(session: Session, partition_key: str) -> ManagedEnv
     return env
 
 
+def all_environments(session: Session) -> Sequence[ManagedEnvironment]:
+    """Every managed environment, by partition key."""
+    return session.scalars(
+        select(ManagedEnvironment).order_by(ManagedEnvironment.partition_key)
+    ).all()
+
+
 def all_partition_keys(session: Session) -> Sequence[str]:
     """Every environment's partition key, in creation order."""
     return session.scalars(

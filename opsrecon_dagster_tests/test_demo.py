@@ -14,7 +14,12 @@ from opsrecon_dagster.demo import run_demo
 @pytest.fixture
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     # The demo points these at its own state; monkeypatch restores them afterwards.
-    for name in ("DAGSTER_HOME", "OPSRECON_DATABASE_URL", "OPSRECON_STALE_THRESHOLDS"):
+    for name in (
+        "DAGSTER_HOME",
+        "OPSRECON_DATABASE_URL",
+        "OPSRECON_STALE_THRESHOLDS",
+        "OPSRECON_FIXTURE_PATH",
+    ):
         monkeypatch.setenv(name, "")
     monkeypatch.chdir(tmp_path)
     return tmp_path / "data" / "demo"
@@ -23,12 +28,19 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_demo_decides_every_scenario_as_expected(isolated_env: Path) -> None:
     lines: list[str] = []
     rows = run_demo(lines.append, isolated_env)
-    assert len(rows) == 14
+    assert len(rows) == 15
     assert [(r.label, r.decided) for r in rows if r.decided != r.expected] == []
     by_label = {r.label: r for r in rows}
     assert by_label["worker killed mid-materialization"].reason == "stale_without_proof"
     assert by_label["late-finishing job (corrected once)"].decided_by == "late_correction"
     assert by_label["launch that never started"].reason == "queued_never_started"
+    # The queued run was left alone past the queued threshold, then decided by its own job.
+    queued = by_label["waited in Dagster's run queue, then ran"]
+    assert (queued.decided_by, queued.reason) == ("job", "inventory_all_types_covered")
+    assert any("no decision (run_waiting_in_queue)" in line for line in lines)
+    assert [r.label for r in rows if r.reason == "queued_never_started"] == [
+        "launch that never started"
+    ]
     assert any("exited with signal 9" in line for line in lines)
     # The demo's instance holds the runs, observations and the overview for the UI.
     assert Path(os.environ["DAGSTER_HOME"]) == (isolated_env / "dagster_home").resolve()

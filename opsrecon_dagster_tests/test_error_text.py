@@ -12,7 +12,7 @@ import pytest
 
 from opsrecon_dagster.assets.artifacts import inventory_items
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
+from opsrecon_dagster.resources import AppDatabaseResource, ClockResource, ProviderResource
 from opsrecon_dagster.sensors.reconciliation import reconciliation_sensor
 from opsrecon_dagster.sensors.scheduling import (
     backup_schedules_sensor,
@@ -62,7 +62,11 @@ def test_asset_failure_names_only_the_error_type(
 def test_sensor_tick_skips_with_only_the_error_type(
     instance: dg.DagsterInstance, broken_db: AppDatabaseResource, sensor, cursor, what
 ) -> None:
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"app_db": broken_db})
+    ctx = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"app_db": broken_db, "clock": ClockResource()},
+    )
     result = sensor(ctx)
     assert isinstance(result, dg.SensorResult)
     assert result.skip_reason is not None

@@ -328,11 +328,14 @@ def operations_launch(ctx: click.Context, run_id: int, as_json: bool) -> None:
 def _launch(app: AppContext, run_id: int) -> dict[str, Any]:
     import dagster as dg
 
-    from opsrecon_dagster.launch import ensure_dagster_home, launch_operation_run
+    from opsrecon_dagster.launch import NotLaunchable, ensure_dagster_home, launch_operation_run
 
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        result = launch_operation_run(app, run_id, instance)
+        try:
+            result = launch_operation_run(app, run_id, instance)
+        except NotLaunchable as exc:
+            raise UserError(str(exc)) from None
     return {"dagster_run_id": result.run_id, "success": result.success}
 
 

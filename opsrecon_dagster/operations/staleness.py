@@ -142,6 +142,8 @@ def liveness(
         limit = thresholds.for_status(run.status)
     if now - progress <= limit:
         return Liveness.ALIVE
-    if run.status == RunStatus.QUEUED.value and dagster is None and run.dagster_run_id is None:
+    if run.status == RunStatus.QUEUED.value and dagster is None:
+        # No Dagster run ever existed for it (none linked, or the linked one is unknown to
+        # the instance: the submission died before creating it).
         return Liveness.NEVER_STARTED
     return Liveness.STALE

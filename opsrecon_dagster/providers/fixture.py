@@ -79,6 +79,8 @@ class FixtureFaults(_Model):
     """Seconds slept before each page of a listing is served."""
     crash_at: str | None = None
     """``checkpoint(env, point)`` with this point SIGKILLs the current process."""
+    pause_at: str | None = None
+    """``checkpoint(env, point)`` with this point waits at a file gate (see ``gate_dir``)."""
 
 
 class FixtureEnvironment(_Model):
@@ -105,6 +107,12 @@ class FixtureConfig(_Model):
     )
     environments: dict[str, FixtureEnvironment] = Field(default_factory=dict)
     """Keyed by ``EnvironmentRef.partition_key``; others get the defaults and no faults."""
+    gate_dir: str | None = None
+    """Folder of the ``pause_at`` gates: a paused worker creates ``<partition>.<point>.reached``
+    there and goes on once ``<partition>.<point>.release`` exists, so a demo or a test can
+    act while the worker is provably mid-run (files, not sleeps)."""
+    gate_timeout_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    """A gate nobody opens lets the worker go on after this long (it never hangs forever)."""
 
     @model_validator(mode="after")
     def _duplicates_need_an_original(self) -> Self:
@@ -226,12 +234,16 @@ class FixtureTenantProvider:
         return generated.objects[position]
 
     def checkpoint(self, env: EnvironmentRef, point: str) -> None:
-        """SIGKILL the current process when ``point`` is the environment's ``crash_at``.
+        """SIGKILL the current process when ``point`` is the environment's ``crash_at``; wait
+        at a file gate when it is its ``pause_at``.
 
         A real worker death (no exception, no cleanup, no ``finally``), so recovery code is
         exercised against what actually happens when a worker is killed.
         """
-        crash_at = self.environment_config(env.partition_key).faults.crash_at
+        faults = self.environment_config(env.partition_key).faults
+        if faults.pause_at is not None and point == faults.pause_at:
+            self._wait_at_gate(env, point)
+        crash_at = faults.crash_at
         if crash_at is None or point != crash_at:
             return
         logger.warning(
@@ -243,6 +255,18 @@ class FixtureTenantProvider:
         os.kill(os.getpid(), signal.SIGKILL)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _wait_at_gate(self, env: EnvironmentRef, point: str) -> None:
+        if self._config.gate_dir is None:
+            return
+        gates = Path(self._config.gate_dir)
+        gates.mkdir(parents=True, exist_ok=True)
+        stem = f"{env.partition_key}.{point}"
+        (gates / f"{stem}.reached").write_text(str(os.getpid()))
+        release = gates / f"{stem}.release"
+        deadline = time.monotonic() + self._config.gate_timeout_seconds
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _check_access(self, faults: FixtureFaults, policy_type: str) -> None:
         if faults.consent_missing:
@@ -288,6 +312,33 @@ class FixtureTenantProvider:
         if len(positions) != len(objects):
             raise RuntimeError(f"fixture id collision for {policy_type} in {partition_key}")
         return _TypeObjects(objects, positions)
+
+
+@dataclass(frozen=True)
+class FileGate:
+    """The other side of a ``pause_at`` gate: wait until a worker reached it, then open it."""
+
+    gate_dir: Path
+    partition_key: str
+    point: str
+
+    def _path(self, suffix: str) -> Path:
+        return self.gate_dir / f"{self.partition_key}.{self.point}.{suffix}"
+
+    def wait_reached(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
+        """True once a worker waits at the gate; False on timeout or when ``alive`` says the
+        worker is gone (checked between polls)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and alive():
+            if self._path("reached").exists():
+                return True
+            time.sleep(0.05)
+        return self._path("reached").exists()
+
+    def release(self) -> None:
+        """Let the waiting worker go on."""
+        self.gate_dir.mkdir(parents=True, exist_ok=True)
+        self._path("release").write_text("go")
 
 
 def load_fixture_config(path: str | os.PathLike[str]) -> FixtureConfig:

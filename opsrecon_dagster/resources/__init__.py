@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Literal
 
 import dagster as dg
@@ -11,6 +13,8 @@ from pydantic import Field
 
 from opsrecon_dagster.providers.base import TenantProvider
 from opsrecon_dagster.settings import AppContext, Settings
+
+FIXTURE_PATH_VAR = "OPSRECON_FIXTURE_PATH"
 
 
 class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -44,12 +48,39 @@ class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             app.dispose()
 
 
+class ClockResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """What "now" is for reconciliation: the real clock by default, or a fixed instant.
+
+    Tests and operators evaluate staleness at an explicit time with ``fixed_now`` (e.g. "as
+    of two hours from now") instead of rewriting timestamps in the database.
+    """
+
+    fixed_now: str | None = Field(
+        default=None, description="ISO-8601 instant with a time zone; unset: the real clock."
+    )
+
+    def now(self) -> datetime:
+        """The configured instant, else the current time (UTC)."""
+        if self.fixed_now is None:
+            return datetime.now(UTC)
+        value = datetime.fromisoformat(self.fixed_now)
+        if value.tzinfo is None:
+            raise dg.Failure("ClockResource.fixed_now needs a time zone, e.g. +00:00")
+        return value.astimezone(UTC)
+
+    @classmethod
+    def at(cls, instant: datetime) -> ClockResource:
+        """A clock fixed at ``instant``."""
+        return cls(fixed_now=instant.astimezone(UTC).isoformat())
+
+
 class ProviderResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """The tenant provider: the fixture provider (default) or the Graph-style HTTP provider."""
 
     kind: Literal["fixture", "http"] = "fixture"
     fixture_path: str | None = Field(
-        default=None, description="Fixture tenants JSON; the packaged default when unset."
+        default=None,
+        description="Fixture tenants JSON; default $OPSRECON_FIXTURE_PATH, then the packaged one.",
     )
     base_url: str | None = None
     token: str | None = Field(default=None, description="Bearer token (use an EnvVar).")
@@ -64,6 +95,7 @@ class ProviderResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             return HttpTenantProvider(base_url=self.base_url, token=self.token)
         from opsrecon_dagster.providers.fixture import FixtureTenantProvider
 
-        if self.fixture_path:
-            return FixtureTenantProvider.from_file(self.fixture_path)
+        path = self.fixture_path or os.environ.get(FIXTURE_PATH_VAR)
+        if path:
+            return FixtureTenantProvider.from_file(path)
         return FixtureTenantProvider.default()

@@ -11,7 +11,7 @@ from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.reasons import message
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
-from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
 from opsrecon_dagster.sensors.guard import guarded_tick
 
@@ -43,6 +43,7 @@ def reconcile_batch(
     instance: dg.DagsterInstance,
     app_db: AppDatabaseResource,
     *,
+    now: datetime | None = None,
     run_ids: Sequence[int] | None = None,
     limit: int = BATCH_SIZE,
     op_type: str | None = None,
@@ -53,8 +54,14 @@ def reconcile_batch(
 
     The sensors and ``opsrecon reconcile`` all come through here.
     """
+    at = now
     with app_db.opened() as app:
-        reconciler = Reconciler(app.sessions, app.runs, InstanceDagsterView(instance))
+        reconciler = Reconciler(
+            app.sessions,
+            app.runs,
+            InstanceDagsterView(instance),
+            clock=(lambda: at) if at is not None else None,
+        )
         results = reconciler.reconcile(
             limit=limit,
             run_ids=run_ids,
@@ -76,7 +83,7 @@ def reconcile_batch(
     description="Finalizes stale operation runs from the proof their artifacts give.",
 )
 def reconciliation_sensor(
-    context: dg.SensorEvaluationContext, app_db: AppDatabaseResource
+    context: dg.SensorEvaluationContext, app_db: AppDatabaseResource, clock: ClockResource
 ) -> dg.SensorResult:
     """Each tick decides a bounded batch of stale open runs, oldest progress first.
 
@@ -85,7 +92,9 @@ def reconciliation_sensor(
     """
 
     def tick() -> dg.SensorResult:
-        results, events = reconcile_batch(context.instance, app_db, limit=BATCH_SIZE)
+        results, events = reconcile_batch(
+            context.instance, app_db, now=clock.now(), limit=BATCH_SIZE
+        )
         decided = sum(r.status is TransitionStatus.APPLIED for r in results)
         waiting = sum(r.verdict.outcome is None for r in results)
         cursor = json.dumps(
@@ -111,14 +120,18 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
         description=f"Reconciles a tagged operation run at once when its Dagster run ends "
         f"with {status.value}.",
     )
-    def _sensor(context: dg.RunStatusSensorContext, app_db: AppDatabaseResource) -> None:
+    def _sensor(
+        context: dg.RunStatusSensorContext, app_db: AppDatabaseResource, clock: ClockResource
+    ) -> None:
         tag = context.dagster_run.tags.get(RUN_TAG)
         if tag is None or not tag.isdigit():
             return
         # Never raise: a raised error would advance the cursor past this run anyway; the
         # stale scan remains the safety net for anything this misses.
         try:
-            results, events = reconcile_batch(context.instance, app_db, run_ids=[int(tag)])
+            results, events = reconcile_batch(
+                context.instance, app_db, now=clock.now(), run_ids=[int(tag)]
+            )
         except Exception as exc:
             context.log.warning(f"operation run {tag}: not reconciled ({type(exc).__name__})")
             return

@@ -18,7 +18,7 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.guard import guarded_tick
-from opsrecon_dagster.tenancy import all_partition_keys
+from opsrecon_dagster.tenancy import all_environments, all_partition_keys
 
 PARTITIONS_NAME = ENVIRONMENTS.name or "managed_environments"
 
@@ -103,10 +103,34 @@ def backup_schedules_sensor(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Syncs every environment's inventory every six hours.",
 )
-def inventory_sync_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-    """Sync every environment's inventory every six hours (one run per partition)."""
-    tick = context.scheduled_execution_time.isoformat()
-    return [
-        dg.RunRequest(run_key=f"inventory:{key}:{tick}", partition_key=key)
-        for key in context.instance.get_dynamic_partitions(PARTITIONS_NAME)
-    ]
+def inventory_sync_schedule(
+    context: dg.ScheduleEvaluationContext, app_db: AppDatabaseResource
+) -> list[dg.RunRequest]:
+    """Sync every environment's inventory every six hours (one run per partition).
+
+    Each request's operation run is created first (or found: the same tick evaluated twice
+    returns the same active row) and the request carries its id, so a scheduled launch that
+    never starts is still a row the reconciler finalizes.
+    """
+    tick = context.scheduled_execution_time
+    known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    requests: list[dg.RunRequest] = []
+    with app_db.opened() as app:
+        with app.sessions() as session:
+            environments = [e for e in all_environments(session) if e.partition_key in known]
+        for env in environments:
+            run = app.runs.start(
+                OperationType.INVENTORY_SYNC,
+                workspace_id=env.workspace_id,
+                environment_id=env.id,
+                inputs=RunInputs(scheduled_for=tick, trigger="schedule"),
+                actor=Actor.JOB,
+            ).run
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"inventory:{env.partition_key}:{tick.isoformat()}",
+                    partition_key=env.partition_key,
+                    tags={RUN_TAG: str(run.id)},
+                )
+            )
+    return requests

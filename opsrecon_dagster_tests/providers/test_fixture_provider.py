@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,6 +23,7 @@ from opsrecon_dagster.providers.base import (
 )
 from opsrecon_dagster.providers.fixture import (
     DEFAULT_FIXTURE_FILE,
+    FileGate,
     FixtureConfig,
     FixtureConfigError,
     FixtureEnvironment,
@@ -334,6 +336,40 @@ def test_crash_at_really_kills_the_process() -> None:
     assert "finally ran" not in result.stdout
 
 
+def test_pause_at_waits_at_its_gate_until_released(tmp_path: Path) -> None:
+    config = FixtureConfig(
+        gate_dir=str(tmp_path),
+        environments={ENV.partition_key: FixtureEnvironment(faults=FixtureFaults(pause_at="p"))},
+    )
+    provider = FixtureTenantProvider(config)
+    provider.checkpoint(ENV, "other")  # not the gate: returns at once
+    provider.checkpoint(OTHER_ENV, "p")
+    passed = threading.Event()
+
+    def worker() -> None:
+        provider.checkpoint(ENV, "p")
+        passed.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    gate = FileGate(tmp_path, ENV.partition_key, "p")
+    assert gate.wait_reached(timeout=30)
+    assert not passed.is_set()  # reached, and held there
+    gate.release()
+    thread.join(timeout=30)
+    assert passed.is_set()
+
+
+def test_a_gate_nobody_opens_lets_the_worker_go_on(tmp_path: Path) -> None:
+    config = FixtureConfig(
+        gate_dir=str(tmp_path),
+        gate_timeout_seconds=0.2,
+        environments={ENV.partition_key: FixtureEnvironment(faults=FixtureFaults(pause_at="p"))},
+    )
+    FixtureTenantProvider(config).checkpoint(ENV, "p")  # returns after the timeout
+    assert (tmp_path / f"{ENV.partition_key}.p.reached").exists()
+
+
 def test_other_checkpoints_are_no_ops() -> None:
     provider = faulty(crash_at="x")
     provider.checkpoint(ENV, "y")
@@ -369,7 +405,10 @@ def test_packaged_default_loads_with_the_demo_environments() -> None:
     ]
     umbrella = provider.environment_config("globex.umbrella").faults
     assert (umbrella.crash_at, umbrella.slow_page_seconds) == ("inventory.after_first_type", 0.2)
-    assert provider.environment_config("globex.stark").faults.slow_page_seconds == 1.5
+    assert provider.environment_config("globex.stark").faults.pause_at == (
+        "inventory.after_first_type"
+    )
+    assert provider.config.gate_dir is None  # the packaged fixture never pauses by itself
     assert provider.environment_config("acme.contoso") == FixtureEnvironment()
     assert provider.environment_config("nowhere.at-all") == FixtureEnvironment()
 

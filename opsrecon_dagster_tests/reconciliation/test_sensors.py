@@ -10,25 +10,22 @@ from sqlalchemy import update
 
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
 from opsrecon_dagster_tests.reconciliation.conftest import World, failing_job, ok_job
 
 INV = OperationType.INVENTORY_SYNC
 
 
-def resources(world: World) -> dict[str, object]:
-    return {"app_db": AppDatabaseResource(database_url=world.app.url.render_as_string(False))}
+def resources(world: World, later: timedelta = timedelta(0)) -> dict[str, object]:
+    """The sensors' resources, with a clock set ``later`` than now (time passing)."""
+    return {
+        "app_db": AppDatabaseResource(database_url=world.app.url.render_as_string(False)),
+        "clock": ClockResource.at(datetime.now(UTC) + later),
+    }
 
 
-def age(world: World, run_ids: list[int], hours: int = 3) -> None:
-    """Move the runs' last progress into the past (their worker stopped reporting)."""
-    with world.app.engine.begin() as conn:
-        conn.execute(
-            update(OperationRun)
-            .where(OperationRun.id.in_(run_ids))
-            .values(last_progress_at=datetime.now(UTC) - timedelta(hours=hours))
-        )
+LATER = timedelta(hours=3)  # the workers stopped reporting long ago
 
 
 def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatch) -> None:
@@ -42,8 +39,9 @@ def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatc
         world.running(run_id)
         world.work_then_die("inventory_items", run_id)
         run_ids.append(run_id)
-    age(world, run_ids)
-    ctx = dg.build_sensor_context(instance=world.instance, cursor=None, resources=resources(world))
+    ctx = dg.build_sensor_context(
+        instance=world.instance, cursor=None, resources=resources(world, LATER)
+    )
     first = reconciliation_sensor(ctx)
     assert isinstance(first, dg.SensorResult)
     assert len(first.asset_events) == 3
@@ -56,7 +54,7 @@ def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatc
     assert json.loads(first.cursor or "")["decided"] == 3
     second = reconciliation_sensor(
         dg.build_sensor_context(
-            instance=world.instance, cursor=first.cursor, resources=resources(world)
+            instance=world.instance, cursor=first.cursor, resources=resources(world, LATER)
         )
     )
     assert isinstance(second, dg.SensorResult)
@@ -64,7 +62,7 @@ def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatc
     assert {world.decided(r)[0] for r in run_ids} == {"succeeded"}
     third = reconciliation_sensor(
         dg.build_sensor_context(
-            instance=world.instance, cursor=second.cursor, resources=resources(world)
+            instance=world.instance, cursor=second.cursor, resources=resources(world, LATER)
         )
     )
     assert isinstance(third, dg.SensorResult)
@@ -88,9 +86,8 @@ def test_bad_rows_do_not_fail_the_tick(world: World) -> None:
             .where(OperationRun.id == homeless)
             .values(managed_environment_id=None)
         )
-    age(world, [broken, unknown, homeless])
     result = reconciliation_sensor(
-        dg.build_sensor_context(instance=world.instance, resources=resources(world))
+        dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
     )
     assert isinstance(result, dg.SensorResult)
     assert world.decided(broken) == ("failed", "run_context_invalid")

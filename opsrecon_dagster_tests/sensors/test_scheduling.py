@@ -8,9 +8,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
 from opsrecon_dagster.operations.context import RunContext
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
 from opsrecon_dagster.sensors.scheduling import (
     PARTITIONS_NAME,
     backup_schedules_sensor,
@@ -98,12 +102,82 @@ def test_backup_sensor_first_tick_only_sets_cursor(
     assert result.cursor is not None
 
 
-def test_inventory_schedule_requests_every_partition(instance: dg.DagsterInstance) -> None:
+def test_inventory_schedule_creates_a_row_per_partition_before_the_runs(
+    app: AppContext, instance: dg.DagsterInstance
+) -> None:
+    contoso = make_scope(app, "acme", "contoso")
+    initech = make_scope(app, "globex", "initech")
+    make_scope(app, "globex", "nopartition")  # no Dagster partition yet: not requested
     instance.add_dynamic_partitions(PARTITIONS_NAME, ["acme.contoso", "globex.initech"])
-    ctx = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=datetime(2026, 11, 23, 6, tzinfo=UTC)
-    )
-    requests = inventory_sync_schedule(ctx)
-    assert isinstance(requests, list)
+    tick = datetime(2026, 11, 23, 6, tzinfo=UTC)
+
+    def evaluate() -> list[dg.RunRequest]:
+        ctx = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=tick, resources=resources(app)
+        )
+        requests = inventory_sync_schedule(ctx)
+        assert isinstance(requests, list)
+        return requests
+
+    requests = evaluate()
     assert [r.partition_key for r in requests] == ["acme.contoso", "globex.initech"]
     assert len({r.run_key for r in requests}) == 2
+    rows = [app.runs.get(int(r.tags[RUN_TAG])) for r in requests]
+    assert [(r.type, r.status, r.managed_environment_id) for r in rows] == [
+        ("inventory.sync", "queued", contoso.environment_id),
+        ("inventory.sync", "queued", initech.environment_id),
+    ]
+    inputs = RunContext.load(rows[0].context).inputs
+    assert (inputs.scheduled_for, inputs.trigger) == (tick, "schedule")
+    # The same tick evaluated again finds the same active rows (no duplicates).
+    assert [r.tags[RUN_TAG] for r in evaluate()] == [r.tags[RUN_TAG] for r in requests]
+
+
+@pytest.mark.parametrize("source", ["schedule", "backup_sensor"])
+def test_submitted_run_request_is_linked_and_waits_in_the_queue(
+    app: AppContext, instance: dg.DagsterInstance, source: str
+) -> None:
+    """The daemon submits the request; the row learns its Dagster run id from the tag, and a
+    run waiting in Dagster's queue past the queued threshold gets no decision."""
+    scope = make_scope(app, "acme", "contoso")
+    instance.add_dynamic_partitions(PARTITIONS_NAME, [scope.partition_key])
+    if source == "schedule":
+        requests = inventory_sync_schedule(
+            dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=datetime(2026, 11, 23, 6, tzinfo=UTC),
+                resources=resources(app),
+            )
+        )
+        assert isinstance(requests, list)
+        [request] = requests
+        job = inventory_sync_job
+    else:
+        add_schedule(app, scope, cron="* * * * *")
+        result = backup_schedules_sensor(
+            dg.build_sensor_context(
+                instance=instance,
+                cursor=(datetime.now(UTC) - timedelta(minutes=3)).isoformat(),
+                resources=resources(app),
+            )
+        )
+        assert isinstance(result, dg.SensorResult)
+        [request] = result.run_requests or []
+        job = backup_execute_job
+    run_id = int(request.tags[RUN_TAG])
+    dagster_run = instance.create_run_for_job(
+        defs.resolve_job_def(job.name),
+        tags={**request.tags, "dagster/partition": scope.partition_key},
+    )  # as the daemon records a submission: NOT_STARTED until a launcher picks it up
+    assert app.runs.get(run_id).dagster_run_id is None
+    later = datetime.now(UTC) + timedelta(hours=1)  # past the queued threshold
+    reconciler = Reconciler(
+        app.sessions, app.runs, InstanceDagsterView(instance), clock=lambda: later
+    )
+    [decision] = reconciler.reconcile()
+    assert (decision.verdict.outcome, decision.verdict.reason_code) == (
+        None,
+        "run_waiting_in_queue",
+    )
+    row = app.runs.get(run_id)
+    assert (row.status, row.dagster_run_id) == ("queued", dagster_run.run_id)
