@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,8 @@ class FixtureTenantProvider:
     Fault precedence for a call: consent (401), then permission (403), then the fault specific
     to the call (throttling for listings; not-found and failing items for fetches).
 
-    Instances are safe to share between threads: the only mutable state is a cache of
-    generated objects, and filling it twice is harmless.
+    Instances are safe to share between threads: the mutable state is a cache of generated
+    objects (filling it twice is harmless) and the diagnostic ``calls`` counter.
     """
 
     def __init__(
@@ -166,6 +167,9 @@ class FixtureTenantProvider:
         self._config = (config if config is not None else FixtureConfig()).model_copy(deep=True)
         self._sleep = sleep
         self._cache: dict[tuple[str, str], _TypeObjects] = {}
+        # (partition key, call name) -> number of calls: lets a test prove that a worker
+        # made no provider call at all (e.g. when its guard refused the run).
+        self.calls: Counter[tuple[str, str]] = Counter()
 
     @classmethod
     def from_file(
@@ -205,6 +209,7 @@ class FixtureTenantProvider:
         once its first page has been yielded, even when that page held everything: the fault is
         meant to show partial data, so it must fire whatever the object count.
         """
+        self.calls[(env.partition_key, "list_policies")] += 1
         faults = self.environment_config(env.partition_key).faults
         self._check_access(faults, policy_type)
         objects = self._objects(env.partition_key, policy_type).objects
@@ -223,6 +228,7 @@ class FixtureTenantProvider:
         Raises ``NOT_FOUND`` (404) for an unknown id and ``UNAVAILABLE`` (503) for the first
         ``failing_items`` objects of the type in listing order.
         """
+        self.calls[(env.partition_key, "fetch_policy")] += 1
         faults = self.environment_config(env.partition_key).faults
         self._check_access(faults, policy_type)
         generated = self._objects(env.partition_key, policy_type)
