@@ -20,6 +20,7 @@ from opsrecon_dagster.operations.lifecycle import (
     ScopeError,
     TransitionStatus,
 )
+from opsrecon_dagster.operations.reasons import CORRECTABLE_REASONS
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, make_scope
 
@@ -308,3 +309,47 @@ def test_concurrent_late_reports_correct_exactly_once(app: AppContext, scope: Sc
     )
     assert sum(r.status is TransitionStatus.CORRECTED for r in results) == 1
     assert [a.action for a in audit_rows(app, run_id)].count("run.corrected") == 1
+
+
+@pytest.mark.parametrize("reason", sorted(CORRECTABLE_REASONS))
+def test_every_no_proof_decision_is_corrected_once_by_late_proof(
+    app: AppContext, scope: Scope, reason: str
+) -> None:
+    run = app.runs.start(
+        INV, workspace_id=scope.workspace_id, environment_id=scope.environment_id
+    ).run
+    assert app.runs.reconcile(run.id, decision(RunOutcome.FAILED, reason, Actor.RECONCILER)).applied
+    late = app.runs.complete(run.id, decision(RunOutcome.SUCCEEDED, "inventory_all_types_covered"))
+    assert late.status is TransitionStatus.CORRECTED
+    second = app.runs.complete(
+        run.id, decision(RunOutcome.PARTIALLY_SUCCEEDED, "inventory_partial_coverage")
+    )
+    assert second.status is TransitionStatus.ALREADY_FINAL
+    stored = app.runs.get(run.id)
+    assert (stored.outcome, stored.reason_code) == ("succeeded", "inventory_all_types_covered")
+    ctx = RunContext.load(stored.context)
+    assert [d.reason_code for d in ctx.previous_decisions] == [reason]
+    assert [a.action for a in audit_rows(app, run.id)].count("run.corrected") == 1
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [
+        (RunOutcome.BLOCKED, "environment_consent_missing"),
+        (RunOutcome.FAILED, "proof_ambiguous"),
+        (RunOutcome.PARTIALLY_SUCCEEDED, "inventory_partial_coverage"),
+    ],
+)
+def test_proven_and_blocked_decisions_are_never_corrected(
+    app: AppContext, scope: Scope, outcome: RunOutcome, reason: str
+) -> None:
+    run = app.runs.start(
+        INV, workspace_id=scope.workspace_id, environment_id=scope.environment_id
+    ).run
+    app.runs.reconcile(run.id, decision(outcome, reason, Actor.RECONCILER))
+    late = app.runs.complete(run.id, decision(RunOutcome.SUCCEEDED, "inventory_all_types_covered"))
+    assert late.status is TransitionStatus.ALREADY_FINAL
+    assert (app.runs.get(run.id).outcome, app.runs.get(run.id).reason_code) == (
+        outcome.value,
+        reason,
+    )
