@@ -198,6 +198,21 @@ def test_tagged_run_is_used_not_duplicated(app, instance, fixture_file) -> None:
     ]
 
 
+def test_untagged_launch_gets_a_row_linked_at_its_first_step(app, instance, fixture_file) -> None:
+    """A launch from the Dagster UI carries no tag: the first step creates the row and links
+    it to the Dagster run before any provider call."""
+    scope = make_scope(app, "acme", "full")
+    result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[0], scope.partition_key)
+    run = only_run(app, "inventory.sync")
+    assert run.dagster_run_id == result.run_id
+    assert RunContext.load(run.context).inputs.trigger == "dagster"
+    assert [a.action for a in app.runs.audit_trail(run.id)] == [
+        "run.queued",
+        "run.running",
+        "run.completed",
+    ]
+
+
 def test_scope_two_workspaces_with_same_environment_name(app, instance, fixture_file) -> None:
     a = make_scope(app, "acme", "contoso")
     b = make_scope(app, "globex", "contoso")

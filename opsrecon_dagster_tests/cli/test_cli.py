@@ -7,11 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from opsrecon_dagster.cli.main import cli
+from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.settings import AppContext
@@ -92,12 +96,29 @@ def test_unmigrated_database_and_bad_urls(tmp_path: Path) -> None:
     assert "hunter2" not in err and "Traceback" not in err
 
 
+def list_runs_now(app: AppContext) -> list[OperationRun]:
+    with app.sessions() as s:
+        return list(s.scalars(select(OperationRun)).all())
+
+
 def test_operations_start_launches_tagged_job(
     sqlite_app: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     scope = make_scope(sqlite_app, "acme", "contoso")
     url = sqlite_app.url.render_as_string()
+    # What the row says at the moment the job is submitted, before its Dagster run exists.
+    seen_at_submission: list[tuple[str | None, bool]] = []
+    submit = dg.JobDefinition.execute_in_process
+
+    def spy(job: dg.JobDefinition, *args: Any, **kwargs: Any) -> dg.ExecuteInProcessResult:
+        [row] = list_runs_now(sqlite_app)
+        exists = kwargs["instance"].get_run_by_id(kwargs["run_id"]) is not None
+        seen_at_submission.append((row.dagster_run_id, exists))
+        assert row.dagster_run_id == kwargs["run_id"]
+        return submit(job, *args, **kwargs)
+
+    monkeypatch.setattr(dg.JobDefinition, "execute_in_process", spy)
     code, out, err = invoke(url, "operations", "start", "inventory.sync", "--environment",
                             scope.partition_key, "--json")  # fmt: skip
     assert code == 0, err
@@ -108,12 +129,11 @@ def test_operations_start_launches_tagged_job(
     assert data["run"]["outcome"] == "succeeded"
     assert data["run"]["dagster_run_id"] == data["launched"]["dagster_run_id"]
     # The run is recorded in the persistent instance with the operation run tag.
-    import dagster as dg
-
     with dg.DagsterInstance.get() as instance:
         dagster_run = instance.get_run_by_id(data["launched"]["dagster_run_id"])
     assert dagster_run is not None
     assert dagster_run.tags["opsrecon/operation_run_id"] == str(data["run"]["id"])
+    assert seen_at_submission == [(data["run"]["dagster_run_id"], False)]
     # Unsupported types are queued, never launched.
     code, out, _ = invoke(url, "operations", "start", "restore.execute", "--environment",
                           scope.partition_key, "--json")  # fmt: skip

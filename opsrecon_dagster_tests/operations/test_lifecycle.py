@@ -311,7 +311,23 @@ def test_concurrent_late_reports_correct_exactly_once(app: AppContext, scope: Sc
     assert [a.action for a in audit_rows(app, run_id)].count("run.corrected") == 1
 
 
-@pytest.mark.parametrize("reason", sorted(CORRECTABLE_REASONS))
+# The spec's list of reconciler "failed without proof" decisions, written out here so that a
+# reason dropped from the product's set fails this test.
+NO_PROOF_DECISIONS = [
+    "stale_without_proof",
+    "queued_never_started",
+    "dagster_queue_wait_exceeded",
+    "dagster_run_failed_without_proof",
+    "dagster_run_canceled_without_proof",
+    "dagster_success_without_proof",
+]
+
+
+def test_the_correctable_set_is_the_no_proof_decisions() -> None:
+    assert set(NO_PROOF_DECISIONS) == CORRECTABLE_REASONS
+
+
+@pytest.mark.parametrize("reason", NO_PROOF_DECISIONS)
 def test_every_no_proof_decision_is_corrected_once_by_late_proof(
     app: AppContext, scope: Scope, reason: str
 ) -> None:

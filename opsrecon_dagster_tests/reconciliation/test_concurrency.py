@@ -4,35 +4,55 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from opsrecon_dagster.db.models import AuditLog
 from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.operations.lifecycle import TransitionStatus
+from opsrecon_dagster.operations.staleness import DagsterRunInfo
+from opsrecon_dagster.reconciliation.dagster_view import NoDagster
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster_tests.conftest import truncate_all
 from opsrecon_dagster_tests.reconciliation.conftest import World
 
 
-def _drain(url: str, start: multiprocessing.synchronize.Event, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    from opsrecon_dagster.reconciliation.dagster_view import NoDagster
+class _HoldFirstBatch(NoDagster):
+    """Knows no Dagster runs; on its first call (inside the batch transaction, after the
+    candidates are locked) it waits until the other worker holds its first batch too. So the
+    two batches provably overlap in time, whatever the machine's load."""
+
+    def __init__(self, barrier: Any) -> None:
+        self._barrier = barrier
+        self._held = False
+
+    def runs_tagged(self, operation_run_ids: Sequence[int]) -> Mapping[int, DagsterRunInfo]:
+        if not self._held:
+            self._held = True
+            self._barrier.wait(timeout=60)
+        return {}
+
+
+def _drain(url: str, barrier: Any, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     from opsrecon_dagster.reconciliation.reconciler import Reconciler
 
     app = AppContext(Settings(database_url=url))
     later = datetime.now(UTC) + timedelta(hours=3)
-    reconciler = Reconciler(app.sessions, app.runs, NoDagster(), clock=lambda: later)
-    start.wait()
-    written = []
+    reconciler = Reconciler(app.sessions, app.runs, _HoldFirstBatch(barrier), clock=lambda: later)
+    considered: list[int] = []
+    written: list[int] = []
     while True:
         batch = reconciler.reconcile(limit=7)
         if not batch:
             break
-        written += [r.run_id for r in batch if r.status is not None and r.status.value == "applied"]
+        considered += [r.run_id for r in batch]
+        written += [r.run_id for r in batch if r.status is TransitionStatus.APPLIED]
     app.dispose()
-    out.put(written)
+    out.put((considered, written))
 
 
 @pytest.fixture
@@ -57,17 +77,21 @@ def test_two_reconcilers_never_double_finalize(pg_world: World) -> None:
         for i in range(60)
     ]
     ctx = multiprocessing.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
+    barrier, out = ctx.Barrier(2), ctx.Queue()
     url = world.app.url.render_as_string(hide_password=False)
-    procs = [ctx.Process(target=_drain, args=(url, start, out)) for _ in range(2)]
+    procs = [ctx.Process(target=_drain, args=(url, barrier, out)) for _ in range(2)]
     for p in procs:
         p.start()
-    start.set()
     results = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    written = Counter(r for batch in results for r in batch)
+    (seen_a, wrote_a), (seen_b, wrote_b) = results
+    # Skip-locked selection: the workers shared the backlog and never took the same row.
+    assert wrote_a
+    assert wrote_b
+    assert not set(seen_a) & set(seen_b)
+    written = Counter([*wrote_a, *wrote_b])
     assert sorted(written) == sorted(run_ids)
     assert set(written.values()) == {1}
     with world.app.sessions() as s:
