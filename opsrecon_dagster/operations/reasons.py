@@ -210,23 +210,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
 }
 
-# Decisions with these reasons carry no proof: they may be corrected once if proof appears.
-NO_PROOF_REASONS = frozenset(
-    {
-        "stale_without_proof",
-        "queued_never_started",
-        "dagster_queue_wait_exceeded",
-        "dagster_run_failed_without_proof",
-        "dagster_run_canceled_without_proof",
-        "dagster_success_without_proof",
-        "job_finished_without_proof",
-        "job_execution_error",
-        "inventory_no_coverage",
-        "baseline_no_snapshot",
-        "backup_no_set",
-        "review_not_found",
-    }
-)
 # Every reconciler decision of "failed for lack of proof": a late report with the run's own
 # proof corrects it once (SPEC §6). Proven and blocked outcomes are never corrected.
 CORRECTABLE_REASONS = frozenset(
@@ -239,6 +222,16 @@ CORRECTABLE_REASONS = frozenset(
         "dagster_success_without_proof",
     }
 )
+# Decisions with these reasons carry no proof (a late report with one of them corrects
+# nothing): the reconciler's, and the job's own "finished without proof" answers.
+NO_PROOF_REASONS = CORRECTABLE_REASONS | {
+    "job_finished_without_proof",
+    "job_execution_error",
+    "inventory_no_coverage",
+    "baseline_no_snapshot",
+    "backup_no_set",
+    "review_not_found",
+}
 
 
 def message(code: str, language: Language = "en") -> str:

@@ -18,9 +18,31 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.guard import guarded_tick
+from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster.tenancy import all_environments, all_partition_keys
 
 PARTITIONS_NAME = ENVIRONMENTS.name or "managed_environments"
+
+
+def tagged_request(
+    app: AppContext,
+    op_type: OperationType,
+    scope: tuple[int, int, str],
+    inputs: RunInputs,
+    *,
+    run_key: str,
+) -> dg.RunRequest:
+    """Create (or find, by dedupe) the operation run first, then request its Dagster run
+    tagged with the row's id: no scheduled or sensor-requested run exists without its row."""
+    workspace_id, environment_id, partition_key = scope
+    run = app.runs.start(
+        op_type,
+        workspace_id=workspace_id,
+        environment_id=environment_id,
+        inputs=inputs,
+        actor=Actor.JOB,
+    ).run
+    return dg.RunRequest(run_key=run_key, partition_key=partition_key, tags={RUN_TAG: str(run.id)})
 
 
 @dg.sensor(
@@ -74,22 +96,17 @@ def backup_schedules_sensor(
             if invalid:
                 context.log.warning(f"{invalid} backup schedule(s) have an invalid cron; skipped")
             for item in due:
-                run = app.runs.start(
-                    OperationType.BACKUP_SCHEDULE_EXECUTE,
-                    workspace_id=item.workspace_id,
-                    environment_id=item.environment_id,
-                    inputs=RunInputs(
-                        backup_schedule_id=item.schedule_id,
-                        scheduled_for=item.tick,
-                        trigger="schedule",
-                    ),
-                    actor=Actor.JOB,
-                ).run
                 requests.append(
-                    dg.RunRequest(
+                    tagged_request(
+                        app,
+                        OperationType.BACKUP_SCHEDULE_EXECUTE,
+                        (item.workspace_id, item.environment_id, item.partition_key),
+                        RunInputs(
+                            backup_schedule_id=item.schedule_id,
+                            scheduled_for=item.tick,
+                            trigger="schedule",
+                        ),
                         run_key=f"backup:{item.schedule_id}:{item.tick.isoformat()}",
-                        partition_key=item.partition_key,
-                        tags={RUN_TAG: str(run.id)},
                     )
                 )
         return dg.SensorResult(run_requests=requests, cursor=now.isoformat())
@@ -119,18 +136,13 @@ def inventory_sync_schedule(
         with app.sessions() as session:
             environments = [e for e in all_environments(session) if e.partition_key in known]
         for env in environments:
-            run = app.runs.start(
-                OperationType.INVENTORY_SYNC,
-                workspace_id=env.workspace_id,
-                environment_id=env.id,
-                inputs=RunInputs(scheduled_for=tick, trigger="schedule"),
-                actor=Actor.JOB,
-            ).run
             requests.append(
-                dg.RunRequest(
+                tagged_request(
+                    app,
+                    OperationType.INVENTORY_SYNC,
+                    (env.workspace_id, env.id, env.partition_key),
+                    RunInputs(scheduled_for=tick, trigger="schedule"),
                     run_key=f"inventory:{env.partition_key}:{tick.isoformat()}",
-                    partition_key=env.partition_key,
-                    tags={RUN_TAG: str(run.id)},
                 )
             )
     return requests
