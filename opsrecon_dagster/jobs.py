@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import dagster as dg
 
-# Partitioning is inferred from the selected (environment-partitioned) assets.
-inventory_sync_job = dg.define_asset_job("inventory_sync", selection=["inventory_items"])
-baseline_capture_job = dg.define_asset_job("baseline_capture", selection=["baseline_snapshots"])
-backup_execute_job = dg.define_asset_job("backup_schedule_execute", selection=["backup_sets"])
-review_compose_job = dg.define_asset_job(
-    "environment_review_compose", selection=["environment_reviews"]
-)
+from opsrecon_dagster.artifacts.families import FAMILIES
+
+
+def _family_job(asset_key: str) -> dg.UnresolvedAssetJobDefinition:
+    # Partitioning is inferred from the selected (environment-partitioned) asset.
+    return dg.define_asset_job(FAMILIES[asset_key].job, selection=[asset_key])
+
+
+inventory_sync_job = _family_job("inventory_items")
+baseline_capture_job = _family_job("baseline_snapshots")
+backup_execute_job = _family_job("backup_sets")
+review_compose_job = _family_job("environment_reviews")
 
 JOBS = [inventory_sync_job, baseline_capture_job, backup_execute_job, review_compose_job]
 JOB_BY_TYPE = {
-    "inventory.sync": inventory_sync_job,
-    "baseline.capture": baseline_capture_job,
-    "backup.schedule.execute": backup_execute_job,
-    "environment.review.compose": review_compose_job,
+    family.op_type.value: next(job for job in JOBS if job.name == family.job)
+    for family in FAMILIES.values()
 }

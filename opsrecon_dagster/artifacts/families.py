@@ -40,6 +40,7 @@ class Family:
     asset_key: str
     op_type: OperationType
     adapter: str
+    job: str  # the name of the Dagster job that materializes this family
     execute: Execute
     proof: ProofFn
     # Checked by the job before any provider call and recorded on the run (blocked rule).
@@ -63,6 +64,7 @@ FAMILIES: dict[str, Family] = {
             "inventory_items",
             OperationType.INVENTORY_SYNC,
             "inventory_sync",
+            "inventory_sync",
             inventory.sync_inventory,
             inventory.inventory_proof,
             _inventory_precondition,
@@ -70,6 +72,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             "baseline_snapshots",
             OperationType.BASELINE_CAPTURE,
+            "baseline_capture",
             "baseline_capture",
             baseline.capture_baseline,
             baseline.baseline_proof,
@@ -79,6 +82,7 @@ FAMILIES: dict[str, Family] = {
             "backup_sets",
             OperationType.BACKUP_SCHEDULE_EXECUTE,
             "backup_schedule_execute",
+            "backup_schedule_execute",
             backup.execute_backup,
             backup.backup_proof,
             backup.precondition_blocker,
@@ -87,12 +91,14 @@ FAMILIES: dict[str, Family] = {
             "environment_reviews",
             OperationType.ENVIRONMENT_REVIEW_COMPOSE,
             "environment_review_compose",
+            "environment_review_compose",
             _compose,
             review.review_proof,
             review.precondition_blocker,
         ),
     )
 }
+FAMILY_BY_TYPE: dict[str, Family] = {f.op_type.value: f for f in FAMILIES.values()}
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,8 @@ class DagsterRunInfo:
     status: str
     created_at: datetime | None = None
     started_at: datetime | None = None
+    job_name: str | None = None
+    partition_key: str | None = None
 
 
 class Liveness(StrEnum):

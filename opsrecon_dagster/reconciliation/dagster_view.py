@@ -20,9 +20,11 @@ class DagsterView(Protocol):
         """Status and timestamps per known Dagster run id."""
         ...
 
-    def runs_tagged(self, operation_run_ids: Sequence[int]) -> Mapping[int, DagsterRunInfo]:
-        """The newest Dagster run tagged with each operation run id (schedule and sensor
-        submissions, whose run id the row cannot know when it is created)."""
+    def runs_tagged(
+        self, operation_run_ids: Sequence[int]
+    ) -> Mapping[int, Sequence[DagsterRunInfo]]:
+        """The Dagster runs tagged with each operation run id, oldest first (schedule and
+        sensor submissions, whose run id the row cannot know when it is created)."""
         ...
 
     def materialization_counts(
@@ -39,7 +41,9 @@ class NoDagster:
     def runs(self, dagster_run_ids: Sequence[str]) -> Mapping[str, DagsterRunInfo]:
         return {}
 
-    def runs_tagged(self, operation_run_ids: Sequence[int]) -> Mapping[int, DagsterRunInfo]:
+    def runs_tagged(
+        self, operation_run_ids: Sequence[int]
+    ) -> Mapping[int, Sequence[DagsterRunInfo]]:
         return {}
 
     def materialization_counts(

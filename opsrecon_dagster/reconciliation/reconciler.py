@@ -158,17 +158,19 @@ class Reconciler:
         with self._sessions() as session, session.begin():
             candidates = self._candidates(session, now, limit, op_type, workspace_id, run_ids)
             unreadable = self._load_contexts(session, candidates)
-            dagster = self._dagster_runs(candidates)
+            partitions = partition_keys(session, candidates)
+            dagster = self._dagster_runs(candidates, partitions)
             facts = {r.id: self._facts(r, dagster.get(r.id), now) for r in candidates}
             readable = [r for r in candidates if r.id not in unreadable]
-            partitions = partition_keys(session, candidates)
             materialized = self._materializations(readable, partitions)
             view = ProofView.load(session, readable)  # a fixed number of queries per batch
             results = []
             for run in candidates:
                 run_facts = replace(facts[run.id], materializations=materialized.get(run.id, 0))
                 verdict = self._verdict(view, run, run_facts, run.id in unreadable)
-                results.append(self._record(session, run, run_facts, verdict, partitions, dry_run))
+                results.append(
+                    self._record(session, run, run_facts, verdict, partitions, now, dry_run)
+                )
             if not dry_run:
                 self._runs.observe_dagster_in(
                     session,
@@ -242,13 +244,28 @@ class Reconciler:
             stale=self._rule.is_stale(run.type, run.status, run.last_progress_at, now),
         )
 
-    def _dagster_runs(self, runs: Sequence[OperationRun]) -> dict[int, DagsterRunInfo]:
-        """The Dagster run of each candidate: the linked one, else the newest tagged one."""
+    def _dagster_runs(
+        self, runs: Sequence[OperationRun], partitions: Mapping[int, str]
+    ) -> dict[int, DagsterRunInfo]:
+        """The Dagster run of each candidate: the linked one, else the newest tagged one
+        that is the row's own job on the row's own partition (a run tagged onto another job
+        or partition was refused by its worker and says nothing about this row)."""
         linked = self._dagster.runs([r.dagster_run_id for r in runs if r.dagster_run_id])
         tagged = self._dagster.runs_tagged([r.id for r in runs if r.dagster_run_id is None])
         found: dict[int, DagsterRunInfo] = {}
         for run in runs:
-            info = linked.get(run.dagster_run_id) if run.dagster_run_id else tagged.get(run.id)
+            if run.dagster_run_id:
+                info = linked.get(run.dagster_run_id)
+            else:
+                adapter = self._registry.resolve(run.type)
+                job = adapter.family.job if isinstance(adapter, ProofAdapter) else None
+                partition = partitions.get(run.managed_environment_id or -1)
+                own = [
+                    i
+                    for i in tagged.get(run.id, [])
+                    if i.job_name == job and i.partition_key == partition
+                ]
+                info = own[-1] if own else None
             if info is not None:
                 found[run.id] = info
         return found
@@ -312,6 +329,7 @@ class Reconciler:
         facts: RunFacts,
         verdict: Verdict,
         partitions: Mapping[int, str],
+        now: datetime,
         dry_run: bool,
     ) -> ReconcileResult:
         """Complete the verdict's evidence and write it through the lifecycle service."""
@@ -335,7 +353,7 @@ class Reconciler:
                 reason_code=verdict.reason_code,
                 adapter=verdict.adapter,
                 decided_by=Actor.RECONCILER,
-                decided_at=self._clock(),
+                decided_at=now,
                 evidence=evidence,
             )
             status = self._runs.reconcile_in(session, run.id, decision).status

@@ -27,6 +27,8 @@ def _info(record: dg.RunRecord) -> DagsterRunInfo:
         status=record.dagster_run.status.value,
         created_at=_utc(record.create_timestamp),
         started_at=_utc(record.start_time),
+        job_name=record.dagster_run.job_name,
+        partition_key=record.dagster_run.tags.get("dagster/partition"),
     )
 
 
@@ -45,18 +47,20 @@ class InstanceDagsterView:
         )
         return {r.dagster_run.run_id: _info(r) for r in records}
 
-    def runs_tagged(self, operation_run_ids: Sequence[int]) -> Mapping[int, DagsterRunInfo]:
-        """One tag query for the whole batch; the newest Dagster run wins per tag value."""
+    def runs_tagged(
+        self, operation_run_ids: Sequence[int]
+    ) -> Mapping[int, Sequence[DagsterRunInfo]]:
+        """One tag query for the whole batch, grouped by tag value, oldest first."""
         if not operation_run_ids:
             return {}
         records = self._instance.get_run_records(
             filters=dg.RunsFilter(tags={RUN_TAG: [str(i) for i in operation_run_ids]})
         )
-        found: dict[int, DagsterRunInfo] = {}
+        found: dict[int, list[DagsterRunInfo]] = {}
         for record in sorted(records, key=lambda r: r.create_timestamp):
             tag = record.dagster_run.tags.get(RUN_TAG, "")
             if tag.isdigit():
-                found[int(tag)] = _info(record)
+                found.setdefault(int(tag), []).append(_info(record))
         return found
 
     def materialization_counts(

@@ -19,7 +19,9 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.base import TenantProvider
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
+from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, add_schedule, make_scope
 
@@ -72,6 +74,18 @@ def launch(
     return result.success, message
 
 
+def reconcile_now(
+    app: AppContext, instance: dg.DagsterInstance, run_id: int
+) -> tuple[str | None, str]:
+    """What the run-end sensors would decide now: the refused Dagster run (failed, tagged
+    with the row's id) is not the row's own run and decides nothing."""
+    [result] = Reconciler(app.sessions, app.runs, InstanceDagsterView(instance)).reconcile(
+        run_ids=[run_id]
+    )
+    outcome = result.verdict.outcome
+    return (outcome.value if outcome else None), result.verdict.reason_code
+
+
 def rows(app: AppContext, model: type) -> int:
     with app.sessions() as s:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
@@ -103,6 +117,7 @@ def test_run_for_another_environment_is_refused_on_this_partition(
     assert rows(app, InventoryCoverage) == 0
     run = app.runs.get(run_id)
     assert (run.status, run.dagster_run_id) == ("queued", None)  # untouched: not its worker
+    assert reconcile_now(app, instance, run_id) == (None, "run_alive")
 
 
 def test_run_of_another_type_is_refused_by_this_job(
@@ -119,6 +134,7 @@ def test_run_of_another_type_is_refused_by_this_job(
     assert sum(provider.calls.values()) == 0
     assert rows(app, BackupSet) == 0
     assert app.runs.get(run_id).status == "queued"
+    assert reconcile_now(app, instance, run_id) == (None, "run_alive")
 
 
 def test_final_row_is_not_worked_on(

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from opsrecon_dagster.artifacts.common import load_scope
-from opsrecon_dagster.artifacts.families import FAMILIES, claim_run
+from opsrecon_dagster.artifacts.families import FAMILIES, FAMILY_BY_TYPE, claim_run
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
@@ -25,7 +25,6 @@ from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule, make_scope
 
-FAMILY_BY_TYPE = {f.op_type.value: f for f in FAMILIES.values()}
 TYPES = ["deviceConfigurations", "compliancePolicies", "appProtectionPolicies"]
 FIXTURE = {
     "seed": 5,

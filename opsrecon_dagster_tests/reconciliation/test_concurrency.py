@@ -30,7 +30,9 @@ class _HoldFirstBatch(NoDagster):
         self._barrier = barrier
         self._held = False
 
-    def runs_tagged(self, operation_run_ids: Sequence[int]) -> Mapping[int, DagsterRunInfo]:
+    def runs_tagged(
+        self, operation_run_ids: Sequence[int]
+    ) -> Mapping[int, Sequence[DagsterRunInfo]]:
         if not self._held:
             self._held = True
             self._barrier.wait(timeout=60)
