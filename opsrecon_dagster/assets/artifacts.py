@@ -4,16 +4,19 @@ The asset bodies are thin: resolve the operation run, hand over to ``artifacts.f
 and report what the run's own proof says as typed metadata and an asset-check result.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 
 from opsrecon_dagster.artifacts.details import DETAIL_FRAMES
 from opsrecon_dagster.artifacts.families import FAMILIES, Family, JobReport, RunRefused, run_job
 from opsrecon_dagster.artifacts.review import current_fingerprint
-from opsrecon_dagster.operations.context import RunInputs
+from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.operations.enums import Actor, RunOutcome
+from opsrecon_dagster.operations.lifecycle import TransitionStatus
+from opsrecon_dagster.operations.reasons import message
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
@@ -22,6 +25,8 @@ from opsrecon_dagster.tenancy import TenancyError, environment_by_partition
 
 PROOF_CHECK = "proof"
 GROUP = "artifacts"
+OUTCOME_TAG = "opsrecon/outcome"
+REASON_TAG = "opsrecon/reason"
 
 
 def _operation_run_for(context: dg.AssetExecutionContext, app: AppContext, family: Family) -> int:
@@ -65,23 +70,41 @@ def _metadata(report: JobReport, family: Family) -> dict[str, dg.MetadataValue]:
     return metadata
 
 
-def _check(report: JobReport) -> dg.AssetCheckResult:
-    """Proof rule: complete passes, usable-but-incomplete warns, no usable proof errors."""
-    severity = (
-        dg.AssetCheckSeverity.WARN
-        if report.outcome is RunOutcome.PARTIALLY_SUCCEEDED
-        else dg.AssetCheckSeverity.ERROR
-    )
-    return dg.AssetCheckResult(
-        check_name=PROOF_CHECK,
-        passed=report.outcome is RunOutcome.SUCCEEDED,
-        severity=severity,
-        metadata={
-            "outcome": dg.MetadataValue.text(report.outcome.value),
-            "reason_code": dg.MetadataValue.text(report.reason_code),
-            **{k: dg.MetadataValue.int(v) for k, v in sorted(report.counts.items())},
+def proof_verdict(outcome: RunOutcome) -> tuple[bool, dg.AssetCheckSeverity]:
+    """The proof check for a decision: succeeded passes, partially succeeded warns, blocked
+    and failed error. The job and the reconciler report it the same way."""
+    if outcome is RunOutcome.PARTIALLY_SUCCEEDED:
+        return False, dg.AssetCheckSeverity.WARN
+    return outcome is RunOutcome.SUCCEEDED, dg.AssetCheckSeverity.ERROR
+
+
+def decision_tags(outcome: RunOutcome, reason_code: str) -> dict[str, str]:
+    """Tags that put a run's decision on its Dagster run (filterable on the Runs page)."""
+    return {OUTCOME_TAG: outcome.value, REASON_TAG: reason_code}
+
+
+def proof_check_fields(
+    run_id: int,
+    outcome: RunOutcome,
+    reason: str,
+    decided_by: str,
+    extra: Mapping[str, dg.MetadataValue] | None = None,
+) -> dict[str, Any]:
+    """Fields of a proof check evaluation for one decision, whoever reports it."""
+    passed, severity = proof_verdict(outcome)
+    return {
+        "check_name": PROOF_CHECK,
+        "passed": passed,
+        "severity": severity,
+        "description": f"{message(reason)} [{reason}]",
+        "metadata": {
+            "operation_run_id": dg.MetadataValue.int(run_id),
+            "outcome": dg.MetadataValue.text(outcome.value),
+            "reason_code": dg.MetadataValue.text(reason),
+            "decided_by": dg.MetadataValue.text(decided_by),
+            **(extra or {}),
         },
-    )
+    }
 
 
 @contextmanager
@@ -105,8 +128,14 @@ def materialize_family(
     family: Family,
     app_db: AppDatabaseResource,
     provider: ProviderResource,
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    """Shared body of the four assets."""
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
+    """Shared body of the four assets.
+
+    Succeeded and partially succeeded runs materialize the partition (with a passing or
+    warning proof check). A blocked or failed run evaluates the check as an error and then
+    fails the step: the partition's latest state is then a failed materialization, never a
+    green one, and the failure's metadata says why.
+    """
     with app_db.opened() as app:
         with failures_name_only_the_error_type("could not resolve the operation run"):
             run_id = _operation_run_for(context, app, family)
@@ -130,14 +159,42 @@ def materialize_family(
                 metadata[label] = dg.MetadataValue.md(
                     frame.to_markdown(index=False) if not frame.empty else "_none_"
                 )
+            decision = RunContext.load_or_empty(app.runs.get(run_id).context).decision
     context.log.info(
         f"operation run {run_id}: {report.outcome.value} ({report.reason_code}), {report.recorded}"
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[_check(report)])
+    # The Dagster run and the check carry the row's decision as it stands now: a late report
+    # that lost to the reconciler leaves the reconciler's (or a correction's) decision.
+    outcome, reason, by = report.outcome, report.reason_code, Actor.JOB.value
+    if decision is not None:
+        outcome, reason, by = decision.outcome, decision.reason_code, decision.decided_by.value
+    context.instance.add_run_tags(context.run.run_id, decision_tags(outcome, reason))
+    counts = {k: dg.MetadataValue.int(v) for k, v in sorted(report.counts.items())}
+    fields = proof_check_fields(run_id, outcome, reason, by, counts)
+    if report.recorded is not TransitionStatus.APPLIED:
+        # The reconciler evaluated this partition's check while the worker was busy; this
+        # newer evaluation makes the row's decision the partition's latest again.
+        context.instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(
+                asset_key=context.asset_key, partition=context.partition_key, **fields
+            )
+        )
+    if outcome in (RunOutcome.BLOCKED, RunOutcome.FAILED):
+        yield dg.AssetCheckResult(**fields)
+        raise dg.Failure(
+            description=f"operation run {run_id}: {outcome.value}: {fields['description']}",
+            metadata=metadata,
+        )
+    yield dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(**fields)])
 
 
 def _proof_check(asset_key: str, description: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(PROOF_CHECK, asset=asset_key, description=description)]
+    # Partitioned like the asset: each environment's latest evaluation is its own decision.
+    return [
+        dg.AssetCheckSpec(
+            PROOF_CHECK, asset=asset_key, description=description, partitions_def=ENVIRONMENTS
+        )
+    ]
 
 
 @dg.asset(
@@ -150,12 +207,12 @@ def _proof_check(asset_key: str, description: str) -> list[dg.AssetCheckSpec]:
 )
 def inventory_items(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Policy objects of one managed environment, synced from the provider per policy type.
 
     Each sync records per-type coverage (succeeded / failed with a reason) for its run.
     """
-    return materialize_family(context, FAMILIES["inventory_items"], app_db, provider)
+    yield from materialize_family(context, FAMILIES["inventory_items"], app_db, provider)
 
 
 @dg.asset(
@@ -169,12 +226,12 @@ def inventory_items(
 )
 def baseline_snapshots(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Baseline snapshots: a profile's subjects captured from inventory, gaps classified
 
     (missing in inventory, ambiguous match, capture failed).
     """
-    return materialize_family(context, FAMILIES["baseline_snapshots"], app_db, provider)
+    yield from materialize_family(context, FAMILIES["baseline_snapshots"], app_db, provider)
 
 
 @dg.asset(
@@ -185,9 +242,9 @@ def baseline_snapshots(
 )
 def backup_sets(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Backup sets produced by the environment's backup schedule: one set per run."""
-    return materialize_family(context, FAMILIES["backup_sets"], app_db, provider)
+    yield from materialize_family(context, FAMILIES["backup_sets"], app_db, provider)
 
 
 @dg.asset(
@@ -201,12 +258,12 @@ def backup_sets(
 )
 def environment_reviews(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
-) -> dg.MaterializeResult:  # type: ignore[type-arg]
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Environment reviews composed from the latest evidence, identified by a fingerprint.
 
     A compose that meets a same-fingerprint review adopts it instead of creating a second.
     """
-    return materialize_family(context, FAMILIES["environment_reviews"], app_db, provider)
+    yield from materialize_family(context, FAMILIES["environment_reviews"], app_db, provider)
 
 
 ARTIFACT_ASSETS = [inventory_items, baseline_snapshots, backup_sets, environment_reviews]

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
-from opsrecon_dagster.operations.reasons import message
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
@@ -20,23 +20,61 @@ from opsrecon_dagster.sensors.guard import guarded_tick
 BATCH_SIZE = 200
 
 
-def observation(result: ReconcileResult) -> dg.AssetObservation | None:
-    """The decision as an observation on the run's asset partition (supported types only)."""
+DecisionEvent = dg.AssetObservation | dg.AssetCheckEvaluation
+# Dagster run states in which a decided run's worker can no longer be trusted to end it.
+UNFINISHED = {"STARTED", "STARTING", "NOT_STARTED", "CANCELING"}
+
+
+def decision_events(result: ReconcileResult) -> list[DecisionEvent]:
+    """The decision on the run's asset partition: an observation with the reason, and the
+    partition's proof check evaluation (supported types only)."""
     verdict = result.verdict
     if result.asset_key is None or result.partition_key is None or verdict.outcome is None:
-        return None
-    return dg.AssetObservation(
-        asset_key=result.asset_key,
-        partition=result.partition_key,
-        description=message(verdict.reason_code),
-        metadata={
-            "operation_run_id": dg.MetadataValue.int(result.run_id),
-            "outcome": dg.MetadataValue.text(verdict.outcome.value),
-            "reason_code": dg.MetadataValue.text(verdict.reason_code),
-            "adapter": dg.MetadataValue.text(verdict.adapter),
-            "decided_by": dg.MetadataValue.text("reconciler"),
-        },
+        return []
+    fields = proof_check_fields(
+        result.run_id,
+        verdict.outcome,
+        verdict.reason_code,
+        "reconciler",
+        {"adapter": dg.MetadataValue.text(verdict.adapter)},
     )
+    return [
+        dg.AssetObservation(
+            asset_key=result.asset_key,
+            partition=result.partition_key,
+            description=fields["description"],
+            metadata=fields["metadata"],
+        ),
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(result.asset_key), partition=result.partition_key, **fields
+        ),
+    ]
+
+
+def close_dagster_runs(instance: dg.DagsterInstance, results: Sequence[ReconcileResult]) -> None:
+    """Put each decision on its Dagster run, and end Dagster runs that can no longer end
+    themselves: a decided run still ``STARTED`` (its worker went stale) is marked failed, a
+    decided run still waiting in the queue is canceled, each with a message naming the
+    decision, so the UI does not show them as running forever."""
+    for result in results:
+        verdict = result.verdict
+        dagster_run_id = verdict.evidence.dagster_run_id
+        if result.status is not TransitionStatus.APPLIED or verdict.outcome is None:
+            continue
+        if dagster_run_id is None:
+            continue
+        run = instance.get_run_by_id(dagster_run_id)
+        if run is None:
+            continue
+        instance.add_run_tags(dagster_run_id, decision_tags(verdict.outcome, verdict.reason_code))
+        note = (
+            f"operation run {result.run_id} was decided {verdict.outcome.value} "
+            f"({verdict.reason_code}) by the reconciler"
+        )
+        if run.status.value in UNFINISHED:
+            instance.report_run_failed(run, message=f"{note}; its worker is gone")
+        elif run.status is dg.DagsterRunStatus.QUEUED:
+            instance.report_run_canceled(run, message=f"{note}; it never left the run queue")
 
 
 def reconcile_batch(
@@ -49,8 +87,10 @@ def reconcile_batch(
     op_type: str | None = None,
     workspace_id: int | None = None,
     dry_run: bool = False,
-) -> tuple[list[ReconcileResult], list[dg.AssetObservation]]:
-    """Run one reconciliation batch and build observations for the decisions written.
+) -> tuple[list[ReconcileResult], list[DecisionEvent]]:
+    """Run one reconciliation batch; returns the results and the Dagster events (observation
+    and check evaluation) of the decisions written. Dagster runs of decided operation runs
+    get the decision as tags, and those that can no longer end themselves are ended.
 
     The sensors and ``opsrecon reconcile`` all come through here.
     """
@@ -69,10 +109,10 @@ def reconcile_batch(
             workspace_id=workspace_id,
             dry_run=dry_run,
         )
+        if not dry_run:
+            close_dagster_runs(instance, results)
     events = [
-        obs
-        for r in results
-        if r.status in (TransitionStatus.APPLIED,) and (obs := observation(r)) is not None
+        e for r in results if r.status is TransitionStatus.APPLIED for e in decision_events(r)
     ]
     return results, events
 

@@ -83,6 +83,7 @@ def materialize(
         partition_key=partition,
         instance=instance,
         tags=tags or {},
+        raise_on_error=False,  # blocked and failed runs fail their step (tests look at both)
         resources={
             "app_db": AppDatabaseResource(database_url=app.url.render_as_string(False)),
             "provider": ProviderResource(fixture_path=str(fixture_file)),
@@ -99,6 +100,15 @@ def materialization_metadata(result: dg.ExecuteInJobResult) -> dict[str, Any]:
 def check_result(result: dg.ExecuteInJobResult) -> tuple[bool, str]:
     [evaluation] = result.get_asset_check_evaluations()
     return evaluation.passed, evaluation.severity.value
+
+
+def assert_failed_step_without_materialization(result: dg.ExecuteInJobResult, why: str) -> None:
+    """A blocked or failed run: no materialization (the partition is not shown green), the
+    step failed with the decision in its message."""
+    assert not result.success
+    assert result.get_asset_materialization_events() == []
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert why in failure.step_failure_data.error.message
 
 
 def only_run(app: AppContext, op_type: str) -> OperationRun:
@@ -161,7 +171,7 @@ def test_inventory_partial_when_a_type_is_throttled(app, instance, fixture_file)
 def test_inventory_blocked_when_consent_missing(app, instance, fixture_file) -> None:
     scope = make_scope(app, "acme", "noconsent")
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[0], scope.partition_key)
-    assert result.success
+    assert_failed_step_without_materialization(result, "blocked")
     run = only_run(app, "inventory.sync")
     assert (run.outcome, run.reason_code) == ("blocked", "inventory_access_missing")
     assert check_result(result) == (False, "ERROR")
@@ -284,6 +294,7 @@ def test_baseline_blocked_without_inventory(app, instance, fixture_file) -> None
     scope = make_scope(app, "acme", "full")
     add_profile(app, scope, [{"policy_type": "compliancePolicies"}])
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[1], scope.partition_key)
+    assert_failed_step_without_materialization(result, "baseline_no_usable_inventory")
     run = only_run(app, "baseline.capture")
     assert (run.outcome, run.reason_code) == ("blocked", "baseline_no_usable_inventory")
     assert check_result(result) == (False, "ERROR")
@@ -324,8 +335,10 @@ def test_backup_blocked_when_schedule_disabled_or_consent_missing(
     add_schedule(app, disabled, enabled=False)
     noconsent = make_scope(app, "acme", "noconsent", readiness=Readiness.CONSENT_MISSING)
     add_schedule(app, noconsent)
-    materialize(app, instance, fixture_file, ARTIFACT_ASSETS[2], disabled.partition_key)
-    materialize(app, instance, fixture_file, ARTIFACT_ASSETS[2], noconsent.partition_key)
+    for scope in (disabled, noconsent):
+        result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[2], scope.partition_key)
+        assert_failed_step_without_materialization(result, "blocked")
+        assert check_result(result) == (False, "ERROR")
     with app.sessions() as s:
         outcomes = {
             r.managed_environment_id: (r.outcome, r.reason_code)

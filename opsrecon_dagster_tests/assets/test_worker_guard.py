@@ -185,8 +185,9 @@ def test_consent_missing_is_blocked_before_any_provider_call(
 
     scope = make_scope(app, "acme", "fabrikam", readiness=Readiness.CONSENT_MISSING)
     run_id = start(app, scope, OperationType.INVENTORY_SYNC)
-    ok, _message = launch(app, instance, inventory_items, scope.partition_key, run_id)
-    assert ok
+    ok, message = launch(app, instance, inventory_items, scope.partition_key, run_id)
+    assert not ok  # a blocked run fails its step: the partition is not shown green
+    assert f"operation run {run_id}: blocked" in message
     assert sum(provider.calls.values()) == 0
     run = app.runs.get(run_id)
     assert (run.outcome, run.reason_code) == ("blocked", "environment_consent_missing")

@@ -69,8 +69,11 @@ def test_secret_in_provider_error_is_never_stored(world: World, leaky_url: str) 
             "app_db": AppDatabaseResource(database_url=world.app.url.render_as_string(False)),
             "provider": ProviderResource(kind="http", base_url=leaky_url, token=TOKEN),
         },
+        raise_on_error=False,
     )
-    assert result.success
+    # Every type refused for lack of permission: a blocked run, which fails its step.
+    assert not result.success
+    assert world.app.runs.get(1).outcome == "blocked"
     # 2. The reconciler path: a worker that wrote its coverage and died.
     world.provider = HttpTenantProvider(base_url=leaky_url, token=TOKEN, max_retries=0)  # type: ignore[assignment]
     died = world.start(OperationType.INVENTORY_SYNC, scope, policy_types=["compliancePolicies"])
