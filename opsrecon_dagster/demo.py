@@ -186,7 +186,7 @@ class Demo:
         return case
 
     def launch(self, app: AppContext, instance: dg.DagsterInstance, case: Case) -> None:
-        result = launch_operation_run(app, case.run_id, instance, log_level="WARNING")
+        result = launch_operation_run(app, case.run_id, instance, log_level="CRITICAL")
         run = app.runs.get(case.run_id)
         self.echo(
             f"      {case.label:<44} Dagster {result.dagster_run.status.value:<8} -> {run.outcome}"
@@ -364,13 +364,14 @@ class Demo:
         self.echo("      runs are still open after reconciliation")
 
     def _overview(self, instance: dg.DagsterInstance) -> None:
-        from opsrecon_dagster.assets.overview import operations_overview
-
-        dg.materialize(
-            [operations_overview],
+        # Through the project's own definitions (already loaded), not a new ad-hoc set.
+        overview = dg.AssetKey("operations_overview")
+        job = defs.resolve_implicit_job_def_def_for_assets([overview])
+        assert job is not None
+        job.execute_in_process(
             instance=instance,
+            asset_selection=[overview],
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            resources={"app_db": AppDatabaseResource(database_url=self.db_url)},
         )
 
     def _rows(self, app: AppContext) -> list[DemoRow]:

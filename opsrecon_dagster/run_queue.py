@@ -30,7 +30,7 @@ from opsrecon_dagster.settings import AppContext
 
 IN_PROCESS: dict[str, object] = {
     "execution": {"config": {"in_process": {}}},
-    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
 }
 
 

@@ -4,6 +4,7 @@ The asset bodies are thin: resolve the operation run, hand over to ``artifacts.f
 and report what the run's own proof says as typed metadata and an asset-check result.
 """
 
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +16,6 @@ from opsrecon_dagster.artifacts.families import FAMILIES, Family, JobReport, Run
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.operations.enums import Actor, RunOutcome
-from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.reasons import message
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
@@ -171,14 +171,6 @@ def materialize_family(
     context.instance.add_run_tags(context.run.run_id, decision_tags(outcome, reason))
     counts = {k: dg.MetadataValue.int(v) for k, v in sorted(report.counts.items())}
     fields = proof_check_fields(run_id, outcome, reason, by, counts)
-    if report.recorded is not TransitionStatus.APPLIED:
-        # The reconciler evaluated this partition's check while the worker was busy; this
-        # newer evaluation makes the row's decision the partition's latest again.
-        context.instance.report_runless_asset_event(
-            dg.AssetCheckEvaluation(
-                asset_key=context.asset_key, partition=context.partition_key, **fields
-            )
-        )
     if outcome in (RunOutcome.BLOCKED, RunOutcome.FAILED):
         yield dg.AssetCheckResult(**fields)
         raise dg.Failure(
@@ -190,11 +182,14 @@ def materialize_family(
 
 def _proof_check(asset_key: str, description: str) -> list[dg.AssetCheckSpec]:
     # Partitioned like the asset: each environment's latest evaluation is its own decision.
-    return [
-        dg.AssetCheckSpec(
-            PROOF_CHECK, asset=asset_key, description=description, partitions_def=ENVIRONMENTS
-        )
-    ]
+    # (A preview feature in this pinned Dagster version; its warning would only be noise.)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(
+                PROOF_CHECK, asset=asset_key, description=description, partitions_def=ENVIRONMENTS
+            )
+        ]
 
 
 @dg.asset(

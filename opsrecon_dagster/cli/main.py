@@ -333,7 +333,9 @@ def _launch(app: AppContext, run_id: int) -> dict[str, Any]:
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
         try:
-            result = launch_operation_run(app, run_id, instance)
+            # Dagster's own log stays in the instance (the UI); a blocked or failed run fails
+            # its step by design, and the CLI prints the decision itself.
+            result = launch_operation_run(app, run_id, instance, log_level="CRITICAL")
         except NotLaunchable as exc:
             raise UserError(str(exc)) from None
     return {"dagster_run_id": result.run_id, "success": result.success}

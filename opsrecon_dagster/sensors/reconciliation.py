@@ -4,8 +4,10 @@ Dagster runs that ended while their operation run was still open."""
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
+from dagster._core.events import DagsterEvent, DagsterEventType
 
 from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
@@ -20,53 +22,72 @@ from opsrecon_dagster.sensors.guard import guarded_tick
 BATCH_SIZE = 200
 
 
-DecisionEvent = dg.AssetObservation | dg.AssetCheckEvaluation
 # Dagster run states in which a decided run's worker can no longer be trusted to end it.
 UNFINISHED = {"STARTED", "STARTING", "NOT_STARTED", "CANCELING"}
 
 
-def decision_events(result: ReconcileResult) -> list[DecisionEvent]:
-    """The decision on the run's asset partition: an observation with the reason, and the
-    partition's proof check evaluation (supported types only)."""
+def observation(result: ReconcileResult) -> dg.AssetObservation | None:
+    """The decision as an observation on the run's asset partition (supported types only)."""
     verdict = result.verdict
     if result.asset_key is None or result.partition_key is None or verdict.outcome is None:
-        return []
-    fields = proof_check_fields(
+        return None
+    fields = _check_fields(result)
+    return dg.AssetObservation(
+        asset_key=result.asset_key,
+        partition=result.partition_key,
+        description=fields["description"],
+        metadata=fields["metadata"],
+    )
+
+
+def _check_fields(result: ReconcileResult) -> dict[str, Any]:
+    verdict = result.verdict
+    assert verdict.outcome is not None
+    return proof_check_fields(
         result.run_id,
         verdict.outcome,
         verdict.reason_code,
         "reconciler",
         {"adapter": dg.MetadataValue.text(verdict.adapter)},
     )
-    return [
-        dg.AssetObservation(
-            asset_key=result.asset_key,
-            partition=result.partition_key,
-            description=fields["description"],
-            metadata=fields["metadata"],
-        ),
-        dg.AssetCheckEvaluation(
-            asset_key=dg.AssetKey(result.asset_key), partition=result.partition_key, **fields
-        ),
-    ]
 
 
-def close_dagster_runs(instance: dg.DagsterInstance, results: Sequence[ReconcileResult]) -> None:
-    """Put each decision on its Dagster run, and end Dagster runs that can no longer end
-    themselves: a decided run still ``STARTED`` (its worker went stale) is marked failed, a
-    decided run still waiting in the queue is canceled, each with a message naming the
-    decision, so the UI does not show them as running forever."""
+def record_on_dagster_runs(
+    instance: dg.DagsterInstance, results: Sequence[ReconcileResult]
+) -> None:
+    """Put each decision on the operation run's own Dagster run.
+
+    - tags ``opsrecon/outcome`` and ``opsrecon/reason`` (filterable on the Runs page);
+    - the partition's proof check evaluation, as an event of that run: it resolves the check
+      the run had planned (a killed worker's check is no longer "running"), and a worker that
+      reports later evaluates the same check again with the row's final decision;
+    - a Dagster run that cannot end itself is ended: still ``STARTED`` (its worker went
+      stale) is marked failed, still waiting in the queue is canceled, each with a message
+      naming the decision, so the UI shows no run as running forever.
+    """
     for result in results:
         verdict = result.verdict
         dagster_run_id = verdict.evidence.dagster_run_id
         if result.status is not TransitionStatus.APPLIED or verdict.outcome is None:
             continue
-        if dagster_run_id is None:
-            continue
-        run = instance.get_run_by_id(dagster_run_id)
+        run = instance.get_run_by_id(dagster_run_id) if dagster_run_id else None
         if run is None:
             continue
-        instance.add_run_tags(dagster_run_id, decision_tags(verdict.outcome, verdict.reason_code))
+        instance.add_run_tags(run.run_id, decision_tags(verdict.outcome, verdict.reason_code))
+        if result.asset_key is not None and result.partition_key is not None:
+            evaluation = dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey(result.asset_key),
+                partition=result.partition_key,
+                **_check_fields(result),
+            )
+            instance.report_dagster_event(
+                DagsterEvent(
+                    event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
+                    job_name=run.job_name,
+                    event_specific_data=evaluation,
+                ),
+                run_id=run.run_id,
+            )
         note = (
             f"operation run {result.run_id} was decided {verdict.outcome.value} "
             f"({verdict.reason_code}) by the reconciler"
@@ -87,10 +108,10 @@ def reconcile_batch(
     op_type: str | None = None,
     workspace_id: int | None = None,
     dry_run: bool = False,
-) -> tuple[list[ReconcileResult], list[DecisionEvent]]:
-    """Run one reconciliation batch; returns the results and the Dagster events (observation
-    and check evaluation) of the decisions written. Dagster runs of decided operation runs
-    get the decision as tags, and those that can no longer end themselves are ended.
+) -> tuple[list[ReconcileResult], list[dg.AssetObservation]]:
+    """Run one reconciliation batch; returns the results and an observation per decision
+    written, for the caller to report. The decisions also go on the operation runs' own
+    Dagster runs (``record_on_dagster_runs``).
 
     The sensors and ``opsrecon reconcile`` all come through here.
     """
@@ -110,9 +131,11 @@ def reconcile_batch(
             dry_run=dry_run,
         )
         if not dry_run:
-            close_dagster_runs(instance, results)
+            record_on_dagster_runs(instance, results)
     events = [
-        e for r in results if r.status is TransitionStatus.APPLIED for e in decision_events(r)
+        obs
+        for r in results
+        if r.status is TransitionStatus.APPLIED and (obs := observation(r)) is not None
     ]
     return results, events
 

@@ -137,3 +137,50 @@ def test_run_status_sensor_reacts_to_failed_and_canceled_tagged_runs(world: Worl
         for r in records
     }
     assert observed == {failed_id, canceled_id}
+
+
+def test_decided_dagster_run_that_cannot_end_itself_is_ended_with_the_decision(
+    world: World,
+) -> None:
+    """A stale run whose Dagster run never ended (its worker is gone): the decision goes on
+    the Dagster run as tags, and the run is marked failed with a message naming it."""
+    scope = world.scope("full")
+    run_id = world.start(INV, scope)
+    dagster_run_id = world.running(run_id, "NOT_STARTED")
+    ended = world.start(INV, scope, policy_types=["compliancePolicies"])
+    ended_dagster_id = world.running(ended, "SUCCESS")
+    result = reconciliation_sensor(
+        dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
+    )
+    assert isinstance(result, dg.SensorResult)
+    assert world.decided(run_id) == ("failed", "stale_without_proof")
+    stored = world.instance.get_run_by_id(dagster_run_id)
+    assert stored is not None
+    assert stored.status is dg.DagsterRunStatus.FAILURE
+    assert stored.tags["opsrecon/outcome"] == "failed"
+    assert stored.tags["opsrecon/reason"] == "stale_without_proof"
+    messages = [e.message for e in world.instance.all_logs(dagster_run_id)]
+    assert any(
+        f"operation run {run_id} was decided failed (stale_without_proof)" in m for m in messages
+    )
+    # The partition's proof check is evaluated on that run: an error naming the reason.
+    [evaluation] = [
+        e.dagster_event.event_specific_data
+        for e in world.instance.all_logs(dagster_run_id)
+        if e.dagster_event is not None
+        and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert isinstance(evaluation, dg.AssetCheckEvaluation)
+    assert (evaluation.check_name, evaluation.partition, evaluation.passed) == (
+        "proof",
+        scope.partition_key,
+        False,
+    )
+    assert evaluation.severity is dg.AssetCheckSeverity.ERROR
+    assert "[stale_without_proof]" in (evaluation.description or "")
+    assert evaluation.metadata["decided_by"].value == "reconciler"
+    # A Dagster run that already ended keeps its status and only gets the decision's tags.
+    other = world.instance.get_run_by_id(ended_dagster_id)
+    assert other is not None
+    assert other.status is dg.DagsterRunStatus.SUCCESS
+    assert other.tags["opsrecon/reason"] == "dagster_success_without_proof"
