@@ -1,18 +1,31 @@
-"""Sensor ticks that fail safely: exception text may carry SQL or provider detail, so an
-unexpected error becomes a skipped tick that names only the error's type."""
+"""Sensor ticks that fail visibly but safely: exception text may carry SQL or provider
+detail, so an unexpected error fails the tick with a message that names only what failed
+and the error's type (a failed tick, never a skipped one: nothing that failed looks fine)."""
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import dagster as dg
 
+T = TypeVar("T")
 
-def guarded_tick(
-    context: dg.SensorEvaluationContext, what: str, body: Callable[[], dg.SensorResult]
-) -> dg.SensorResult:
-    """Run one tick body; on an unexpected error, log and skip (the next tick retries)."""
+
+class SensorTickError(Exception):
+    """A tick failed; the message names what failed and the error type, nothing more."""
+
+
+def sanitized_failure(what: str, exc: Exception) -> SensorTickError:
+    """The error to raise instead of ``exc`` (whose text is never shown)."""
+    return SensorTickError(f"{what} failed ({type(exc).__name__}); the next tick retries")
+
+
+def guarded_tick(context: dg.SensorEvaluationContext, what: str, body: Callable[[], T]) -> T:
+    """Run one tick body; an unexpected error fails the tick with a sanitized message (the
+    batch committed nothing, and the next tick retries)."""
     try:
         return body()
     except Exception as exc:
-        note = f"{what} failed ({type(exc).__name__}); the next tick retries"
-        context.log.warning(note)
-        return dg.SensorResult(skip_reason=note)
+        error = sanitized_failure(what, exc)
+        context.log.error(str(error))
+        # ``from None``: the original error (and its text) is not chained into the tick.
+        raise error from None

@@ -15,7 +15,7 @@ from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
-from opsrecon_dagster.sensors.guard import guarded_tick
+from opsrecon_dagster.sensors.guard import guarded_tick, sanitized_failure
 
 # The daemon writes each returned asset event separately (about 20-30 ms each on PostgreSQL),
 # so 200 decisions stay far inside the 60 s sensor limit together with the batch's queries.
@@ -189,15 +189,14 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
         tag = context.dagster_run.tags.get(RUN_TAG)
         if tag is None or not tag.isdigit():
             return
-        # Never raise: a raised error would advance the cursor past this run anyway; the
-        # stale scan remains the safety net for anything this misses.
+        # An error fails the tick visibly, with a sanitized message; the stale scan remains
+        # the safety net for a run this sensor could not decide.
         try:
             results, events = reconcile_batch(
                 context.instance, app_db, now=clock.now(), run_ids=[int(tag)]
             )
         except Exception as exc:
-            context.log.warning(f"operation run {tag}: not reconciled ({type(exc).__name__})")
-            return
+            raise sanitized_failure(f"reconciling operation run {tag}", exc) from None
         for event in events:
             context.instance.report_runless_asset_event(event)
         for r in results:
