@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from opsrecon_dagster.assets.artifacts import inventory_items
-from opsrecon_dagster.db.models import Base
+from opsrecon_dagster.db.models import Base, OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.providers.http import HttpTenantProvider
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
@@ -73,7 +73,9 @@ def test_secret_in_provider_error_is_never_stored(world: World, leaky_url: str) 
     )
     # Every type refused for lack of permission: a blocked run, which fails its step.
     assert not result.success
-    assert world.app.runs.get(1).outcome == "blocked"
+    with world.app.sessions() as s:
+        [job_run] = s.scalars(select(OperationRun)).all()  # the row the job created for itself
+    assert (job_run.dagster_run_id, job_run.outcome) == (result.run_id, "blocked")
     # 2. The reconciler path: a worker that wrote its coverage and died.
     world.provider = HttpTenantProvider(base_url=leaky_url, token=TOKEN, max_retries=0)  # type: ignore[assignment]
     died = world.start(OperationType.INVENTORY_SYNC, scope, policy_types=["compliancePolicies"])
