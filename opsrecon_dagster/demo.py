@@ -36,7 +36,7 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import DEFAULT_FIXTURE_FILE, FileGate
 from opsrecon_dagster.reconciliation.reconciler import ReconcileResult
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
-from opsrecon_dagster.sensors.reconciliation import reconcile_batch
+from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
@@ -214,15 +214,10 @@ class Demo:
         later: timedelta = LATER,
     ) -> list[ReconcileResult]:
         """One pass of the reconciliation sensor's code path, as of ``later`` from now."""
-        results, events = reconcile_batch(
-            instance,
-            AppDatabaseResource(database_url=self.db_url),
-            now=datetime.now(UTC) + later,
-            run_ids=run_ids,
-        )
-        for event in events:
-            instance.report_runless_asset_event(event)
-        return results
+        app_db = AppDatabaseResource(database_url=self.db_url)
+        batch = reconcile_batch(instance, app_db, now=datetime.now(UTC) + later, run_ids=run_ids)
+        deliver(instance, app_db, batch.delivery)
+        return batch.results
 
     # ------------------------------------------------------------------ scenario
     def run(self) -> list[DemoRow]:

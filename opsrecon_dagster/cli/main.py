@@ -362,7 +362,7 @@ def reconcile_command(
     from opsrecon_dagster.launch import ensure_dagster_home
     from opsrecon_dagster.operations.reasons import message
     from opsrecon_dagster.resources import AppDatabaseResource
-    from opsrecon_dagster.sensors.reconciliation import reconcile_batch
+    from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
 
     app = _app(ctx)
     with user_errors(app):
@@ -371,16 +371,17 @@ def reconcile_command(
             ws_id = resolve_workspace(session, workspace).id if workspace else None
         ensure_dagster_home()
         with dg.DagsterInstance.get() as instance:
-            results, events = reconcile_batch(
+            app_db = AppDatabaseResource(database_url=app.url.render_as_string(False))
+            batch = reconcile_batch(
                 instance,
-                AppDatabaseResource(database_url=app.url.render_as_string(False)),
+                app_db,
                 limit=limit,
                 op_type=type_name,
                 workspace_id=ws_id,
                 dry_run=dry_run,
             )
-            for event in events:
-                instance.report_runless_asset_event(event)
+            deliver(instance, app_db, batch.delivery)
+            results = batch.results
     rows = [
         {
             "id": r.run_id,

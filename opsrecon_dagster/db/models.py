@@ -342,3 +342,19 @@ class EnvironmentReview(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DecisionOutbox(Base):
+    """Decisions whose Dagster events are not yet known to be written (an outbox).
+
+    A row is written in the decision's own transaction and deleted once its events are
+    acknowledged as written, so the table holds only the undelivered tail.
+    """
+
+    __tablename__ = "decision_outbox"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    operation_run_id: Mapped[int] = mapped_column(ForeignKey("operation_runs.id"), index=True)
+    # A ``reconciliation.outbox.DecisionEvent``: ids, codes and counts only.
+    event: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -204,6 +204,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "No decision yet: the run is alive and not stale.",
         "Noch keine Entscheidung: Der Lauf ist aktiv und nicht veraltet.",
     ),
+    "materialization_without_proof": (
+        "A materialization names this run, but the run's artifacts do not exist.",
+        "Eine Materialisierung nennt diesen Lauf, aber seine Artefakte existieren nicht.",
+    ),
+    "materialization_disagrees_with_proof": (
+        "A materialization names this run with another outcome than its artifacts prove.",
+        "Eine Materialisierung nennt diesen Lauf mit einem anderen Ergebnis, als seine "
+        "Artefakte belegen.",
+    ),
     "run_context_invalid": (
         "The run's stored context could not be read.",
         "Der gespeicherte Kontext des Laufs konnte nicht gelesen werden.",
@@ -220,6 +229,7 @@ CORRECTABLE_REASONS = frozenset(
         "dagster_run_failed_without_proof",
         "dagster_run_canceled_without_proof",
         "dagster_success_without_proof",
+        "materialization_without_proof",
     }
 )
 # Decisions with these reasons carry no proof (a late report with one of them corrects

@@ -27,11 +27,11 @@ class DagsterView(Protocol):
         sensor submissions, whose run id the row cannot know when it is created)."""
         ...
 
-    def materialization_counts(
+    def materializations(
         self, asset_key: str, partition_keys: Sequence[str], operation_run_ids: Sequence[int]
-    ) -> Mapping[int, int]:
+    ) -> Mapping[int, Sequence[str]]:
         """Materializations of ``asset_key`` in those partitions, per operation run id that
-        their metadata carries."""
+        their metadata carries: the outcome each one reports (``""`` when it names none)."""
         ...
 
 
@@ -46,7 +46,7 @@ class NoDagster:
     ) -> Mapping[int, Sequence[DagsterRunInfo]]:
         return {}
 
-    def materialization_counts(
+    def materializations(
         self, asset_key: str, partition_keys: Sequence[str], operation_run_ids: Sequence[int]
-    ) -> Mapping[int, int]:
+    ) -> Mapping[int, Sequence[str]]:
         return {}

@@ -34,6 +34,7 @@ from opsrecon_dagster.operations.staleness import (
     StalenessRule,
     liveness,
 )
+from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.reconciliation.dagster_view import DagsterView
 from opsrecon_dagster.reconciliation.registry import (
     GENERIC_ADAPTER,
@@ -64,12 +65,17 @@ class RunFacts:
 
     liveness: Liveness
     dagster: DagsterRunInfo | None = None
-    materializations: int = 0
+    # The outcome each Dagster materialization naming this run reports.
+    materialized: tuple[str, ...] = ()
     stale: bool = False  # by the database rule alone (no Dagster knowledge)
 
     @property
     def dagster_status(self) -> str | None:
         return self.dagster.status if self.dagster else None
+
+    @property
+    def materializations(self) -> int:
+        return len(self.materialized)
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,9 @@ def decide(
     """The decision table shared by every adapter (SPEC §6).
 
     - alive, or waiting in Dagster's run queue: no decision yet;
-    - proof decides when it exists (never success without it);
+    - proof decides when it exists (never success without it), unless a materialization
+      names the run with another outcome: then it fails closed;
+    - a materialization that names the run without proof behind it fails closed;
     - otherwise the Dagster run's end, a queue wait past its limit, a launch that never
       started, or staleness says ``failed``.
     """
@@ -115,7 +123,13 @@ def decide(
         return Verdict(RunOutcome.FAILED, "unsupported_type_stale", adapter)
     assert proof is not None
     if proof.outcome is not None:
+        if any(reported != proof.outcome.value for reported in facts.materialized):
+            return Verdict(
+                RunOutcome.FAILED, "materialization_disagrees_with_proof", adapter, proof.evidence
+            )
         return Verdict(proof.outcome, proof.reason_code, adapter, proof.evidence)
+    if facts.materialized:
+        return Verdict(RunOutcome.FAILED, "materialization_without_proof", adapter, proof.evidence)
     if facts.liveness is Liveness.ENDED:
         reason = DAGSTER_TERMINAL_REASONS[facts.dagster_status or "FAILURE"]
     else:
@@ -166,7 +180,7 @@ class Reconciler:
             view = ProofView.load(session, readable)  # a fixed number of queries per batch
             results = []
             for run in candidates:
-                run_facts = replace(facts[run.id], materializations=materialized.get(run.id, 0))
+                run_facts = replace(facts[run.id], materialized=materialized.get(run.id, ()))
                 verdict = self._verdict(view, run, run_facts, run.id in unreadable)
                 results.append(
                     self._record(session, run, run_facts, verdict, partitions, now, dry_run)
@@ -272,8 +286,8 @@ class Reconciler:
 
     def _materializations(
         self, runs: Sequence[OperationRun], partitions: dict[int, str]
-    ) -> dict[int, int]:
-        counts: dict[int, int] = {}
+    ) -> dict[int, tuple[str, ...]]:
+        found: dict[int, tuple[str, ...]] = {}
         for asset_key in {self._family_key(r) for r in runs} - {None}:
             assert asset_key is not None
             mine = [r for r in runs if self._family_key(r) == asset_key]
@@ -284,10 +298,9 @@ class Reconciler:
                     if r.managed_environment_id in partitions
                 }
             )
-            counts.update(
-                self._dagster.materialization_counts(asset_key, keys, [r.id for r in mine])
-            )
-        return counts
+            reported = self._dagster.materializations(asset_key, keys, [r.id for r in mine])
+            found.update({run_id: tuple(outcomes) for run_id, outcomes in reported.items()})
+        return found
 
     def _family_key(self, run: OperationRun) -> str | None:
         adapter = self._registry.resolve(run.type)
@@ -358,4 +371,26 @@ class Reconciler:
             )
             status = self._runs.reconcile_in(session, run.id, decision).status
         partition = partitions.get(run.managed_environment_id or -1)
+        if status is TransitionStatus.APPLIED and verdict.outcome is not None:
+            # In the decision's transaction: the decision and its Dagster events are
+            # delivered together or not at all (at least once, see ``outbox``).
+            outbox.enqueue(
+                session,
+                outbox.DecisionEvent(
+                    operation_run_id=run.id,
+                    asset_key=asset_key,
+                    partition_key=partition,
+                    dagster_run_id=dagster_run_id,
+                    outcome=verdict.outcome,
+                    reason_code=verdict.reason_code,
+                    adapter=verdict.adapter,
+                    decided_by=Actor.RECONCILER,
+                    decided_at=now,
+                    materialize=asset_key is not None
+                    and partition is not None
+                    and verdict.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIALLY_SUCCEEDED)
+                    and facts.materializations == 0,
+                    counts=evidence.counts,
+                ),
+            )
         return ReconcileResult(run.id, run.type, asset_key, partition, verdict, status)

@@ -63,10 +63,11 @@ class InstanceDagsterView:
                 found.setdefault(int(tag), []).append(_info(record))
         return found
 
-    def materialization_counts(
+    def materializations(
         self, asset_key: str, partition_keys: Sequence[str], operation_run_ids: Sequence[int]
-    ) -> Mapping[int, int]:
-        """Materializations in the given partitions whose metadata names one of the runs."""
+    ) -> Mapping[int, Sequence[str]]:
+        """Materializations in the given partitions whose metadata names one of the runs,
+        with the outcome each reports."""
         if not partition_keys or not operation_run_ids:
             return {}
         wanted = set(operation_run_ids)
@@ -76,13 +77,13 @@ class InstanceDagsterView:
             ),
             limit=MAX_MATERIALIZATIONS,
         )
-        counts: dict[int, int] = {}
+        found: dict[int, list[str]] = {}
         for record in result.records:
             mat = record.asset_materialization
             if mat is None:
                 continue
-            entry = mat.metadata.get("operation_run_id")
-            value = getattr(entry, "value", None)
+            value = getattr(mat.metadata.get("operation_run_id"), "value", None)
             if isinstance(value, int) and value in wanted:
-                counts[value] = counts.get(value, 0) + 1
-        return counts
+                outcome = getattr(mat.metadata.get("outcome"), "value", None)
+                found.setdefault(value, []).append(outcome if isinstance(outcome, str) else "")
+        return found

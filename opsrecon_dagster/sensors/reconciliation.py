@@ -1,17 +1,20 @@
 """The reconciliation sensors: a stale scan every minute, and an immediate look at tagged
 Dagster runs that ended while their operation run was still open."""
 
-import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 from dagster._core.events import DagsterEvent, DagsterEventType
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
+from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.outbox import DecisionEvent
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
@@ -26,36 +29,48 @@ BATCH_SIZE = 200
 UNFINISHED = {"STARTED", "STARTING", "NOT_STARTED", "CANCELING"}
 
 
-def observation(result: ReconcileResult) -> dg.AssetObservation | None:
-    """The decision as an observation on the run's asset partition (supported types only)."""
-    verdict = result.verdict
-    if result.asset_key is None or result.partition_key is None or verdict.outcome is None:
+AssetEvent = dg.AssetObservation | dg.AssetMaterialization
+
+
+def asset_event(event: DecisionEvent) -> AssetEvent | None:
+    """The decision on the run's asset partition (supported types only).
+
+    Usually an observation. When the run's artifacts exist but no materialization names the
+    run (its worker died between committing them and reporting), a materialization with the
+    proof's metadata, so the partition shows the artifact that exists.
+    """
+    if event.asset_key is None or event.partition_key is None:
         return None
-    fields = _check_fields(result)
+    fields = _check_fields(event)
+    if event.materialize:
+        counts = {k: dg.MetadataValue.int(v) for k, v in sorted(event.counts.items())}
+        return dg.AssetMaterialization(
+            asset_key=event.asset_key,
+            partition=event.partition_key,
+            description=fields["description"],
+            metadata={**fields["metadata"], **counts},
+        )
     return dg.AssetObservation(
-        asset_key=result.asset_key,
-        partition=result.partition_key,
+        asset_key=event.asset_key,
+        partition=event.partition_key,
         description=fields["description"],
         metadata=fields["metadata"],
     )
 
 
-def _check_fields(result: ReconcileResult) -> dict[str, Any]:
-    verdict = result.verdict
-    assert verdict.outcome is not None
+def _check_fields(event: DecisionEvent) -> dict[str, Any]:
     return proof_check_fields(
-        result.run_id,
-        verdict.outcome,
-        verdict.reason_code,
-        "reconciler",
-        {"adapter": dg.MetadataValue.text(verdict.adapter)},
+        event.operation_run_id,
+        event.outcome,
+        event.reason_code,
+        event.decided_by.value,
+        {"adapter": dg.MetadataValue.text(event.adapter)},
     )
 
 
-def record_on_dagster_runs(
-    instance: dg.DagsterInstance, results: Sequence[ReconcileResult]
-) -> None:
-    """Put each decision on the operation run's own Dagster run.
+def record_on_dagster_run(instance: dg.DagsterInstance, event: DecisionEvent) -> None:
+    """Put a decision on the operation run's own Dagster run (each step is idempotent, so a
+    repeated delivery changes nothing):
 
     - tags ``opsrecon/outcome`` and ``opsrecon/reason`` (filterable on the Runs page);
     - the partition's proof check evaluation, as an event of that run: it resolves the check
@@ -65,37 +80,58 @@ def record_on_dagster_runs(
       stale) is marked failed, still waiting in the queue is canceled, each with a message
       naming the decision, so the UI shows no run as running forever.
     """
-    for result in results:
-        verdict = result.verdict
-        dagster_run_id = verdict.evidence.dagster_run_id
-        if result.status is not TransitionStatus.APPLIED or verdict.outcome is None:
-            continue
-        run = instance.get_run_by_id(dagster_run_id) if dagster_run_id else None
-        if run is None:
-            continue
-        instance.add_run_tags(run.run_id, decision_tags(verdict.outcome, verdict.reason_code))
-        if result.asset_key is not None and result.partition_key is not None:
-            evaluation = dg.AssetCheckEvaluation(
-                asset_key=dg.AssetKey(result.asset_key),
-                partition=result.partition_key,
-                **_check_fields(result),
-            )
-            instance.report_dagster_event(
-                DagsterEvent(
-                    event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
-                    job_name=run.job_name,
-                    event_specific_data=evaluation,
-                ),
-                run_id=run.run_id,
-            )
-        note = (
-            f"operation run {result.run_id} was decided {verdict.outcome.value} "
-            f"({verdict.reason_code}) by the reconciler"
+    run = instance.get_run_by_id(event.dagster_run_id) if event.dagster_run_id else None
+    if run is None:
+        return
+    instance.add_run_tags(run.run_id, decision_tags(event.outcome, event.reason_code))
+    if event.asset_key is not None and event.partition_key is not None:
+        evaluation = dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(event.asset_key),
+            partition=event.partition_key,
+            **_check_fields(event),
         )
-        if run.status.value in UNFINISHED:
-            instance.report_run_failed(run, message=f"{note}; its worker is gone")
-        elif run.status is dg.DagsterRunStatus.QUEUED:
-            instance.report_run_canceled(run, message=f"{note}; it never left the run queue")
+        instance.report_dagster_event(
+            DagsterEvent(
+                event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
+                job_name=run.job_name,
+                event_specific_data=evaluation,
+            ),
+            run_id=run.run_id,
+        )
+    note = (
+        f"operation run {event.operation_run_id} was decided {event.outcome.value} "
+        f"({event.reason_code}) by the reconciler"
+    )
+    if run.status.value in UNFINISHED:
+        instance.report_run_failed(run, message=f"{note}; its worker is gone")
+    elif run.status is dg.DagsterRunStatus.QUEUED:
+        instance.report_run_canceled(run, message=f"{note}; it never left the run queue")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Asset events still to be written for pending outbox entries, and those entries."""
+
+    events: list[AssetEvent] = field(default_factory=list)
+    entry_ids: list[int] = field(default_factory=list)
+
+
+def prepare_delivery(instance: dg.DagsterInstance, entries: Sequence[outbox.Pending]) -> Delivery:
+    """Record each pending decision on its Dagster run and build its asset event."""
+    events: list[AssetEvent] = []
+    for entry in entries:
+        record_on_dagster_run(instance, entry.event)
+        if (event := asset_event(entry.event)) is not None:
+            events.append(event)
+    return Delivery(events, [e.id for e in entries])
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One reconciliation batch: its results, and the delivery its caller must complete."""
+
+    results: list[ReconcileResult]
+    delivery: Delivery
 
 
 def reconcile_batch(
@@ -108,15 +144,23 @@ def reconcile_batch(
     op_type: str | None = None,
     workspace_id: int | None = None,
     dry_run: bool = False,
-) -> tuple[list[ReconcileResult], list[dg.AssetObservation]]:
-    """Run one reconciliation batch; returns the results and an observation per decision
-    written, for the caller to report. The decisions also go on the operation runs' own
-    Dagster runs (``record_on_dagster_runs``).
+    acknowledge: Sequence[int] = (),
+) -> Batch:
+    """Run one reconciliation batch and prepare the delivery of pending decisions.
 
-    The sensors and ``opsrecon reconcile`` all come through here.
+    ``acknowledge`` names outbox entries whose events are known to be written (the sensor's
+    last saved cursor); they are removed first. The batch's decisions enter the outbox with
+    the decisions; then the pending entries (those of ``run_ids`` only, when given) are
+    recorded on their Dagster runs, and their asset events returned for the caller to write:
+    the daemon, from the sensor's result, or ``deliver``.
+
+    The sensors, ``opsrecon reconcile`` and the demo all come through here.
     """
     at = now
     with app_db.opened() as app:
+        if acknowledge:
+            with app.sessions.begin() as session:
+                outbox.acknowledge(session, acknowledge)
         reconciler = Reconciler(
             app.sessions,
             app.runs,
@@ -130,14 +174,41 @@ def reconcile_batch(
             workspace_id=workspace_id,
             dry_run=dry_run,
         )
-        if not dry_run:
-            record_on_dagster_runs(instance, results)
-    events = [
-        obs
-        for r in results
-        if r.status is TransitionStatus.APPLIED and (obs := observation(r)) is not None
-    ]
-    return results, events
+        if dry_run:
+            return Batch(results, Delivery())
+        with app.sessions() as session:
+            entries = outbox.pending(session, run_ids=run_ids)
+    return Batch(results, prepare_delivery(instance, entries))
+
+
+def deliver(instance: dg.DagsterInstance, app_db: AppDatabaseResource, delivery: Delivery) -> None:
+    """Write a delivery's events, then acknowledge its entries (callers outside the daemon)."""
+    for event in delivery.events:
+        instance.report_runless_asset_event(event)
+    if delivery.entry_ids:
+        with app_db.opened() as app, app.sessions.begin() as session:
+            outbox.acknowledge(session, delivery.entry_ids)
+
+
+class TickCursor(BaseModel):
+    """The reconciliation sensor's cursor: the outbox entries the tick reported (the daemon
+    saves a cursor only after writing the tick's events, so the next tick may acknowledge
+    them), and the tick's figures for the UI."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reported: list[int] = Field(default_factory=list, max_length=outbox.EMIT_LIMIT)
+    tick: str | None = None
+    considered: int = 0
+    decided: int = 0
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "TickCursor":
+        """A missing or unreadable cursor acknowledges nothing: at worst events repeat."""
+        try:
+            return cls.model_validate_json(raw) if raw else cls()
+        except ValidationError:
+            return cls()
 
 
 @dg.sensor(
@@ -155,20 +226,33 @@ def reconciliation_sensor(
     """
 
     def tick() -> dg.SensorResult:
-        results, events = reconcile_batch(
-            context.instance, app_db, now=clock.now(), limit=BATCH_SIZE
+        previous = TickCursor.parse(context.cursor)
+        batch = reconcile_batch(
+            context.instance,
+            app_db,
+            now=clock.now(),
+            limit=BATCH_SIZE,
+            acknowledge=previous.reported,
         )
+        results, delivery = batch.results, batch.delivery
         decided = sum(r.status is TransitionStatus.APPLIED for r in results)
         waiting = sum(r.verdict.outcome is None for r in results)
-        cursor = json.dumps(
-            {"tick": datetime.now(UTC).isoformat(), "considered": len(results), "decided": decided}
-        )
-        if not results:
+        cursor = TickCursor(
+            reported=delivery.entry_ids,
+            tick=datetime.now(UTC).isoformat(),
+            considered=len(results),
+            decided=decided,
+        ).model_dump_json()
+        if not results and not delivery.entry_ids:
             return dg.SensorResult(cursor=cursor, skip_reason="no stale operation runs")
-        context.log.info(f"considered {len(results)}, decided {decided}, no decision yet {waiting}")
-        return dg.SensorResult(asset_events=events, cursor=cursor)
+        context.log.info(
+            f"considered {len(results)}, decided {decided}, no decision yet {waiting}, "
+            f"decisions reported {len(delivery.entry_ids)}"
+        )
+        return dg.SensorResult(asset_events=delivery.events, cursor=cursor)
 
-    # A failed batch commits nothing (one transaction), so skipping it loses no decision.
+    # A failed batch commits no decision (one transaction) and saves no cursor, so the
+    # decisions of an interrupted tick are reported again by the next one.
     return guarded_tick(context, "reconciliation", tick)
 
 
@@ -192,14 +276,11 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
         # An error fails the tick visibly, with a sanitized message; the stale scan remains
         # the safety net for a run this sensor could not decide.
         try:
-            results, events = reconcile_batch(
-                context.instance, app_db, now=clock.now(), run_ids=[int(tag)]
-            )
+            batch = reconcile_batch(context.instance, app_db, now=clock.now(), run_ids=[int(tag)])
+            deliver(context.instance, app_db, batch.delivery)
         except Exception as exc:
             raise sanitized_failure(f"reconciling operation run {tag}", exc) from None
-        for event in events:
-            context.instance.report_runless_asset_event(event)
-        for r in results:
+        for r in batch.results:
             context.log.info(
                 f"operation run {r.run_id}: {r.verdict.outcome or 'no decision'} "
                 f"({r.verdict.reason_code})"

@@ -320,6 +320,7 @@ NO_PROOF_DECISIONS = [
     "dagster_run_failed_without_proof",
     "dagster_run_canceled_without_proof",
     "dagster_success_without_proof",
+    "materialization_without_proof",
 ]
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
 from opsrecon_dagster_tests.reconciliation.conftest import World, failing_job, ok_job
@@ -45,12 +46,16 @@ def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatc
     first = reconciliation_sensor(ctx)
     assert isinstance(first, dg.SensorResult)
     assert len(first.asset_events) == 3
-    obs = first.asset_events[0]
-    assert isinstance(obs, dg.AssetObservation)
-    assert obs.asset_key == dg.AssetKey("inventory_items")
-    assert obs.partition == scope.partition_key
-    assert obs.metadata["outcome"].value == "succeeded"
-    assert obs.metadata["reason_code"].value == "inventory_all_types_covered"
+    # The workers died after committing their artifacts and before reporting them: the
+    # reconciler materializes the partition with the proof's metadata.
+    event = first.asset_events[0]
+    assert isinstance(event, dg.AssetMaterialization)
+    assert event.asset_key == dg.AssetKey("inventory_items")
+    assert event.partition == scope.partition_key
+    assert event.metadata["outcome"].value == "succeeded"
+    assert event.metadata["reason_code"].value == "inventory_all_types_covered"
+    assert event.metadata["decided_by"].value == "reconciler"
+    assert event.metadata["types_succeeded"].value == 3
     assert json.loads(first.cursor or "")["decided"] == 3
     second = reconciliation_sensor(
         dg.build_sensor_context(
@@ -67,6 +72,37 @@ def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatc
     )
     assert isinstance(third, dg.SensorResult)
     assert third.asset_events == []
+
+
+def test_an_unsaved_cursor_reports_the_decisions_again(world: World, monkeypatch) -> None:
+    """The daemon saves a tick's cursor only after writing its events: a tick whose cursor
+    was never saved (daemon killed) leaves its decisions to be reported by the next one."""
+    import opsrecon_dagster.sensors.reconciliation as module
+
+    monkeypatch.setattr(module, "BATCH_SIZE", 2)
+    scope = world.scope("full")
+    run_ids = [world.start(INV, scope, policy_types=[t]) for t in ("a", "b", "c")]
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        result = reconciliation_sensor(
+            dg.build_sensor_context(
+                instance=world.instance, cursor=cursor, resources=resources(world, LATER)
+            )
+        )
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    def reported(result: dg.SensorResult) -> list[int]:
+        return sorted(e.metadata["operation_run_id"].value for e in result.asset_events)  # type: ignore[misc]
+
+    lost = tick(None)  # its events and cursor never reach storage
+    assert reported(lost) == run_ids[:2]
+    again = tick(None)  # the same saved cursor as before the lost tick
+    assert reported(again) == run_ids  # the two again, and the third decision
+    done = tick(again.cursor)  # acknowledged: nothing is repeated
+    assert done.asset_events == []
+    with world.app.sessions() as session:
+        assert outbox.count(session) == 0
 
 
 def test_bad_rows_do_not_fail_the_tick(world: World) -> None:
