@@ -3,7 +3,11 @@
 import dagster as dg
 
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
-from opsrecon_dagster.assets.overview import operations_overview
+from opsrecon_dagster.assets.overview import (
+    operations_overview,
+    operations_overview_schedule,
+    overview_job,
+)
 from opsrecon_dagster.jobs import JOBS
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource, ProviderResource
 from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
@@ -15,8 +19,8 @@ from opsrecon_dagster.sensors.scheduling import (
 
 defs = dg.Definitions(
     assets=[*ARTIFACT_ASSETS, operations_overview],
-    jobs=JOBS,
-    schedules=[inventory_sync_schedule],
+    jobs=[*JOBS, overview_job],
+    schedules=[inventory_sync_schedule, operations_overview_schedule],
     sensors=[
         environment_partitions_sensor,
         backup_schedules_sensor,

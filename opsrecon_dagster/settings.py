@@ -18,15 +18,18 @@ from opsrecon_dagster.db.engine import (
 )
 from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.lifecycle import OperationRunService
+from opsrecon_dagster.operations.reasons import Language, parse_language
 
 DATABASE_URL_VAR = "OPSRECON_DATABASE_URL"
 STALE_THRESHOLDS_VAR = "OPSRECON_STALE_THRESHOLDS"
+LANGUAGE_VAR = "OPSRECON_LANGUAGE"
 
 
 @dataclass(frozen=True)
 class Settings:
     database_url: str
     stale_thresholds_json: str | None = None
+    language: Language = "en"  # of messages on every surface; reason codes never change
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -34,6 +37,7 @@ class Settings:
         return cls(
             database_url=env.get(DATABASE_URL_VAR) or default_database_url(),
             stale_thresholds_json=env.get(STALE_THRESHOLDS_VAR),
+            language=parse_language(env.get(LANGUAGE_VAR)),
         )
 
 
@@ -43,6 +47,10 @@ class AppContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = normalize_url(settings.database_url)
+
+    @property
+    def language(self) -> Language:
+        return self.settings.language
 
     @cached_property
     def engine(self) -> Engine:

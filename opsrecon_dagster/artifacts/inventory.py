@@ -80,6 +80,8 @@ def sync_inventory(
                     recorded_at=now,
                 )
             )
+    # Artifacts committed, the run not yet completed nor its materialization reported.
+    provider.checkpoint(scope.env_ref, "inventory.after_write")
 
 
 def _upsert_items(

@@ -16,7 +16,7 @@ from opsrecon_dagster.artifacts.families import FAMILIES, Family, JobReport, Run
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.operations.enums import Actor, RunOutcome
-from opsrecon_dagster.operations.reasons import message
+from opsrecon_dagster.operations.reasons import Language, message
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
@@ -89,14 +89,16 @@ def proof_check_fields(
     reason: str,
     decided_by: str,
     extra: Mapping[str, dg.MetadataValue] | None = None,
+    language: Language = "en",
 ) -> dict[str, Any]:
-    """Fields of a proof check evaluation for one decision, whoever reports it."""
+    """Fields of a proof check evaluation for one decision, whoever reports it: the message
+    in the configured language, with the reason code beside it."""
     passed, severity = proof_verdict(outcome)
     return {
         "check_name": PROOF_CHECK,
         "passed": passed,
         "severity": severity,
-        "description": f"{message(reason)} [{reason}]",
+        "description": f"{message(reason, language)} [{reason}]",
         "metadata": {
             "operation_run_id": dg.MetadataValue.int(run_id),
             "outcome": dg.MetadataValue.text(outcome.value),
@@ -160,6 +162,7 @@ def materialize_family(
                     frame.to_markdown(index=False) if not frame.empty else "_none_"
                 )
             decision = RunContext.load_or_empty(app.runs.get(run_id).context).decision
+        language = app.language
     context.log.info(
         f"operation run {run_id}: {report.outcome.value} ({report.reason_code}), {report.recorded}"
     )
@@ -170,7 +173,7 @@ def materialize_family(
         outcome, reason, by = decision.outcome, decision.reason_code, decision.decided_by.value
     context.instance.add_run_tags(context.run.run_id, decision_tags(outcome, reason))
     counts = {k: dg.MetadataValue.int(v) for k, v in sorted(report.counts.items())}
-    fields = proof_check_fields(run_id, outcome, reason, by, counts)
+    fields = proof_check_fields(run_id, outcome, reason, by, counts, language)
     if outcome in (RunOutcome.BLOCKED, RunOutcome.FAILED):
         yield dg.AssetCheckResult(**fields)
         raise dg.Failure(

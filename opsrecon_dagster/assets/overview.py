@@ -1,32 +1,88 @@
-"""An at-a-glance asset over ``operation_runs``: decision first, diagnostics second."""
-
-from datetime import UTC, datetime
+"""An at-a-glance asset over ``operation_runs``: what needs attention first, then the last
+day's outcomes and the latest decisions, as Dagster tables; refreshed by a schedule."""
 
 import dagster as dg
+import pandas as pd
 
 from opsrecon_dagster.operations.overview import build_overview
-from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
+
+# Column types for the UI's table renderer; every other column is text.
+INTEGER_COLUMNS = {
+    "open",
+    "stale",
+    "blocked_24h",
+    "failed_24h",
+    "run",
+    "succeeded",
+    "partially_succeeded",
+    "blocked",
+    "failed",
+}
+
+
+def table(frame: pd.DataFrame, index_label: str | None = None) -> dg.TableMetadataValue:
+    """A typed Dagster table of a data frame (the index becomes a column when labelled)."""
+    if index_label is not None:
+        frame = frame.rename_axis(index_label).reset_index()
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn(str(c), "int" if c in INTEGER_COLUMNS else "string")
+            for c in frame.columns
+        ]
+    )
+    records = [
+        dg.TableRecord(
+            {str(k): (int(v) if k in INTEGER_COLUMNS else str(v)) for k, v in row.items()}
+        )
+        for row in frame.to_dict("records")
+    ]
+    return dg.MetadataValue.table(records, schema=schema)
 
 
 @dg.asset(group_name="operations", kinds={"python", "sqlalchemy"})
 def operations_overview(
-    context: dg.AssetExecutionContext, app_db: AppDatabaseResource
+    context: dg.AssetExecutionContext, app_db: AppDatabaseResource, clock: ClockResource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    """Operation runs at a glance: the latest decisions with their reasons and Dagster runs,
-    outcomes by type, and how many runs are open or stale."""
+    """Operation runs at a glance: per workspace and environment what is open, stale,
+    blocked or failed in the last 24 h (the attention list), outcomes of the last 24 h by
+    type, and the latest decisions with their reasons and Dagster runs.
+
+    Refreshed every five minutes by ``operations_overview_schedule``.
+    """
     with app_db.opened() as app, app.sessions() as session:
-        view = build_overview(session, app.catalog, datetime.now(UTC))
-    context.log.info(f"{view.total} runs, {view.open} open, {view.stale} stale")
-    return dg.MaterializeResult(
-        metadata={
-            "latest_decisions": dg.MetadataValue.md(
-                view.recent.to_markdown(index=False) if not view.recent.empty else "_none yet_"
-            ),
-            "outcomes_by_type": dg.MetadataValue.md(
-                view.by_type.to_markdown() if not view.by_type.empty else "_no runs_"
-            ),
-            "runs_total": dg.MetadataValue.int(view.total),
-            "runs_open": dg.MetadataValue.int(view.open),
-            "runs_stale": dg.MetadataValue.int(view.stale),
-        }
+        view = build_overview(session, app.catalog, clock.now(), app.language)
+    context.log.info(
+        f"{view.open} open, {view.stale} stale, {view.decided_24h} decided in the last 24 h"
     )
+    metadata: dict[str, dg.MetadataValue] = {
+        "attention": table(view.attention),
+        "outcomes_24h_by_type": table(view.by_type, index_label="type"),
+        "latest_decisions": table(view.recent),
+        "runs_open": dg.MetadataValue.int(view.open),
+        "runs_stale": dg.MetadataValue.int(view.stale),
+        "decided_24h": dg.MetadataValue.int(view.decided_24h),
+    }
+    if view.latest_problem_dagster_run is not None:
+        metadata["latest_problem_run"] = dg.MetadataValue.dagster_run(
+            view.latest_problem_dagster_run
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+overview_job = dg.define_asset_job(
+    "operations_overview_refresh",
+    selection=[operations_overview],
+    description="Refreshes the operations overview from the application database.",
+)
+
+# A schedule, not an automation condition: the overview reads the application database,
+# whose changes Dagster cannot see, so no upstream event would ever trigger it; a short
+# cron bounds how old the overview can be.
+operations_overview_schedule = dg.ScheduleDefinition(
+    name="operations_overview_schedule",
+    job=overview_job,
+    cron_schedule="*/5 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Refreshes operations_overview every five minutes.",
+)

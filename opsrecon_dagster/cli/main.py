@@ -7,9 +7,11 @@ one-line ``error:`` message and exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import click
@@ -21,7 +23,13 @@ from opsrecon_dagster.operations.catalog import CatalogConfigError, parse_operat
 from opsrecon_dagster.operations.enums import RunStatus
 from opsrecon_dagster.operations.lifecycle import RunNotFoundError, ScopeError
 from opsrecon_dagster.operations.queries import list_runs, partition_keys, run_detail, run_summary
-from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.operations.reasons import (
+    LANGUAGES,
+    UnknownLanguageError,
+    message,
+    parse_language,
+)
+from opsrecon_dagster.settings import LANGUAGE_VAR, AppContext, Settings
 from opsrecon_dagster.tenancy import TenancyError, resolve_workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +41,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ScopeError,
     TenancyError,
     CatalogConfigError,
+    UnknownLanguageError,
 )
 
 
@@ -70,13 +79,24 @@ def _emit_json(data: Any) -> None:
     default=None,
     help="Application database URL (default: SQLite file data/opsrecon.sqlite3).",
 )
+@click.option(
+    "--lang",
+    "language",
+    envvar="OPSRECON_LANGUAGE",
+    type=click.Choice(LANGUAGES, case_sensitive=False),
+    default=None,
+    help="Message language (default: en). Reason codes are printed beside every message.",
+)
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None) -> None:
+def cli(ctx: click.Context, database_url: str | None, language: str | None) -> None:
     """Prove the outcome of background operations from the artifacts they produced."""
-    settings = Settings.from_env()
-    if database_url:
-        settings = Settings(database_url, settings.stale_thresholds_json)
     with user_errors():
+        settings = Settings.from_env()
+        settings = replace(
+            settings,
+            database_url=database_url or settings.database_url,
+            language=parse_language(language) if language else settings.language,
+        )
         app = AppContext(settings)
     ctx.obj = app
     ctx.call_on_close(app.dispose)
@@ -148,20 +168,28 @@ def runs_list(
     for d in data:
         click.echo(
             f"{d['id']:>5}  {d['type']:<27} {d['partition_key'] or '-':<24} {d['status']:<10} "
-            f"{d['outcome'] or '-':<20} {d['reason_code'] or '-'}"
+            f"{d['outcome'] or '-':<20} {_reason(d['reason_code'], app)}"
         )
+
+
+def _reason(code: str | None, app: AppContext) -> str:
+    """A reason in the configured language, with its stable code beside it."""
+    return f"{message(code, app.language)} [{code}]" if code else "-"
 
 
 @runs.command("explain")
 @click.argument("run_id", type=int)
-@click.option("--lang", type=click.Choice(["en", "de"]), default="en", show_default=True)
+@click.option(
+    "--lang",
+    type=click.Choice(LANGUAGES, case_sensitive=False),
+    default=None,
+    help="Message language (default: the global --lang / OPSRECON_LANGUAGE).",
+)
 @click.pass_context
-def runs_explain(ctx: click.Context, run_id: int, lang: str) -> None:
+def runs_explain(ctx: click.Context, run_id: int, lang: str | None) -> None:
     """Why a run has its outcome: decision first, then evidence, then history and raw context."""
-    from opsrecon_dagster.operations.reasons import Language, message
-
-    language: Language = "de" if lang == "de" else "en"
     app = _app(ctx)
+    language = parse_language(lang) if lang else app.language
     with user_errors(app), app.sessions() as session:
         detail = run_detail(session, app.runs.get(run_id))
     d = detail["decision"]
@@ -210,7 +238,7 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     click.echo(f"Run {detail['id']}  {detail['type']}  in {detail['partition_key'] or '-'}")
     click.echo(f"  status   {detail['status']}")
     if decision:
-        click.echo(f"  outcome  {decision['outcome']}  ({decision['reason_code']})")
+        click.echo(f"  outcome  {decision['outcome']}: {_reason(decision['reason_code'], app)}")
         click.echo(f"  decided  by {decision['decided_by']} via {decision['adapter']}")
     else:
         click.echo("  outcome  - (no decision yet)")
@@ -220,7 +248,7 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
         click.echo(
             f"  {a['created_at']}  {a['action']:<15} {a['from_status'] or '-':>8} -> "
             f"{a['to_status']:<9} by {a['actor']}"
-            + (f"  {a['outcome']} ({a['reason_code']})" if a["outcome"] else "")
+            + (f"  {a['outcome']}: {_reason(a['reason_code'], app)}" if a["outcome"] else "")
         )
     click.echo("Raw context:")
     click.echo(json.dumps(detail["context"], indent=2))
@@ -360,7 +388,6 @@ def reconcile_command(
     import dagster as dg
 
     from opsrecon_dagster.launch import ensure_dagster_home
-    from opsrecon_dagster.operations.reasons import message
     from opsrecon_dagster.resources import AppDatabaseResource
     from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
 
@@ -371,7 +398,9 @@ def reconcile_command(
             ws_id = resolve_workspace(session, workspace).id if workspace else None
         ensure_dagster_home()
         with dg.DagsterInstance.get() as instance:
-            app_db = AppDatabaseResource(database_url=app.url.render_as_string(False))
+            app_db = AppDatabaseResource(
+                database_url=app.url.render_as_string(False), language=app.language
+            )
             batch = reconcile_batch(
                 instance,
                 app_db,
@@ -404,15 +433,18 @@ def reconcile_command(
         verb = "would decide" if dry_run else (row["written"] or "no decision")
         click.echo(
             f"{row['id']:>5}  {row['type']:<27} {row['partition_key'] or '-':<20} "
-            f"{row['outcome'] or '-':<20} {verb:<13} {message(str(row['reason_code']))}"
+            f"{row['outcome'] or '-':<20} {verb:<13} {_reason(str(row['reason_code']), app)}"
         )
 
 
 @cli.command("demo")
-def demo_command() -> None:
+@click.pass_context
+def demo_command(ctx: click.Context) -> None:
     """Run the end-to-end demo on embedded SQLite and a local Dagster instance (data/demo)."""
     from opsrecon_dagster.demo import run_demo
 
+    app: AppContext = ctx.obj
+    os.environ[LANGUAGE_VAR] = app.language  # its jobs, workers and reconciler speak it too
     rows = run_demo(click.echo)
     click.echo("")
     click.echo(
@@ -423,7 +455,7 @@ def demo_command() -> None:
         mark = "" if r.expected == r.decided else "  <-- MISMATCH"
         click.echo(
             f"{r.run_id:>4}  {r.label:<44} {r.op_type:<27} {r.environment:<16} "
-            f"{r.expected:<20} {r.decided:<20} {r.decided_by:<16} {r.reason}{mark}"
+            f"{r.expected:<20} {r.decided:<20} {r.decided_by:<16} {_reason(r.reason, app)}{mark}"
         )
     mismatches = [r for r in rows if r.expected != r.decided]
     if mismatches:

@@ -138,6 +138,9 @@ class OperationRun(Base):
             "created_at",
         ),
         Index("ix_operation_runs_type_created", "type", "created_at"),
+        # The overview reads the last day's decisions and the latest ones by completion
+        # time, so its cost follows the day's volume, not the history.
+        Index("ix_operation_runs_completed", "completed_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -1,83 +1,217 @@
-"""The operations overview: outcomes by type, open and stale runs, the latest decisions.
+"""The operations overview: what needs attention per environment, outcomes of the last 24 h
+by type, and the latest decisions.
 
-Plain pandas over ``operation_runs``; the Dagster asset renders it as metadata.
+Every query is bounded by an index, so the cost follows the open backlog and the last day's
+volume, never the whole history: open runs through the partial open-runs index, decisions
+through the completion-time index. Plain pandas; the Dagster asset renders it as tables.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun, Workspace
 from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import RunContext
 from opsrecon_dagster.operations.enums import RunOutcome, RunStatus
-from opsrecon_dagster.operations.queries import partition_keys
-from opsrecon_dagster.operations.reasons import message
+from opsrecon_dagster.operations.reasons import Language, message
 from opsrecon_dagster.operations.staleness import StalenessRule
 
 RECENT = 15
+WINDOW = timedelta(hours=24)
+ATTENTION_COLUMNS = ["workspace", "environment", "open", "stale", "blocked_24h", "failed_24h"]
+RECENT_COLUMNS = [
+    "run",
+    "type",
+    "environment",
+    "outcome",
+    "reason_code",
+    "reason",
+    "decided_by",
+    "dagster_run",
+]
+PROBLEMS = (RunOutcome.BLOCKED.value, RunOutcome.FAILED.value)
+
+
+class OpenRun(NamedTuple):
+    type: str
+    status: str
+    last_progress_at: datetime
+    workspace_id: int
+    managed_environment_id: int | None
+
+
+class DecidedCount(NamedTuple):
+    type: str
+    outcome: str | None
+    workspace_id: int
+    managed_environment_id: int | None
+    runs: int
 
 
 @dataclass(frozen=True)
 class Overview:
-    by_type: pd.DataFrame  # rows: type; columns: outcomes + open
+    attention: pd.DataFrame  # per environment with anything open, stale, blocked or failed
+    by_type: pd.DataFrame  # rows: type; columns: outcomes of the last 24 h + open
     recent: pd.DataFrame  # latest decisions, newest first
-    total: int
     open: int
     stale: int
+    decided_24h: int
+    latest_problem_dagster_run: str | None  # the newest blocked/failed decision's run
 
 
-def build_overview(session: Session, catalog: OperationCatalog, now: datetime) -> Overview:
-    """Summarize the runs with aggregate queries, so the cost does not grow with history:
-    counts by type and state, the open runs (partial index), and the latest decisions."""
-    counts = session.execute(
-        select(OperationRun.type, OperationRun.status, OperationRun.outcome, func.count()).group_by(
-            OperationRun.type, OperationRun.status, OperationRun.outcome
+def build_overview(
+    session: Session, catalog: OperationCatalog, now: datetime, language: Language = "en"
+) -> Overview:
+    """Summarize open runs and the last 24 hours with index-bounded queries."""
+    since = now - WINDOW
+    open_runs = [
+        OpenRun(*row)
+        for row in session.execute(
+            select(
+                OperationRun.type,
+                OperationRun.status,
+                OperationRun.last_progress_at,
+                OperationRun.workspace_id,
+                OperationRun.managed_environment_id,
+            ).where(OperationRun.status.in_([s.value for s in RunStatus.active()]))
         )
-    ).all()
-    columns = [o.value for o in RunOutcome] + ["open"]
-    table: dict[str, dict[str, int]] = {}
-    for op_type, status, outcome, n in counts:
-        state = outcome if status == RunStatus.COMPLETED.value and outcome else "open"
-        row = table.setdefault(op_type, dict.fromkeys(columns, 0))
-        row[state] = row.get(state, 0) + int(n)
-    by_type = pd.DataFrame.from_dict(table, orient="index", columns=columns).sort_index()
-    open_runs = session.execute(
-        select(OperationRun.type, OperationRun.status, OperationRun.last_progress_at).where(
-            OperationRun.status.in_([s.value for s in RunStatus.active()])
+    ]
+    decided = [
+        DecidedCount(*row)
+        for row in session.execute(
+            select(
+                OperationRun.type,
+                OperationRun.outcome,
+                OperationRun.workspace_id,
+                OperationRun.managed_environment_id,
+                func.count(),
+            )
+            .where(OperationRun.completed_at >= since)
+            .group_by(
+                OperationRun.type,
+                OperationRun.outcome,
+                OperationRun.workspace_id,
+                OperationRun.managed_environment_id,
+            )
         )
-    ).all()
-    rule = StalenessRule(catalog)
-    stale = sum(rule.is_stale(t, status, progress, now) for t, status, progress in open_runs)
+    ]
     latest = session.scalars(
         select(OperationRun)
-        .where(OperationRun.status == RunStatus.COMPLETED.value)
+        .where(OperationRun.completed_at.is_not(None))
         .order_by(OperationRun.completed_at.desc(), OperationRun.id.desc())
         .limit(RECENT)
     ).all()
-    keys = partition_keys(session, latest)
-    recent = pd.DataFrame(
-        [_decision_row(run, keys) for run in latest],
-        columns=["run", "type", "environment", "outcome", "reason", "decided_by", "dagster_run"],
+    names = _scope_names(
+        session,
+        [(r.workspace_id, r.managed_environment_id) for r in open_runs]
+        + [(d.workspace_id, d.managed_environment_id) for d in decided]
+        + [(r.workspace_id, r.managed_environment_id) for r in latest],
     )
-    total = sum(int(n) for *_rest, n in counts)
-    return Overview(by_type, recent, total, len(open_runs), stale)
+    rule = StalenessRule(catalog)
+    stale_flags = [rule.is_stale(r.type, r.status, r.last_progress_at, now) for r in open_runs]
+    attention = _attention(open_runs, stale_flags, decided, names)
+    problem = next(
+        (r.dagster_run_id for r in latest if r.outcome in PROBLEMS and r.dagster_run_id), None
+    )
+    return Overview(
+        attention=attention,
+        by_type=_by_type(open_runs, decided),
+        recent=pd.DataFrame(
+            [_decision_row(run, names, language) for run in latest], columns=RECENT_COLUMNS
+        ),
+        open=len(open_runs),
+        stale=sum(stale_flags),
+        decided_24h=sum(d.runs for d in decided),
+        latest_problem_dagster_run=problem,
+    )
 
 
-def _decision_row(run: OperationRun, keys: dict[int, str]) -> dict[str, object]:
+Names = dict[tuple[int, int | None], tuple[str, str]]
+
+
+def _scope_names(session: Session, scopes: Iterable[tuple[int, int | None]]) -> Names:
+    """Workspace slug and environment partition key per (workspace, environment) pair."""
+    wanted = set(scopes)
+    ws_ids = {ws for ws, _ in wanted}
+    env_ids = {env for _, env in wanted if env is not None}
+    ws_slug = dict(
+        session.execute(select(Workspace.id, Workspace.slug).where(Workspace.id.in_(ws_ids))).all()
+        if ws_ids
+        else []
+    )
+    env_key = dict(
+        session.execute(
+            select(ManagedEnvironment.id, ManagedEnvironment.partition_key).where(
+                ManagedEnvironment.id.in_(env_ids)
+            )
+        ).all()
+        if env_ids
+        else []
+    )
+    return {
+        (ws, env): (ws_slug.get(ws, str(ws)), env_key.get(env, "-") if env else "-")
+        for ws, env in wanted
+    }
+
+
+def _attention(
+    open_runs: Sequence[OpenRun], stale: list[bool], decided: Sequence[DecidedCount], names: Names
+) -> pd.DataFrame:
+    counts: dict[tuple[int, int | None], dict[str, int]] = {}
+
+    def row(ws: int, env: int | None) -> dict[str, int]:
+        return counts.setdefault((ws, env), dict.fromkeys(ATTENTION_COLUMNS[2:], 0))
+
+    for run, is_stale in zip(open_runs, stale, strict=True):
+        entry = row(run.workspace_id, run.managed_environment_id)
+        entry["open"] += 1
+        entry["stale"] += int(is_stale)
+    for d in decided:
+        if d.outcome in PROBLEMS:
+            row(d.workspace_id, d.managed_environment_id)[f"{d.outcome}_24h"] += d.runs
+    frame = pd.DataFrame(
+        [
+            {"workspace": names[key][0], "environment": names[key][1], **values}
+            for key, values in counts.items()
+        ],
+        columns=ATTENTION_COLUMNS,
+    )
+    return frame.sort_values(
+        ["stale", "failed_24h", "blocked_24h", "open", "workspace", "environment"],
+        ascending=[False, False, False, False, True, True],
+        ignore_index=True,
+    )
+
+
+def _by_type(open_runs: Sequence[OpenRun], decided: Sequence[DecidedCount]) -> pd.DataFrame:
+    columns = [o.value for o in RunOutcome] + ["open"]
+    table: dict[str, dict[str, int]] = {}
+    for d in decided:
+        if d.outcome is not None:
+            entry = table.setdefault(d.type, dict.fromkeys(columns, 0))
+            entry[d.outcome] = entry.get(d.outcome, 0) + d.runs
+    for run in open_runs:
+        table.setdefault(run.type, dict.fromkeys(columns, 0))["open"] += 1
+    return pd.DataFrame.from_dict(table, orient="index", columns=columns).sort_index()
+
+
+def _decision_row(run: OperationRun, names: Names, language: Language) -> dict[str, object]:
     decision = RunContext.load_or_empty(run.context).decision
-    link = f"[{run.dagster_run_id[:8]}](/runs/{run.dagster_run_id})" if run.dagster_run_id else "-"
     return {
         "run": run.id,
         "type": run.type,
-        "environment": keys.get(run.managed_environment_id or -1, "-"),
+        "environment": names[(run.workspace_id, run.managed_environment_id)][1],
         "outcome": run.outcome,
-        "reason": message(run.reason_code or ""),
+        "reason_code": run.reason_code,
+        "reason": message(run.reason_code or "", language),
         "decided_by": decision.decided_by.value if decision else "-",
-        "dagster_run": link,
+        "dagster_run": run.dagster_run_id or "-",
     }

@@ -9,6 +9,23 @@ from __future__ import annotations
 from typing import Literal
 
 Language = Literal["en", "de"]
+LANGUAGES: tuple[Language, ...] = ("en", "de")
+
+
+class UnknownLanguageError(ValueError):
+    """A language the product has no messages in."""
+
+
+def parse_language(value: str | None) -> Language:
+    """``en`` or ``de`` (case-insensitive); unset or empty means English."""
+    if not value:
+        return "en"
+    lowered = value.strip().lower()
+    for language in LANGUAGES:
+        if lowered == language:
+            return language
+    raise UnknownLanguageError(f"unknown language {value!r}: use one of en, de")
+
 
 MESSAGES: dict[str, tuple[str, str]] = {
     # inventory.sync

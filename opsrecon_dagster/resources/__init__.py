@@ -11,6 +11,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from opsrecon_dagster.operations.reasons import parse_language
 from opsrecon_dagster.providers.base import TenantProvider
 from opsrecon_dagster.settings import AppContext, Settings
 
@@ -27,6 +28,10 @@ class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     stale_thresholds_json: str | None = Field(
         default=None, description="Stale threshold overrides (see README); optional."
     )
+    language: str | None = Field(
+        default=None,
+        description="Message language (en or de); default $OPSRECON_LANGUAGE, then en.",
+    )
 
     def app(self) -> AppContext:
         """An application context for this run (settings resolved at execution, not import)."""
@@ -35,6 +40,7 @@ class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             Settings(
                 database_url=self.database_url or settings.database_url,
                 stale_thresholds_json=self.stale_thresholds_json or settings.stale_thresholds_json,
+                language=parse_language(self.language) if self.language else settings.language,
             )
         )
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
+from opsrecon_dagster.operations.reasons import Language
 from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.reconciliation.outbox import DecisionEvent
@@ -32,7 +33,7 @@ UNFINISHED = {"STARTED", "STARTING", "NOT_STARTED", "CANCELING"}
 AssetEvent = dg.AssetObservation | dg.AssetMaterialization
 
 
-def asset_event(event: DecisionEvent) -> AssetEvent | None:
+def asset_event(event: DecisionEvent, language: Language = "en") -> AssetEvent | None:
     """The decision on the run's asset partition (supported types only).
 
     Usually an observation. When the run's artifacts exist but no materialization names the
@@ -41,7 +42,7 @@ def asset_event(event: DecisionEvent) -> AssetEvent | None:
     """
     if event.asset_key is None or event.partition_key is None:
         return None
-    fields = _check_fields(event)
+    fields = _check_fields(event, language)
     if event.materialize:
         counts = {k: dg.MetadataValue.int(v) for k, v in sorted(event.counts.items())}
         return dg.AssetMaterialization(
@@ -58,17 +59,20 @@ def asset_event(event: DecisionEvent) -> AssetEvent | None:
     )
 
 
-def _check_fields(event: DecisionEvent) -> dict[str, Any]:
+def _check_fields(event: DecisionEvent, language: Language) -> dict[str, Any]:
     return proof_check_fields(
         event.operation_run_id,
         event.outcome,
         event.reason_code,
         event.decided_by.value,
         {"adapter": dg.MetadataValue.text(event.adapter)},
+        language,
     )
 
 
-def record_on_dagster_run(instance: dg.DagsterInstance, event: DecisionEvent) -> None:
+def record_on_dagster_run(
+    instance: dg.DagsterInstance, event: DecisionEvent, language: Language = "en"
+) -> None:
     """Put a decision on the operation run's own Dagster run (each step is idempotent, so a
     repeated delivery changes nothing):
 
@@ -88,7 +92,7 @@ def record_on_dagster_run(instance: dg.DagsterInstance, event: DecisionEvent) ->
         evaluation = dg.AssetCheckEvaluation(
             asset_key=dg.AssetKey(event.asset_key),
             partition=event.partition_key,
-            **_check_fields(event),
+            **_check_fields(event, language),
         )
         instance.report_dagster_event(
             DagsterEvent(
@@ -116,12 +120,14 @@ class Delivery:
     entry_ids: list[int] = field(default_factory=list)
 
 
-def prepare_delivery(instance: dg.DagsterInstance, entries: Sequence[outbox.Pending]) -> Delivery:
+def prepare_delivery(
+    instance: dg.DagsterInstance, entries: Sequence[outbox.Pending], language: Language = "en"
+) -> Delivery:
     """Record each pending decision on its Dagster run and build its asset event."""
     events: list[AssetEvent] = []
     for entry in entries:
-        record_on_dagster_run(instance, entry.event)
-        if (event := asset_event(entry.event)) is not None:
+        record_on_dagster_run(instance, entry.event, language)
+        if (event := asset_event(entry.event, language)) is not None:
             events.append(event)
     return Delivery(events, [e.id for e in entries])
 
@@ -178,7 +184,8 @@ def reconcile_batch(
             return Batch(results, Delivery())
         with app.sessions() as session:
             entries = outbox.pending(session, run_ids=run_ids)
-    return Batch(results, prepare_delivery(instance, entries))
+        language = app.language
+    return Batch(results, prepare_delivery(instance, entries, language))
 
 
 def deliver(instance: dg.DagsterInstance, app_db: AppDatabaseResource, delivery: Delivery) -> None:

@@ -184,3 +184,43 @@ def test_reconcile_dry_run_then_write_then_explain(
     assert lines.index("Evidence:") < lines.index("Audit trail:") < lines.index("Raw context:")
     code, out, _ = invoke(url, "runs", "explain", str(run.id), "--lang", "de")
     assert "Der Lauf ist veraltet" in out
+
+
+def test_language_applies_to_every_command(
+    sqlite_app: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--lang`` / ``OPSRECON_LANGUAGE`` choose the messages of list, show, explain and
+    reconcile; the reason code always stands beside the message."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    scope = make_scope(sqlite_app, "acme", "contoso")
+    run = sqlite_app.runs.start(
+        OperationType.RESTORE_EXECUTE,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+    ).run
+    with sqlite_app.engine.begin() as conn:
+        conn.execute(
+            update(OperationRun)
+            .where(OperationRun.id == run.id)
+            .values(last_progress_at=datetime.now(UTC) - timedelta(days=1))
+        )
+    url = sqlite_app.url.render_as_string()
+    german = "Der Lauf ist veraltet; für diesen Vorgangstyp gibt es keinen Nachweisadapter."
+    code, out, err = invoke(url, "--lang", "de", "reconcile")
+    assert code == 0, err
+    assert f"{german} [unsupported_type_stale]" in out
+    monkeypatch.setenv("OPSRECON_LANGUAGE", "de")
+    for args in (["runs", "list"], ["runs", "show", str(run.id)], ["runs", "explain", str(run.id)]):
+        code, out, err = invoke(url, *args)
+        assert code == 0, err
+        assert german in out and "unsupported_type_stale" in out, args
+    code, out, _ = invoke(url, "--lang", "en", "runs", "list")
+    assert "The run went stale; this operation type has no proof adapter." in out
+    monkeypatch.setenv("OPSRECON_LANGUAGE", "fr")
+    code, out, err = invoke(url, "runs", "list")
+    assert code == 2
+    assert "fr" in err and "Traceback" not in err + out

@@ -1,50 +1,100 @@
-"""The operations overview counts outcomes by type, open and stale runs, and lists decisions."""
+"""The operations overview: the attention list per environment, the last 24 h by type, the
+latest decisions (in the configured language)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
+
+from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, Evidence, RunInputs
 from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.overview import build_overview
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster_tests.conftest import Scope
+from opsrecon_dagster_tests.conftest import Scope, make_scope
+
+DAGSTER_RUN = "0f3c2b1a-aaaa-bbbb-cccc-00000000000a"
 
 
-def test_overview_counts_and_recent_decisions(app: AppContext, scope: Scope) -> None:
-    def start(op: OperationType, n: int) -> int:
-        return app.runs.start(
-            op,
-            workspace_id=scope.workspace_id,
-            environment_id=scope.environment_id,
-            inputs=RunInputs(scheduled_for=datetime(2026, 1, 1, n, tzinfo=UTC)),
-        ).run.id
+def _start(app: AppContext, scope: Scope, op: OperationType, n: int) -> int:
+    return app.runs.start(
+        op,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+        inputs=RunInputs(scheduled_for=datetime(2026, 1, 1, n, tzinfo=UTC)),
+    ).run.id
 
-    done = start(OperationType.INVENTORY_SYNC, 1)
-    app.runs.mark_running(done, "0f3c2b1a-aaaa-bbbb-cccc-00000000000a")
+
+def _complete(app: AppContext, run_id: int, outcome: RunOutcome, reason: str) -> None:
+    app.runs.mark_running(run_id, DAGSTER_RUN if outcome is RunOutcome.FAILED else None)
     app.runs.complete(
-        done,
+        run_id,
         Decision(
-            outcome=RunOutcome.PARTIALLY_SUCCEEDED,
-            reason_code="inventory_partial_coverage",
+            outcome=outcome,
+            reason_code=reason,
             adapter="inventory_sync",
             decided_by=Actor.JOB,
             decided_at=datetime.now(UTC),
             evidence=Evidence(),
         ),
     )
-    start(OperationType.INVENTORY_SYNC, 2)
-    start(OperationType.RESTORE_EXECUTE, 3)
+
+
+def seed_overview_world(app: AppContext, scope: Scope) -> dict[str, int]:
+    other = make_scope(app, "globex", "umbrella")
+    ids = {
+        "partial": _start(app, scope, OperationType.INVENTORY_SYNC, 1),
+        "blocked": _start(app, scope, OperationType.INVENTORY_SYNC, 2),
+        "failed": _start(app, other, OperationType.INVENTORY_SYNC, 3),
+        "old_failure": _start(app, other, OperationType.INVENTORY_SYNC, 4),
+        "open": _start(app, scope, OperationType.INVENTORY_SYNC, 5),
+        "open_unknown": _start(app, other, OperationType.RESTORE_EXECUTE, 6),
+    }
+    _complete(app, ids["partial"], RunOutcome.PARTIALLY_SUCCEEDED, "inventory_partial_coverage")
+    _complete(app, ids["blocked"], RunOutcome.BLOCKED, "inventory_access_missing")
+    _complete(app, ids["old_failure"], RunOutcome.FAILED, "stale_without_proof")
+    with app.engine.begin() as conn:  # decided two days ago: outside the 24 h window
+        conn.execute(
+            update(OperationRun)
+            .where(OperationRun.id == ids["old_failure"])
+            .values(completed_at=datetime.now(UTC) - timedelta(days=2))
+        )
+    _complete(app, ids["failed"], RunOutcome.FAILED, "stale_without_proof")
+    return ids
+
+
+def test_attention_list_and_the_last_day(app: AppContext, scope: Scope) -> None:
+    ids = seed_overview_world(app, scope)
     with app.sessions() as s:
-        now_view = build_overview(s, app.catalog, datetime.now(UTC))
-        later_view = build_overview(s, app.catalog, datetime.now(UTC) + timedelta(hours=2))
-    assert (now_view.total, now_view.open, now_view.stale) == (3, 2, 0)
-    assert later_view.stale == 2
-    assert now_view.by_type.loc["inventory.sync", "partially_succeeded"] == 1
-    assert now_view.by_type.loc["inventory.sync", "open"] == 1
-    assert now_view.by_type.loc["restore.execute", "open"] == 1
-    [row] = now_view.recent.to_dict("records")
-    assert row["reason"] == "Some policy types were synced, others failed."
-    assert row["environment"] == "acme.contoso"
-    assert row["dagster_run"] == ("[0f3c2b1a](/runs/0f3c2b1a-aaaa-bbbb-cccc-00000000000a)")
+        now = build_overview(s, app.catalog, datetime.now(UTC))
+        later = build_overview(s, app.catalog, datetime.now(UTC) + timedelta(hours=2))
+    assert (now.open, now.stale, now.decided_24h) == (2, 0, 3)
+    assert later.stale == 2
+    attention = {(r["workspace"], r["environment"]): r for r in later.attention.to_dict("records")}
+    assert attention[("acme", "acme.contoso")] == {
+        "workspace": "acme",
+        "environment": "acme.contoso",
+        "open": 1,
+        "stale": 1,
+        "blocked_24h": 1,
+        "failed_24h": 0,
+    }
+    assert attention[("globex", "globex.umbrella")]["failed_24h"] == 1  # not the old one
+    assert attention[("globex", "globex.umbrella")]["stale"] == 1  # the unknown type too
+    assert now.by_type.loc["inventory.sync", "failed"] == 1
+    assert now.by_type.loc["inventory.sync", "partially_succeeded"] == 1
+    assert now.by_type.loc["restore.execute", "open"] == 1
+    recent = now.recent.to_dict("records")
+    assert recent[0]["run"] == ids["failed"]  # newest first
+    assert recent[0]["dagster_run"] == DAGSTER_RUN
+    assert now.latest_problem_dagster_run == DAGSTER_RUN
+    partial = next(r for r in recent if r["run"] == ids["partial"])
+    assert partial["reason"] == "Some policy types were synced, others failed."
+    assert partial["reason_code"] == "inventory_partial_coverage"
+    assert partial["environment"] == "acme.contoso"
+    with app.sessions() as s:
+        german = build_overview(s, app.catalog, datetime.now(UTC), language="de")
+    partial_de = next(r for r in german.recent.to_dict("records") if r["run"] == ids["partial"])
+    assert partial_de["reason"].startswith("Einige Richtlinientypen")

@@ -220,3 +220,25 @@ def test_decided_dagster_run_that_cannot_end_itself_is_ended_with_the_decision(
     assert other is not None
     assert other.status is dg.DagsterRunStatus.SUCCESS
     assert other.tags["opsrecon/reason"] == "dagster_success_without_proof"
+
+
+def test_observations_speak_the_configured_language(world: World) -> None:
+    scope = world.scope("full")
+    run_id = world.start(INV, scope)
+    result = reconciliation_sensor(
+        dg.build_sensor_context(
+            instance=world.instance,
+            resources={
+                **resources(world, LATER),
+                "app_db": AppDatabaseResource(
+                    database_url=world.app.url.render_as_string(False), language="de"
+                ),
+            },
+        )
+    )
+    assert isinstance(result, dg.SensorResult)
+    [event] = result.asset_events
+    assert event.metadata["operation_run_id"].value == run_id
+    assert event.description == (
+        "Der Lauf wurde eingereiht, aber nie gestartet. [queued_never_started]"
+    )

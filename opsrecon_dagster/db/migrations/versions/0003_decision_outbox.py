@@ -1,11 +1,11 @@
-"""decision_outbox
+"""decision_outbox; operation_runs completion-time index
 
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01 23:30:00.000000
 
 Decisions whose Dagster events are still to be delivered: written with the decision, deleted
-when the events are acknowledged.
+when the events are acknowledged. The overview reads decisions by completion time.
 """
 
 from __future__ import annotations
@@ -47,7 +47,12 @@ def upgrade() -> None:
         unique=False,
     )
 
+    op.create_index(
+        "ix_operation_runs_completed", "operation_runs", ["completed_at", "id"], unique=False
+    )
+
 
 def downgrade() -> None:
+    op.drop_index("ix_operation_runs_completed", table_name="operation_runs")
     op.drop_index(op.f("ix_decision_outbox_operation_run_id"), table_name="decision_outbox")
     op.drop_table("decision_outbox")

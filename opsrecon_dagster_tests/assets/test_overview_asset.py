@@ -1,0 +1,62 @@
+"""The overview asset renders the overview as Dagster tables; its schedule refreshes it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from opsrecon_dagster.assets.overview import operations_overview, operations_overview_schedule
+from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
+from opsrecon_dagster.settings import AppContext
+from opsrecon_dagster_tests.conftest import Scope
+from opsrecon_dagster_tests.operations.test_overview import DAGSTER_RUN, seed_overview_world
+
+
+def test_the_asset_shows_dagster_tables_and_the_problem_run(app: AppContext, scope: Scope) -> None:
+    seed_overview_world(app, scope)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [operations_overview],
+            instance=instance,
+            resources={
+                "app_db": AppDatabaseResource(
+                    database_url=app.url.render_as_string(False), language="de"
+                ),
+                "clock": ClockResource.at(datetime.now(UTC) + timedelta(hours=2)),
+            },
+        )
+    assert result.success
+    [mat] = result.asset_materializations_for_node("operations_overview")
+    attention = mat.metadata["attention"]
+    assert isinstance(attention, dg.TableMetadataValue)
+    assert [c.name for c in attention.schema.columns] == [
+        "workspace",
+        "environment",
+        "open",
+        "stale",
+        "blocked_24h",
+        "failed_24h",
+    ]
+    assert {r.data["environment"] for r in attention.records} == {
+        "acme.contoso",
+        "globex.umbrella",
+    }
+    latest = mat.metadata["latest_decisions"]
+    assert isinstance(latest, dg.TableMetadataValue)
+    assert any("Einige Richtlinientypen" in str(r.data["reason"]) for r in latest.records)
+    problem = mat.metadata["latest_problem_run"]
+    assert isinstance(problem, dg.DagsterRunMetadataValue)
+    assert problem.run_id == DAGSTER_RUN
+    assert mat.metadata["runs_stale"] == dg.MetadataValue.int(2)
+
+
+def test_the_schedule_refreshes_the_overview() -> None:
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 12, 1, 10, 5, tzinfo=UTC)
+        )
+        [request] = list(operations_overview_schedule.evaluate_tick(context).run_requests or [])
+    assert isinstance(request, dg.RunRequest)
+    assert operations_overview_schedule.job_name == "operations_overview_refresh"
+    assert operations_overview_schedule.default_status is dg.DefaultScheduleStatus.RUNNING

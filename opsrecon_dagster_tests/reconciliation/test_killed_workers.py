@@ -1,0 +1,143 @@
+"""Materializations and rows reconciled both ways, with worker processes really SIGKILLed.
+
+- Killed after committing its artifacts, before completing the row and reporting the
+  materialization: the reconciler proves the run from the artifacts and materializes the
+  partition itself, so the asset shows the artifact that exists.
+- Killed before writing anything, while a materialization names the run (as one reported
+  by hand from the UI would): the reconciler fails closed and the check says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML
+from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
+from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
+from opsrecon_dagster.settings import AppContext
+from opsrecon_dagster_tests.conftest import Scope
+
+ASSET = dg.AssetKey("inventory_items")
+LATER = timedelta(hours=3)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_DAGSTER_YAML, home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def _killed_worker(app: AppContext, scope: Scope, tmp_path: Path, crash_at: str) -> int:
+    """A queued inventory run whose worker process is SIGKILLed at ``crash_at``."""
+    fixture = tmp_path / "tenants.json"
+    fixture.write_text(
+        json.dumps({"environments": {scope.partition_key: {"faults": {"crash_at": crash_at}}}})
+    )
+    run_id = app.runs.start(
+        OperationType.INVENTORY_SYNC,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+    ).run.id
+    env = {
+        **os.environ,
+        "OPSRECON_DATABASE_URL": app.url.render_as_string(False),
+        FIXTURE_PATH_VAR: str(fixture),
+    }
+    worker = subprocess.run(
+        [sys.executable, "-m", "opsrecon_dagster.cli.main", "operations", "launch", str(run_id)],
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    assert worker.returncode == -signal.SIGKILL, worker.stderr.decode()[-2000:]
+    assert app.runs.get(run_id).status == "running"
+    return run_id
+
+
+def _reconcile(app: AppContext, instance: dg.DagsterInstance) -> None:
+    app_db = AppDatabaseResource(database_url=app.url.render_as_string(False))
+    batch = reconcile_batch(instance, app_db, now=datetime.now(UTC) + LATER)
+    deliver(instance, app_db, batch.delivery)
+
+
+def _check_on(instance: dg.DagsterInstance, dagster_run_id: str) -> dg.AssetCheckEvaluation:
+    [record] = [
+        r
+        for r in instance.all_logs(dagster_run_id)
+        if r.dagster_event is not None
+        and r.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    data = record.dagster_event.event_specific_data  # type: ignore[union-attr]
+    assert isinstance(data, dg.AssetCheckEvaluation)
+    return data
+
+
+def test_artifacts_without_a_materialization_are_materialized_by_the_reconciler(
+    app: AppContext, scope: Scope, tmp_path: Path, home: Path
+) -> None:
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
+        run_id = _killed_worker(app, scope, tmp_path, "inventory.after_write")
+        dagster_run_id = app.runs.get(run_id).dagster_run_id
+        assert dagster_run_id is not None
+        assert instance.fetch_materializations(ASSET, limit=10).records == []
+
+        _reconcile(app, instance)
+
+        run = app.runs.get(run_id)
+        assert (run.outcome, run.reason_code) == ("succeeded", "inventory_all_types_covered")
+        [record] = instance.fetch_materializations(ASSET, limit=10).records
+        mat = record.asset_materialization
+        assert mat is not None
+        assert mat.partition == scope.partition_key
+        assert mat.metadata["operation_run_id"].value == run_id
+        assert mat.metadata["decided_by"].value == "reconciler"
+        assert mat.metadata["types_succeeded"].value == 3
+        # The dead worker's Dagster run is ended, with the passing check on it.
+        dagster_run = instance.get_run_by_id(dagster_run_id)
+        assert dagster_run is not None
+        assert dagster_run.status is dg.DagsterRunStatus.FAILURE
+        assert _check_on(instance, dagster_run_id).passed
+
+
+def test_a_materialization_without_artifacts_fails_closed(
+    app: AppContext, scope: Scope, tmp_path: Path, home: Path
+) -> None:
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
+        run_id = _killed_worker(app, scope, tmp_path, "inventory.after_first_type")
+        dagster_run_id = app.runs.get(run_id).dagster_run_id
+        assert dagster_run_id is not None
+        # Someone reports the partition materialized for this run (the UI allows that).
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=ASSET,
+                partition=scope.partition_key,
+                metadata={"operation_run_id": run_id, "outcome": "succeeded"},
+            )
+        )
+
+        _reconcile(app, instance)
+
+        run = app.runs.get(run_id)
+        assert (run.outcome, run.reason_code) == ("failed", "materialization_without_proof")
+        check = _check_on(instance, dagster_run_id)
+        assert not check.passed
+        assert check.severity is dg.AssetCheckSeverity.ERROR
+        assert "materialization_without_proof" in (check.description or "")
+        assert "artifacts do not exist" in (check.description or "")
