@@ -215,7 +215,13 @@ class Demo:
     ) -> list[ReconcileResult]:
         """One pass of the reconciliation sensor's code path, as of ``later`` from now."""
         app_db = AppDatabaseResource(database_url=self.db_url)
-        batch = reconcile_batch(instance, app_db, now=datetime.now(UTC) + later, run_ids=run_ids)
+        batch = reconcile_batch(
+            instance,
+            app_db,
+            now=datetime.now(UTC) + later,
+            run_ids=run_ids,
+            jobs=defs.resolve_job_def,
+        )
         deliver(instance, app_db, batch.delivery)
         return batch.results
 

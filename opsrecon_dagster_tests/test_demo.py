@@ -9,6 +9,8 @@ import dagster as dg
 import pytest
 
 from opsrecon_dagster.demo import run_demo
+from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster_tests.ui_agreement import disagreements, partition_views
 
 
 @pytest.fixture
@@ -48,6 +50,17 @@ def test_demo_decides_every_scenario_as_expected(isolated_env: Path) -> None:
         observed = instance.fetch_observations(dg.AssetKey("inventory_items"), limit=20).records
         assert {r.partition_key for r in observed} >= {"globex.umbrella", "globex.stark"}
         assert instance.get_latest_materialization_event(dg.AssetKey("operations_overview"))
+        # What the UI shows per partition is what the rows say, and no run looks alive.
+        app = AppContext(Settings(f"sqlite:///{isolated_env / 'opsrecon.sqlite3'}"))
+        try:
+            assert disagreements(app, instance) == []
+            views = {(v.asset, v.partition): v for v in partition_views(app, instance)}
+        finally:
+            app.dispose()
+        assert views[("inventory_items", "globex.umbrella")].status == "failed"
+        assert views[("inventory_items", "acme.fabrikam")].check == "error"
+        assert views[("inventory_items", "acme.northwind")].check == "warning"
+        assert len(views) == 12
     again = run_demo(lines.append, isolated_env)
     assert [r.decided for r in again] == [r.decided for r in rows]
     assert any("reset (previous demo data removed)" in line for line in lines)

@@ -387,6 +387,7 @@ def reconcile_command(
     """Finalize stale runs from proof: the same code path as the reconciliation sensor."""
     import dagster as dg
 
+    from opsrecon_dagster.definitions import defs
     from opsrecon_dagster.launch import ensure_dagster_home
     from opsrecon_dagster.resources import AppDatabaseResource
     from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
@@ -408,6 +409,7 @@ def reconcile_command(
                 op_type=type_name,
                 workspace_id=ws_id,
                 dry_run=dry_run,
+                jobs=defs.resolve_job_def,
             )
             deliver(instance, app_db, batch.delivery)
             results = batch.results

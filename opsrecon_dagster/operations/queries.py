@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session, aliased
 
 from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun, Workspace
 from opsrecon_dagster.operations.context import RunContext
@@ -64,6 +64,25 @@ def partition_keys(session: Session, runs: Sequence[OperationRun]) -> dict[int, 
         )
     )
     return {env_id: key for env_id, key in rows}
+
+
+def superseded_runs(session: Session, runs: Sequence[OperationRun]) -> set[int]:
+    """The runs of which a newer run of the same type exists in the same environment (one
+    query): a late decision about such a run must not cover the newer run in the UI."""
+    ids = [r.id for r in runs if r.managed_environment_id is not None]
+    if not ids:
+        return set()
+    newer = aliased(OperationRun)
+    stmt = select(OperationRun.id).where(
+        OperationRun.id.in_(ids),
+        exists().where(
+            newer.workspace_id == OperationRun.workspace_id,
+            newer.managed_environment_id == OperationRun.managed_environment_id,
+            newer.type == OperationRun.type,
+            newer.id > OperationRun.id,
+        ),
+    )
+    return set(session.scalars(stmt))
 
 
 def run_detail(session: Session, run: OperationRun) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class DecisionEvent(BaseModel):
 
     operation_run_id: int
     asset_key: SnakeCase | None = None
+    job: SnakeCase | None = None  # the Dagster job of the run's family
     partition_key: Annotated[str, Field(max_length=140)] | None = None
     dagster_run_id: DagsterRunId | None = None
     outcome: RunOutcome
@@ -51,6 +52,9 @@ class DecisionEvent(BaseModel):
     # The run's artifacts exist but no materialization names the run (its worker died
     # between committing them and reporting): the reporter materializes the partition.
     materialize: bool = False
+    # A newer run of the same type exists in the partition: this decision must not cover it
+    # (no check evaluation or materialization on the partition, no stand-in Dagster run).
+    superseded: bool = False
     counts: Annotated[dict[SnakeCase, Count], Field(max_length=MAX_COUNT_KEYS)] = Field(
         default_factory=dict
     )

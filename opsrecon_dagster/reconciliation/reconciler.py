@@ -27,7 +27,7 @@ from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import Decision, Evidence, RunContext
 from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
-from opsrecon_dagster.operations.queries import partition_keys
+from opsrecon_dagster.operations.queries import partition_keys, superseded_runs
 from opsrecon_dagster.operations.staleness import (
     DagsterRunInfo,
     Liveness,
@@ -68,6 +68,7 @@ class RunFacts:
     # The outcome each Dagster materialization naming this run reports.
     materialized: tuple[str, ...] = ()
     stale: bool = False  # by the database rule alone (no Dagster knowledge)
+    superseded: bool = False  # a newer run of the same type exists in the same environment
 
     @property
     def dagster_status(self) -> str | None:
@@ -177,10 +178,15 @@ class Reconciler:
             facts = {r.id: self._facts(r, dagster.get(r.id), now) for r in candidates}
             readable = [r for r in candidates if r.id not in unreadable]
             materialized = self._materializations(readable, partitions)
+            superseded = superseded_runs(session, candidates)
             view = ProofView.load(session, readable)  # a fixed number of queries per batch
             results = []
             for run in candidates:
-                run_facts = replace(facts[run.id], materialized=materialized.get(run.id, ()))
+                run_facts = replace(
+                    facts[run.id],
+                    materialized=materialized.get(run.id, ()),
+                    superseded=run.id in superseded,
+                )
                 verdict = self._verdict(view, run, run_facts, run.id in unreadable)
                 results.append(
                     self._record(session, run, run_facts, verdict, partitions, now, dry_run)
@@ -347,7 +353,8 @@ class Reconciler:
     ) -> ReconcileResult:
         """Complete the verdict's evidence and write it through the lifecycle service."""
         adapter = self._registry.resolve(run.type)
-        asset_key = adapter.family.asset_key if isinstance(adapter, ProofAdapter) else None
+        family = adapter.family if isinstance(adapter, ProofAdapter) else None
+        asset_key = family.asset_key if family is not None else None
         dagster_run_id = facts.dagster.run_id if facts.dagster else run.dagster_run_id
         evidence = verdict.evidence.model_copy(
             update={
@@ -374,23 +381,39 @@ class Reconciler:
         if status is TransitionStatus.APPLIED and verdict.outcome is not None:
             # In the decision's transaction: the decision and its Dagster events are
             # delivered together or not at all (at least once, see ``outbox``).
-            outbox.enqueue(
-                session,
-                outbox.DecisionEvent(
-                    operation_run_id=run.id,
-                    asset_key=asset_key,
-                    partition_key=partition,
-                    dagster_run_id=dagster_run_id,
-                    outcome=verdict.outcome,
-                    reason_code=verdict.reason_code,
-                    adapter=verdict.adapter,
-                    decided_by=Actor.RECONCILER,
-                    decided_at=now,
-                    materialize=asset_key is not None
-                    and partition is not None
-                    and verdict.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIALLY_SUCCEEDED)
-                    and facts.materializations == 0,
-                    counts=evidence.counts,
-                ),
-            )
+            outbox.enqueue(session, _decision_event(run, family, partition, facts, verdict, now))
         return ReconcileResult(run.id, run.type, asset_key, partition, verdict, status)
+
+
+def _decision_event(
+    run: OperationRun,
+    family: Family | None,
+    partition: str | None,
+    facts: RunFacts,
+    verdict: Verdict,
+    now: datetime,
+) -> outbox.DecisionEvent:
+    """What Dagster must be told about an applied decision."""
+    assert verdict.outcome is not None
+    proven = verdict.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIALLY_SUCCEEDED)
+    return outbox.DecisionEvent(
+        operation_run_id=run.id,
+        asset_key=family.asset_key if family is not None else None,
+        job=family.job if family is not None else None,
+        partition_key=partition,
+        dagster_run_id=verdict.evidence.dagster_run_id,
+        outcome=verdict.outcome,
+        reason_code=verdict.reason_code,
+        adapter=verdict.adapter,
+        decided_by=Actor.RECONCILER,
+        decided_at=now,
+        # Artifacts that no materialization reports yet: materialize the partition, unless
+        # a newer run of the partition has already taken its place.
+        materialize=family is not None
+        and partition is not None
+        and proven
+        and facts.materializations == 0
+        and not facts.superseded,
+        superseded=facts.superseded,
+        counts=verdict.evidence.counts,
+    )

@@ -1,7 +1,8 @@
 """The reconciliation sensors: a stale scan every minute, and an immediate look at tagged
 Dagster runs that ended while their operation run was still open."""
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from dagster._core.events import DagsterEvent, DagsterEventType
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
+from opsrecon_dagster.operations.enums import RunOutcome
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.reasons import Language
 from opsrecon_dagster.reconciliation import outbox
@@ -26,8 +28,15 @@ from opsrecon_dagster.sensors.guard import guarded_tick, sanitized_failure
 BATCH_SIZE = 200
 
 
-# Dagster run states in which a decided run's worker can no longer be trusted to end it.
-UNFINISHED = {"STARTED", "STARTING", "NOT_STARTED", "CANCELING"}
+# Dagster run states in which a decided run can no longer be trusted to end by itself, with
+# what the failure message says about it.
+ENDING_NOTES = {
+    "STARTED": "its worker is gone",
+    "STARTING": "its worker is gone",
+    "CANCELING": "its worker is gone",
+    "NOT_STARTED": "it never started",
+    "QUEUED": "it never left the run queue",
+}
 
 
 AssetEvent = dg.AssetObservation | dg.AssetMaterialization
@@ -70,8 +79,51 @@ def _check_fields(event: DecisionEvent, language: Language) -> dict[str, Any]:
     )
 
 
+JobLookup = Callable[[str], dg.JobDefinition | None]
+
+# Dagster run ids for operation runs that never had one (uuid5: a repeat finds the same run).
+NEVER_LAUNCHED = uuid.UUID("6f1d8f7e-3c1a-4f55-9d62-0b9a7f1c2e41")
+
+
+def jobs_of(repository: dg.RepositoryDefinition | None) -> JobLookup | None:
+    """Job lookup in the code location a sensor runs in (None when evaluated without one)."""
+    if repository is None:
+        return None
+    return lambda name: repository.get_job(name) if repository.has_job(name) else None
+
+
+def _dagster_run_of(
+    instance: dg.DagsterInstance, event: DecisionEvent, jobs: JobLookup | None
+) -> dg.DagsterRun | None:
+    """The decision's Dagster run. A run that never had one (never launched) gets one in
+    ``NOT_STARTED``, planned for its partition, so that failing it below shows the
+    partition's latest attempt as failed instead of leaving an older success on top."""
+    if event.dagster_run_id:
+        return instance.get_run_by_id(event.dagster_run_id)
+    if event.superseded or event.job is None or event.partition_key is None or jobs is None:
+        return None
+    if event.outcome not in (RunOutcome.FAILED, RunOutcome.BLOCKED):
+        return None
+    run_id = str(uuid.uuid5(NEVER_LAUNCHED, str(event.operation_run_id)))
+    if (existing := instance.get_run_by_id(run_id)) is not None:
+        return existing
+    job = jobs(event.job)
+    if job is None:
+        return None
+    return instance.create_run_for_job(
+        job,
+        run_id=run_id,
+        status=dg.DagsterRunStatus.NOT_STARTED,
+        tags={RUN_TAG: str(event.operation_run_id), "dagster/partition": event.partition_key},
+        asset_selection=frozenset(job.asset_layer.executable_asset_keys),
+    )
+
+
 def record_on_dagster_run(
-    instance: dg.DagsterInstance, event: DecisionEvent, language: Language = "en"
+    instance: dg.DagsterInstance,
+    event: DecisionEvent,
+    language: Language = "en",
+    jobs: JobLookup | None = None,
 ) -> None:
     """Put a decision on the operation run's own Dagster run (each step is idempotent, so a
     repeated delivery changes nothing):
@@ -80,15 +132,18 @@ def record_on_dagster_run(
     - the partition's proof check evaluation, as an event of that run: it resolves the check
       the run had planned (a killed worker's check is no longer "running"), and a worker that
       reports later evaluates the same check again with the row's final decision;
-    - a Dagster run that cannot end itself is ended: still ``STARTED`` (its worker went
-      stale) is marked failed, still waiting in the queue is canceled, each with a message
-      naming the decision, so the UI shows no run as running forever.
+    - a Dagster run that cannot end itself is failed with a message naming the decision:
+      still ``STARTED`` (its worker went stale), still waiting in the queue, or never
+      launched at all; so the UI shows no run as running forever, and the partition's
+      latest attempt agrees with the row.
     """
-    run = instance.get_run_by_id(event.dagster_run_id) if event.dagster_run_id else None
+    run = _dagster_run_of(instance, event, jobs)
     if run is None:
         return
     instance.add_run_tags(run.run_id, decision_tags(event.outcome, event.reason_code))
-    if event.asset_key is not None and event.partition_key is not None:
+    # The partition's check shows its newest run: a superseded run's decision stays on its
+    # Dagster run (tags, end) and in the asset's event history, not on the partition's check.
+    if event.asset_key is not None and event.partition_key is not None and not event.superseded:
         evaluation = dg.AssetCheckEvaluation(
             asset_key=dg.AssetKey(event.asset_key),
             partition=event.partition_key,
@@ -106,10 +161,9 @@ def record_on_dagster_run(
         f"operation run {event.operation_run_id} was decided {event.outcome.value} "
         f"({event.reason_code}) by the reconciler"
     )
-    if run.status.value in UNFINISHED:
-        instance.report_run_failed(run, message=f"{note}; its worker is gone")
-    elif run.status is dg.DagsterRunStatus.QUEUED:
-        instance.report_run_canceled(run, message=f"{note}; it never left the run queue")
+    why = ENDING_NOTES.get(run.status.value)
+    if why is not None:
+        instance.report_run_failed(run, message=f"{note}; {why}")
 
 
 @dataclass(frozen=True)
@@ -121,12 +175,15 @@ class Delivery:
 
 
 def prepare_delivery(
-    instance: dg.DagsterInstance, entries: Sequence[outbox.Pending], language: Language = "en"
+    instance: dg.DagsterInstance,
+    entries: Sequence[outbox.Pending],
+    language: Language = "en",
+    jobs: JobLookup | None = None,
 ) -> Delivery:
     """Record each pending decision on its Dagster run and build its asset event."""
     events: list[AssetEvent] = []
     for entry in entries:
-        record_on_dagster_run(instance, entry.event, language)
+        record_on_dagster_run(instance, entry.event, language, jobs)
         if (event := asset_event(entry.event, language)) is not None:
             events.append(event)
     return Delivery(events, [e.id for e in entries])
@@ -151,6 +208,7 @@ def reconcile_batch(
     workspace_id: int | None = None,
     dry_run: bool = False,
     acknowledge: Sequence[int] = (),
+    jobs: JobLookup | None = None,
 ) -> Batch:
     """Run one reconciliation batch and prepare the delivery of pending decisions.
 
@@ -185,7 +243,7 @@ def reconcile_batch(
         with app.sessions() as session:
             entries = outbox.pending(session, run_ids=run_ids)
         language = app.language
-    return Batch(results, prepare_delivery(instance, entries, language))
+    return Batch(results, prepare_delivery(instance, entries, language, jobs))
 
 
 def deliver(instance: dg.DagsterInstance, app_db: AppDatabaseResource, delivery: Delivery) -> None:
@@ -240,6 +298,7 @@ def reconciliation_sensor(
             now=clock.now(),
             limit=BATCH_SIZE,
             acknowledge=previous.reported,
+            jobs=jobs_of(context.repository_def),
         )
         results, delivery = batch.results, batch.delivery
         decided = sum(r.status is TransitionStatus.APPLIED for r in results)
@@ -283,7 +342,13 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
         # An error fails the tick visibly, with a sanitized message; the stale scan remains
         # the safety net for a run this sensor could not decide.
         try:
-            batch = reconcile_batch(context.instance, app_db, now=clock.now(), run_ids=[int(tag)])
+            batch = reconcile_batch(
+                context.instance,
+                app_db,
+                now=clock.now(),
+                run_ids=[int(tag)],
+                jobs=jobs_of(context.repository_def),
+            )
             deliver(context.instance, app_db, batch.delivery)
         except Exception as exc:
             raise sanitized_failure(f"reconciling operation run {tag}", exc) from None

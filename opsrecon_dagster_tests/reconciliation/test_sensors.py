@@ -9,7 +9,9 @@ import dagster as dg
 from sqlalchemy import update
 
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
@@ -241,4 +243,59 @@ def test_observations_speak_the_configured_language(world: World) -> None:
     assert event.metadata["operation_run_id"].value == run_id
     assert event.description == (
         "Der Lauf wurde eingereiht, aber nie gestartet. [queued_never_started]"
+    )
+
+
+def _partition_status(world: World, asset: str) -> tuple[set[str], set[str]]:
+    """(failed, materialized) partitions as the UI computes them (Dagster's status cache)."""
+    from dagster._core.storage.partition_status_cache import (
+        get_and_update_asset_status_cache_value,
+    )
+
+    value = get_and_update_asset_status_cache_value(
+        world.instance, dg.AssetKey(asset), ENVIRONMENTS
+    )
+    assert value is not None
+    failed = value.deserialize_failed_partition_subsets(ENVIRONMENTS)
+    done = value.deserialize_materialized_partition_subsets(ENVIRONMENTS)
+    return set(failed.get_partition_keys()), set(done.get_partition_keys())
+
+
+def test_a_never_launched_run_leaves_its_partition_failed_not_green(world: World) -> None:
+    """A run that never had a Dagster run gets one, failed with the decision's message, so
+    the partition's latest attempt is the failure and not an older success."""
+    scope = world.scope("full")
+    world.instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
+    world.instance.report_runless_asset_event(
+        dg.AssetMaterialization("inventory_items", partition=scope.partition_key)
+    )
+    assert _partition_status(world, "inventory_items") == (set(), {scope.partition_key})
+    run_id = world.start(INV, scope)
+
+    def tick() -> None:
+        reconciliation_sensor(
+            dg.build_sensor_context(
+                instance=world.instance, resources=resources(world, LATER), definitions=defs
+            )
+        )
+
+    tick()
+    assert world.decided(run_id) == ("failed", "queued_never_started")
+    [record] = world.instance.get_run_records(
+        dg.RunsFilter(tags={"opsrecon/operation_run_id": str(run_id)})
+    )
+    assert record.dagster_run.status is dg.DagsterRunStatus.FAILURE
+    assert record.dagster_run.tags["opsrecon/reason"] == "queued_never_started"
+    failure = world.instance.all_logs(record.dagster_run.run_id)[-1]
+    assert "never started" in (failure.message or "")
+    failed, _ = _partition_status(world, "inventory_items")
+    assert failed == {scope.partition_key}
+    tick()  # the decision reported again (no saved cursor): still one Dagster run
+    assert (
+        len(
+            world.instance.get_run_records(
+                dg.RunsFilter(tags={"opsrecon/operation_run_id": str(run_id)})
+            )
+        )
+        == 1
     )
