@@ -40,17 +40,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def ui_after_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Run the demo in a fresh folder, then serve its instance with dagster-webserver."""
+def _serve_demo(workdir: Path, language: str) -> Iterator[str]:
+    """Run the demo in ``workdir`` in a language, then serve its instance (dagster-webserver)."""
     if CHROMIUM is None:
         if IN_CI:
             pytest.fail("chromium is required under CI=true (apt-get install chromium)")
         pytest.skip("browser test skipped: no chromium installed (apt-get install chromium)")
-    workdir = tmp_path_factory.mktemp("ui")
+    env = {**os.environ, "OPSRECON_LANGUAGE": language}
     demo = subprocess.run(
         [sys.executable, "-m", "opsrecon_dagster.cli.main", "demo"],
         cwd=workdir,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -59,11 +59,10 @@ def ui_after_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     port = _free_port()
     data = workdir / "data" / "demo"
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(data / "dagster_home"),
-        "OPSRECON_DATABASE_URL": f"sqlite:///{data / 'opsrecon.sqlite3'}",
-    }
+    env.update(
+        DAGSTER_HOME=str(data / "dagster_home"),
+        OPSRECON_DATABASE_URL=f"sqlite:///{data / 'opsrecon.sqlite3'}",
+    )
     webserver = Path(sys.executable).with_name("dagster-webserver")
     server = subprocess.Popen(
         [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-m", "opsrecon_dagster.definitions"],
@@ -90,6 +89,18 @@ def ui_after_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def ui_after_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The UI after the demo (English)."""
+    yield from _serve_demo(tmp_path_factory.mktemp("ui"), "en")
+
+
+@pytest.fixture(scope="module")
+def ui_after_german_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The UI after the demo run with ``OPSRECON_LANGUAGE=de``."""
+    yield from _serve_demo(tmp_path_factory.mktemp("ui-de"), "de")
+
+
 @pytest.fixture
 def browser_page(ui_after_demo: str) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
@@ -101,8 +112,9 @@ def browser_page(ui_after_demo: str) -> Iterator[object]:
         browser.close()
 
 
-def _open(page: object, url: str, expect: str) -> str:
-    """Navigate, dismiss Dagster's first-visit dialog, wait for ``expect``; return page text."""
+def _open(page: object, url: str, expect: str, *select: str) -> str:
+    """Navigate, dismiss Dagster's first-visit dialog, click each visible text of ``select``
+    in turn (tabs, partitions), wait for ``expect``; return the page text."""
     from playwright.sync_api import Page
 
     assert isinstance(page, Page)
@@ -113,9 +125,20 @@ def _open(page: object, url: str, expect: str) -> str:
         skip.click()
     except Exception:
         pass
+    for text in select:
+        target = page.get_by_text(text, exact=True)
+        target.first.wait_for(timeout=30_000)
+        visible = [target.nth(i) for i in range(target.count()) if target.nth(i).is_visible()]
+        assert visible, f"nothing visible reads {text!r}"
+        visible[-1].click()
     page.get_by_text(expect).first.wait_for(timeout=30_000)
     page.wait_for_timeout(500)
     return page.inner_text("body")
+
+
+def _check_of(page: object, base: str, asset: str, partition: str, expect: str) -> str:
+    """The asset's proof check as the UI shows it for one partition."""
+    return _open(page, f"{base}/assets/{asset}?view=checks", expect, "Partitions", partition)
 
 
 def _shot(page: object, tmp_path: Path, name: str) -> Path:
@@ -157,3 +180,86 @@ def test_automation_lists_the_reconciliation_sensor(
     for name in ("reconciliation_sensor", "reconcile_on_run_failure", "inventory_sync_schedule"):
         assert name in text
     _shot(browser_page, tmp_path, "ui-automation.png")
+
+
+def test_killed_worker_partition_is_failed_with_the_failed_check(
+    ui_after_demo: str, browser_page, tmp_path
+) -> None:
+    """(a) The killed worker's partition is not "Materializing": its latest run failed, and
+    its check shows the reconciler's failed decision."""
+    url = f"{ui_after_demo}/assets/inventory_items?view=partitions&partition=globex.umbrella"
+    text = _open(browser_page, url, "did not materialize this asset")
+    assert "Materializing —" not in text and "has started" not in text
+    assert "failed, and did not materialize this asset" in text
+    _shot(browser_page, tmp_path, "ui-partition-failed.png")
+    text = _check_of(
+        browser_page, ui_after_demo, "inventory_items", "globex.umbrella", "stale_without_proof"
+    )
+    assert "The run went stale and produced no proof. [stale_without_proof]" in text
+    assert "reconciler" in text and "Failed" in text
+    _shot(browser_page, tmp_path, "ui-check-failed-decision.png")
+
+
+def test_blocked_partition_is_not_green(ui_after_demo: str, browser_page, tmp_path) -> None:
+    """(b) The blocked run's partition shows its failed attempt and an error check."""
+    url = f"{ui_after_demo}/assets/inventory_items?view=partitions&partition=acme.fabrikam"
+    text = _open(browser_page, url, "did not materialize this asset")
+    assert "failed, and did not materialize this asset" in text
+    text = _check_of(
+        browser_page,
+        ui_after_demo,
+        "inventory_items",
+        "acme.fabrikam",
+        "environment_consent_missing",
+    )
+    assert "[environment_consent_missing]" in text and "blocked" in text
+    assert "warning_outline" not in _detail_html(browser_page)  # an error, not a warning
+
+
+def _detail_html(page: object) -> str:
+    """The check detail's header (its status badge) as HTML."""
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    html = page.content()
+    end = html.find("Latest execution")
+    return html[max(0, end - 4000) : end]
+
+
+def test_partially_succeeded_partition_shows_a_warning(
+    ui_after_demo: str, browser_page, tmp_path
+) -> None:
+    """(c) Partially succeeded: materialized, with the proof check as a warning."""
+    text = _check_of(
+        browser_page,
+        ui_after_demo,
+        "inventory_items",
+        "acme.northwind",
+        "inventory_partial_coverage",
+    )
+    assert "Some policy types were synced, others failed. [inventory_partial_coverage]" in text
+    assert "warning_outline" in _detail_html(browser_page)  # the yellow warning badge
+    _shot(browser_page, tmp_path, "ui-check-warning.png")
+    url = f"{ui_after_demo}/assets/inventory_items?view=partitions&partition=acme.northwind"
+    text = _open(browser_page, url, "Latest materialization")
+    assert "did not materialize" not in text
+
+
+def test_overview_shows_the_attention_list(ui_after_demo: str, browser_page, tmp_path) -> None:
+    """(d) The overview lists what needs attention per workspace and environment."""
+    text = _open(browser_page, f"{ui_after_demo}/assets/operations_overview", "blocked_24h")
+    assert "attention" in text and "failed_24h" in text
+    for environment in ("acme.fabrikam", "globex.umbrella", "globex.hooli"):
+        assert environment in text
+    assert "latest_problem_run" in text
+    _shot(browser_page, tmp_path, "ui-overview-attention.png")
+
+
+def test_german_messages_in_the_ui(ui_after_german_demo: str, browser_page, tmp_path) -> None:
+    """(e) With OPSRECON_LANGUAGE=de the decisions read in German, codes beside them."""
+    german = "Der Lauf ist ohne Fortschritt geblieben und hat keinen Nachweis erzeugt."
+    text = _check_of(
+        browser_page, ui_after_german_demo, "inventory_items", "globex.umbrella", german
+    )
+    assert f"{german} [stale_without_proof]" in text
+    _shot(browser_page, tmp_path, "ui-check-german.png")
