@@ -48,16 +48,13 @@ def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatc
     first = reconciliation_sensor(ctx)
     assert isinstance(first, dg.SensorResult)
     assert len(first.asset_events) == 3
-    # The workers died after committing their artifacts and before reporting them: the
-    # reconciler materializes the partition with the proof's metadata.
+    # Older runs of the partition, superseded by the newest one: observations only.
+    assert {type(e) for e in first.asset_events} == {dg.AssetObservation}
     event = first.asset_events[0]
-    assert isinstance(event, dg.AssetMaterialization)
     assert event.asset_key == dg.AssetKey("inventory_items")
     assert event.partition == scope.partition_key
     assert event.metadata["outcome"].value == "succeeded"
     assert event.metadata["reason_code"].value == "inventory_all_types_covered"
-    assert event.metadata["decided_by"].value == "reconciler"
-    assert event.metadata["types_succeeded"].value == 3
     assert json.loads(first.cursor or "")["decided"] == 3
     second = reconciliation_sensor(
         dg.build_sensor_context(
@@ -66,6 +63,13 @@ def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatc
     )
     assert isinstance(second, dg.SensorResult)
     assert len(second.asset_events) == 2
+    # The newest worker died after committing its artifacts and before reporting them: the
+    # reconciler materializes the partition with the proof's metadata.
+    newest = second.asset_events[-1]
+    assert isinstance(newest, dg.AssetMaterialization)
+    assert newest.metadata["operation_run_id"].value == run_ids[-1]
+    assert newest.metadata["decided_by"].value == "reconciler"
+    assert newest.metadata["types_succeeded"].value == 3
     assert {world.decided(r)[0] for r in run_ids} == {"succeeded"}
     third = reconciliation_sensor(
         dg.build_sensor_context(
@@ -183,10 +187,11 @@ def test_decided_dagster_run_that_cannot_end_itself_is_ended_with_the_decision(
     """A stale run whose Dagster run never ended (its worker is gone): the decision goes on
     the Dagster run as tags, and the run is marked failed with a message naming it."""
     scope = world.scope("full")
-    run_id = world.start(INV, scope)
-    dagster_run_id = world.running(run_id, "NOT_STARTED")
+    # An older run of the partition whose Dagster run already ended; then the newest run.
     ended = world.start(INV, scope, policy_types=["compliancePolicies"])
     ended_dagster_id = world.running(ended, "SUCCESS")
+    run_id = world.start(INV, scope)
+    dagster_run_id = world.running(run_id, "NOT_STARTED")
     result = reconciliation_sensor(
         dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
     )
@@ -217,11 +222,18 @@ def test_decided_dagster_run_that_cannot_end_itself_is_ended_with_the_decision(
     assert evaluation.severity is dg.AssetCheckSeverity.ERROR
     assert "[stale_without_proof]" in (evaluation.description or "")
     assert evaluation.metadata["decided_by"].value == "reconciler"
-    # A Dagster run that already ended keeps its status and only gets the decision's tags.
+    # A Dagster run that already ended keeps its status and only gets the decision's tags
+    # (and, superseded by the newer run, no check evaluation on the partition).
     other = world.instance.get_run_by_id(ended_dagster_id)
     assert other is not None
     assert other.status is dg.DagsterRunStatus.SUCCESS
     assert other.tags["opsrecon/reason"] == "dagster_success_without_proof"
+    assert not [
+        e
+        for e in world.instance.all_logs(ended_dagster_id)
+        if e.dagster_event is not None
+        and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
 
 
 def test_observations_speak_the_configured_language(world: World) -> None:

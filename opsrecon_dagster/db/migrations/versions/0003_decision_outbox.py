@@ -48,7 +48,10 @@ def upgrade() -> None:
     )
 
     op.create_index(
-        "ix_operation_runs_completed", "operation_runs", ["completed_at", "id"], unique=False
+        "ix_operation_runs_completed",
+        "operation_runs",
+        ["completed_at", "type", "outcome", "workspace_id", "managed_environment_id"],
+        unique=False,
     )
 
 
