@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Text, cast, select, update
+from sqlalchemy import Text, bindparam, case, cast, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -281,6 +282,99 @@ class OperationRunService:
         """``reconcile`` inside the caller's transaction (which already holds the row lock)."""
         return self._finalize_in(session, run_id, decision, action="run.reconciled")
 
+    def reconcile_many_in(
+        self, session: Session, runs: Sequence[OperationRun], decisions: Mapping[int, Decision]
+    ) -> dict[int, TransitionResult]:
+        """The reconciler's terminal writes for a whole batch, inside the caller's
+        transaction (whose candidate query already holds the rows' locks).
+
+        The same compare-and-set and one-audit-row rules as ``reconcile``, in a fixed number
+        of statements: one guarded ``UPDATE`` for every decided row that is still open
+        (``RETURNING`` says which ones it changed) and one multi-row audit ``INSERT``. A row
+        the guard did not change (finalized by someone else meanwhile) takes the single-row
+        path, which records nothing over a decision that is already there.
+        """
+        by_id = {r.id: r for r in runs}
+        planned: dict[int, tuple[Decision, dict[str, object]]] = {}
+        for run_id, decision in decisions.items():
+            run = by_id[run_id]
+            ctx = self._context(session, run) or RunContext()
+            if run.status not in ACTIVE:
+                continue
+            attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
+            decision = decision.model_copy(update={"attempt": max(attempts, 1)})
+            new_ctx = ctx.model_copy(
+                update={"decision": decision, "reconciliation_attempts": attempts}
+            )
+            planned[run_id] = (decision, new_ctx.dump())
+        changed = self._finalize_many(session, planned)
+        results: dict[int, TransitionResult] = {}
+        audits = []
+        for run_id in changed:
+            run, (decision, context) = by_id[run_id], planned[run_id]
+            from_status = run.status
+            for name, value in (
+                ("status", RunStatus.COMPLETED.value),
+                ("outcome", decision.outcome.value),
+                ("reason_code", decision.reason_code),
+                ("context", context),
+                ("completed_at", decision.decided_at),
+            ):
+                set_committed_value(run, name, value)
+            audits.append(
+                self._audit_row(
+                    run,
+                    "run.reconciled",
+                    decision.decided_by,
+                    from_status=from_status,
+                    details=AuditDetails(adapter=decision.adapter, evidence=decision.evidence),
+                )
+            )
+            results[run_id] = TransitionResult(TransitionStatus.APPLIED, run)
+        if audits:
+            session.execute(insert(AuditLog), audits)
+        for run_id, decision in decisions.items():
+            if run_id not in results:
+                results[run_id] = self._finalize_in(
+                    session, run_id, decision, action="run.reconciled"
+                )
+        return results
+
+    @staticmethod
+    def _finalize_many(
+        session: Session, planned: Mapping[int, tuple[Decision, dict[str, object]]]
+    ) -> set[int]:
+        """One guarded UPDATE completing every planned row that is still open; returns the
+        ids it changed. Per-row values come from CASE expressions keyed by id (portable to
+        both databases, unlike UPDATE ... FROM VALUES)."""
+        if not planned:
+            return set()
+        column = OperationRun.__table__.c
+
+        def per_row(value_of: Callable[[Decision, dict[str, object]], object], typed: Any) -> Any:
+            return case(
+                {
+                    run_id: bindparam(None, value_of(*plan), type_=typed)
+                    for run_id, plan in planned.items()
+                },
+                value=OperationRun.id,
+            )
+
+        stmt = (
+            update(OperationRun)
+            .where(OperationRun.id.in_(list(planned)), OperationRun.status.in_(ACTIVE))
+            .values(
+                status=RunStatus.COMPLETED.value,
+                outcome=per_row(lambda d, _c: d.outcome.value, column.outcome.type),
+                reason_code=per_row(lambda d, _c: d.reason_code, column.reason_code.type),
+                context=per_row(lambda _d, c: c, column.context.type),
+                completed_at=per_row(lambda d, _c: d.decided_at, column.completed_at.type),
+            )
+            .returning(OperationRun.id)
+            .execution_options(synchronize_session=False)
+        )
+        return set(session.scalars(stmt))
+
     def _finalize(self, run_id: int, decision: Decision, *, action: str) -> TransitionResult:
         with self._sessions.begin() as session:
             return self._finalize_in(session, run_id, decision, action=action)
@@ -486,8 +580,9 @@ class OperationRunService:
             set_committed_value(run, name, value)
         return True
 
-    @staticmethod
+    @classmethod
     def _audit(
+        cls,
         session: Session,
         run: OperationRun,
         action: str,
@@ -497,17 +592,29 @@ class OperationRunService:
         details: AuditDetails | None = None,
     ) -> None:
         session.add(
-            AuditLog(
-                operation_run_id=run.id,
-                workspace_id=run.workspace_id,
-                managed_environment_id=run.managed_environment_id,
-                action=action,
-                actor=actor.value,
-                from_status=from_status,
-                to_status=run.status,
-                outcome=run.outcome,
-                reason_code=run.reason_code,
-                details=(details or AuditDetails()).model_dump(mode="json", exclude_none=True),
-                created_at=utcnow(),
-            )
+            AuditLog(**cls._audit_row(run, action, actor, from_status=from_status, details=details))
         )
+
+    @staticmethod
+    def _audit_row(
+        run: OperationRun,
+        action: str,
+        actor: Actor,
+        *,
+        from_status: str | None,
+        details: AuditDetails | None = None,
+    ) -> dict[str, Any]:
+        """The audit row of a transition the run (as mirrored) has just made."""
+        return {
+            "operation_run_id": run.id,
+            "workspace_id": run.workspace_id,
+            "managed_environment_id": run.managed_environment_id,
+            "action": action,
+            "actor": actor.value,
+            "from_status": from_status,
+            "to_status": run.status,
+            "outcome": run.outcome,
+            "reason_code": run.reason_code,
+            "details": (details or AuditDetails()).model_dump(mode="json", exclude_none=True),
+            "created_at": utcnow(),
+        }

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import DecisionOutbox
@@ -68,14 +68,21 @@ class Pending:
     event: DecisionEvent
 
 
-def enqueue(session: Session, event: DecisionEvent) -> None:
-    """Add a decision's event inside the caller's (the decision's) transaction."""
-    session.add(
-        DecisionOutbox(
-            operation_run_id=event.operation_run_id,
-            event=event.model_dump(mode="json"),
-            created_at=event.decided_at,
-        )
+def enqueue_many(session: Session, events: Sequence[DecisionEvent]) -> None:
+    """Add decisions' events inside the caller's (the decisions') transaction, in one
+    multi-row insert."""
+    if not events:
+        return
+    session.execute(
+        insert(DecisionOutbox),
+        [
+            {
+                "operation_run_id": e.operation_run_id,
+                "event": e.model_dump(mode="json"),
+                "created_at": e.decided_at,
+            }
+            for e in events
+        ],
     )
 
 

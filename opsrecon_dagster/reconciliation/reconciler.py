@@ -180,17 +180,36 @@ class Reconciler:
             materialized = self._materializations(readable, partitions)
             superseded = superseded_runs(session, candidates)
             view = ProofView.load(session, readable)  # a fixed number of queries per batch
-            results = []
             for run in candidates:
-                run_facts = replace(
+                facts[run.id] = replace(
                     facts[run.id],
                     materialized=materialized.get(run.id, ()),
                     superseded=run.id in superseded,
                 )
-                verdict = self._verdict(view, run, run_facts, run.id in unreadable)
-                results.append(
-                    self._record(session, run, run_facts, verdict, partitions, now, dry_run)
+            verdicts = {
+                run.id: self._with_evidence(
+                    run,
+                    facts[run.id],
+                    self._verdict(view, run, facts[run.id], run.id in unreadable),
                 )
+                for run in candidates
+            }
+            written = (
+                {}
+                if dry_run
+                else self._write(session, candidates, facts, verdicts, partitions, now)
+            )
+            results = [
+                ReconcileResult(
+                    run.id,
+                    run.type,
+                    self._family_key(run),
+                    partitions.get(run.managed_environment_id or -1),
+                    verdicts[run.id],
+                    written.get(run.id),
+                )
+                for run in candidates
+            ]
             if not dry_run:
                 self._runs.observe_dagster_in(
                     session,
@@ -309,8 +328,8 @@ class Reconciler:
         return found
 
     def _family_key(self, run: OperationRun) -> str | None:
-        adapter = self._registry.resolve(run.type)
-        return adapter.family.asset_key if isinstance(adapter, ProofAdapter) else None
+        family = self._family(run)
+        return family.asset_key if family is not None else None
 
     # ------------------------------------------------------------------ one run
     def _verdict(
@@ -341,20 +360,8 @@ class Reconciler:
             return Verdict(None, "run_alive", family.adapter)
         return Verdict(RunOutcome.FAILED, reason, family.adapter)
 
-    def _record(
-        self,
-        session: Session,
-        run: OperationRun,
-        facts: RunFacts,
-        verdict: Verdict,
-        partitions: Mapping[int, str],
-        now: datetime,
-        dry_run: bool,
-    ) -> ReconcileResult:
-        """Complete the verdict's evidence and write it through the lifecycle service."""
-        adapter = self._registry.resolve(run.type)
-        family = adapter.family if isinstance(adapter, ProofAdapter) else None
-        asset_key = family.asset_key if family is not None else None
+    def _with_evidence(self, run: OperationRun, facts: RunFacts, verdict: Verdict) -> Verdict:
+        """The verdict with the run's scope and Dagster facts added to its evidence."""
         dagster_run_id = facts.dagster.run_id if facts.dagster else run.dagster_run_id
         evidence = verdict.evidence.model_copy(
             update={
@@ -365,24 +372,54 @@ class Reconciler:
                 "materialization_count": facts.materializations,
             }
         )
-        verdict = Verdict(verdict.outcome, verdict.reason_code, verdict.adapter, evidence)
-        status: TransitionStatus | None = None
-        if verdict.outcome is not None and not dry_run:
-            decision = Decision(
+        return Verdict(verdict.outcome, verdict.reason_code, verdict.adapter, evidence)
+
+    def _write(
+        self,
+        session: Session,
+        runs: Sequence[OperationRun],
+        facts: Mapping[int, RunFacts],
+        verdicts: Mapping[int, Verdict],
+        partitions: Mapping[int, str],
+        now: datetime,
+    ) -> dict[int, TransitionStatus]:
+        """Write every decision of the batch through the lifecycle service in one batch,
+        with the decisions' outbox entries in the same transaction."""
+        decisions = {
+            run_id: Decision(
                 outcome=verdict.outcome,
                 reason_code=verdict.reason_code,
                 adapter=verdict.adapter,
                 decided_by=Actor.RECONCILER,
                 decided_at=now,
-                evidence=evidence,
+                evidence=verdict.evidence,
             )
-            status = self._runs.reconcile_in(session, run.id, decision).status
-        partition = partitions.get(run.managed_environment_id or -1)
-        if status is TransitionStatus.APPLIED and verdict.outcome is not None:
-            # In the decision's transaction: the decision and its Dagster events are
-            # delivered together or not at all (at least once, see ``outbox``).
-            outbox.enqueue(session, _decision_event(run, family, partition, facts, verdict, now))
-        return ReconcileResult(run.id, run.type, asset_key, partition, verdict, status)
+            for run_id, verdict in verdicts.items()
+            if verdict.outcome is not None
+        }
+        written = self._runs.reconcile_many_in(session, runs, decisions)
+        # In the decision's transaction: the decisions and their Dagster events are
+        # delivered together or not at all (at least once, see ``outbox``).
+        outbox.enqueue_many(
+            session,
+            [
+                _decision_event(
+                    run,
+                    self._family(run),
+                    partitions.get(run.managed_environment_id or -1),
+                    facts[run.id],
+                    verdicts[run.id],
+                    now,
+                )
+                for run in runs
+                if run.id in written and written[run.id].status is TransitionStatus.APPLIED
+            ],
+        )
+        return {run_id: result.status for run_id, result in written.items()}
+
+    def _family(self, run: OperationRun) -> Family | None:
+        adapter = self._registry.resolve(run.type)
+        return adapter.family if isinstance(adapter, ProofAdapter) else None
 
 
 def _decision_event(

@@ -370,3 +370,63 @@ def test_proven_and_blocked_decisions_are_never_corrected(
         outcome.value,
         reason,
     )
+
+
+def test_a_batch_of_decisions_is_written_in_two_statements(app: AppContext, scope: Scope) -> None:
+    """``reconcile_many_in``: one guarded UPDATE and one audit INSERT for the whole batch;
+    a row finalized meanwhile is not overwritten and gets no second audit row."""
+    from sqlalchemy import event
+
+    ids = [
+        app.runs.start(
+            INV,
+            workspace_id=scope.workspace_id,
+            environment_id=scope.environment_id,
+            inputs=RunInputs(policy_types=[f"t{i}"]),
+        ).run.id
+        for i in range(40)
+    ]
+    done_by_job = ids[7]
+    app.runs.mark_running(done_by_job, None)
+    app.runs.complete(done_by_job, decision(RunOutcome.SUCCEEDED, "inventory_all_types_covered"))
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        statements.append(" ".join(sql.split()[:3]))
+
+    with app.sessions() as session, session.begin():
+        runs = list(session.scalars(select(OperationRun).where(OperationRun.id.in_(ids))))
+        # The job's completion happened after this batch read its rows: they look open.
+        for run in runs:
+            if run.id == done_by_job:
+                run.__dict__["status"] = RunStatus.RUNNING.value
+        event.listen(app.engine, "before_cursor_execute", record)
+        try:
+            results = app.runs.reconcile_many_in(
+                session,
+                runs,
+                {
+                    i: decision(RunOutcome.FAILED, "stale_without_proof", Actor.RECONCILER)
+                    for i in ids
+                },
+            )
+        finally:
+            event.remove(app.engine, "before_cursor_execute", record)
+    applied = [i for i, r in results.items() if r.status is TransitionStatus.APPLIED]
+    assert sorted(applied) == sorted(set(ids) - {done_by_job})
+    assert results[done_by_job].status is TransitionStatus.ALREADY_FINAL
+    batch_writes = [s for s in statements if "UPDATE" in s or "INSERT" in s]
+    # The batch's two writes; then the one row that lost takes the single-row path, whose
+    # own guarded UPDATE changes nothing (and writes no audit row).
+    assert batch_writes == [
+        "UPDATE operation_runs SET",
+        "INSERT INTO audit_log",
+        "UPDATE operation_runs SET",
+    ]
+    for run_id in applied:
+        stored = app.runs.get(run_id)
+        assert (stored.status, stored.outcome) == ("completed", "failed")
+        actions = [a.action for a in audit_rows(app, run_id)]
+        assert actions.count("run.reconciled") == 1
+    assert app.runs.get(done_by_job).outcome == "succeeded"
+    assert [a.action for a in audit_rows(app, done_by_job)].count("run.reconciled") == 0
