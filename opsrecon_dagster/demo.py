@@ -37,7 +37,7 @@ from opsrecon_dagster.providers.fixture import DEFAULT_FIXTURE_FILE, FileGate
 from opsrecon_dagster.reconciliation.reconciler import ReconcileResult
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
 from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
-from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.settings import AppContext, Settings, dispose_shared
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
 DEMO_DIR = Path("data") / "demo"
@@ -102,6 +102,7 @@ class Demo:
     # ------------------------------------------------------------------ setup
     def reset(self) -> None:
         existed = self.data_dir.exists()
+        dispose_shared()  # no pooled connection may outlive the files removed here
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.home.mkdir(parents=True)
         shutil.copy(PROJECT_DAGSTER_YAML, self.home / "dagster.yaml")

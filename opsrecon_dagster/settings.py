@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -71,3 +73,33 @@ class AppContext:
     def dispose(self) -> None:
         if "engine" in self.__dict__:
             self.engine.dispose()
+
+
+# Application contexts shared within a process, so sensor ticks and job steps reuse their
+# pooled connections instead of building an engine each time. Bounded: the least recently
+# used context is disposed (only its idle connections close; checked-out ones finish).
+_SHARED: OrderedDict[Settings, AppContext] = OrderedDict()
+_SHARED_MAX = 4
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_app(settings: Settings) -> AppContext:
+    """The process's ``AppContext`` for these settings (created once, then reused)."""
+    with _SHARED_LOCK:
+        app = _SHARED.get(settings)
+        if app is None:
+            app = _SHARED[settings] = AppContext(settings)
+            while len(_SHARED) > _SHARED_MAX:
+                _settings, evicted = _SHARED.popitem(last=False)
+                evicted.dispose()
+        _SHARED.move_to_end(settings)
+        return app
+
+
+def dispose_shared() -> None:
+    """Dispose every shared context (e.g. before a database file is removed and recreated
+    under the same path, which pooled connections would otherwise keep writing to)."""
+    with _SHARED_LOCK:
+        while _SHARED:
+            _settings, app = _SHARED.popitem()
+            app.dispose()

@@ -7,6 +7,7 @@ reconciliation batch costs a fixed number of instance reads, not a few per run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from opsrecon_dagster.operations.staleness import DagsterRunInfo
@@ -28,9 +29,14 @@ class DagsterView(Protocol):
         ...
 
     def materializations(
-        self, asset_key: str, partition_keys: Sequence[str], operation_run_ids: Sequence[int]
+        self,
+        asset_key: str,
+        partition_keys: Sequence[str],
+        operation_run_ids: Sequence[int],
+        since: datetime,
     ) -> Mapping[int, Sequence[str]]:
-        """Materializations of ``asset_key`` in those partitions, per operation run id that
+        """Materializations of ``asset_key`` in those partitions since ``since`` (the oldest
+        run's creation: none can name a run before it existed), per operation run id that
         their metadata carries: the outcome each one reports (``""`` when it names none)."""
         ...
 
@@ -47,6 +53,10 @@ class NoDagster:
         return {}
 
     def materializations(
-        self, asset_key: str, partition_keys: Sequence[str], operation_run_ids: Sequence[int]
+        self,
+        asset_key: str,
+        partition_keys: Sequence[str],
+        operation_run_ids: Sequence[int],
+        since: datetime,
     ) -> Mapping[int, Sequence[str]]:
         return {}

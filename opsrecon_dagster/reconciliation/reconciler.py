@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import Text, cast, select
@@ -51,6 +51,9 @@ DAGSTER_TERMINAL_REASONS = {
     "CANCELED": "dagster_run_canceled_without_proof",
 }
 
+
+# Margin for clocks of different machines when comparing Dagster event times with rows.
+CLOCK_SKEW = timedelta(minutes=5)
 
 NO_PROOF_REASONS = {
     Liveness.QUEUE_WAIT_EXCEEDED: "dagster_queue_wait_exceeded",
@@ -323,7 +326,8 @@ class Reconciler:
                     if r.managed_environment_id in partitions
                 }
             )
-            reported = self._dagster.materializations(asset_key, keys, [r.id for r in mine])
+            since = min(r.created_at for r in mine) - CLOCK_SKEW
+            reported = self._dagster.materializations(asset_key, keys, [r.id for r in mine], since)
             found.update({run_id: tuple(outcomes) for run_id, outcomes in reported.items()})
         return found
 

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from opsrecon_dagster.operations.reasons import parse_language
 from opsrecon_dagster.providers.base import TenantProvider
-from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.settings import AppContext, Settings, shared_app
 
 FIXTURE_PATH_VAR = "OPSRECON_FIXTURE_PATH"
 
@@ -33,25 +33,24 @@ class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         description="Message language (en or de); default $OPSRECON_LANGUAGE, then en.",
     )
 
-    def app(self) -> AppContext:
-        """An application context for this run (settings resolved at execution, not import)."""
+    def settings(self) -> Settings:
+        """The settings this resource stands for (resolved at execution, not import)."""
         settings = Settings.from_env()
-        return AppContext(
-            Settings(
-                database_url=self.database_url or settings.database_url,
-                stale_thresholds_json=self.stale_thresholds_json or settings.stale_thresholds_json,
-                language=parse_language(self.language) if self.language else settings.language,
-            )
+        return Settings(
+            database_url=self.database_url or settings.database_url,
+            stale_thresholds_json=self.stale_thresholds_json or settings.stale_thresholds_json,
+            language=parse_language(self.language) if self.language else settings.language,
         )
+
+    def app(self) -> AppContext:
+        """A new application context of its own (the caller disposes it)."""
+        return AppContext(self.settings())
 
     @contextmanager
     def opened(self) -> Iterator[AppContext]:
-        """``app()`` for the length of a block; the engine is disposed afterwards."""
-        app = self.app()
-        try:
-            yield app
-        finally:
-            app.dispose()
+        """The process's shared application context for these settings, for a block: its
+        pooled connections serve the next tick or step too."""
+        yield shared_app(self.settings())
 
 
 class ClockResource(dg.ConfigurableResource):  # type: ignore[type-arg]

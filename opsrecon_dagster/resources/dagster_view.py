@@ -64,7 +64,11 @@ class InstanceDagsterView:
         return found
 
     def materializations(
-        self, asset_key: str, partition_keys: Sequence[str], operation_run_ids: Sequence[int]
+        self,
+        asset_key: str,
+        partition_keys: Sequence[str],
+        operation_run_ids: Sequence[int],
+        since: datetime,
     ) -> Mapping[int, Sequence[str]]:
         """Materializations in the given partitions whose metadata names one of the runs,
         with the outcome each reports."""
@@ -73,7 +77,9 @@ class InstanceDagsterView:
         wanted = set(operation_run_ids)
         result = self._instance.fetch_materializations(
             dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey(asset_key), asset_partitions=list(partition_keys)
+                asset_key=dg.AssetKey(asset_key),
+                asset_partitions=list(partition_keys),
+                after_timestamp=since.timestamp(),
             ),
             limit=MAX_MATERIALIZATIONS,
         )

@@ -1,15 +1,25 @@
 """The reconciliation sensors: a stale scan every minute, and an immediate look at tagged
 Dagster runs that ended while their operation run was still open."""
 
+import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 import dagster as dg
-from dagster._core.events import DagsterEvent, DagsterEventType
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from dagster._core.events import (
+    AssetObservationData,
+    DagsterEvent,
+    DagsterEventType,
+    StepMaterializationData,
+)
+from dagster._core.events.log import EventLogEntry
+from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
 from opsrecon_dagster.operations.enums import RunOutcome
@@ -23,9 +33,10 @@ from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
 from opsrecon_dagster.sensors.guard import guarded_tick, sanitized_failure
 
-# The daemon writes each returned asset event separately (about 20-30 ms each on PostgreSQL),
-# so 200 decisions stay far inside the 60 s sensor limit together with the batch's queries.
-BATCH_SIZE = 200
+# Decisions per batch (one transaction each); a tick runs batches until the backlog is empty
+# or its budget is spent, well inside Dagster's 60 s limit for a sensor evaluation.
+BATCH_SIZE = 500
+TICK_BUDGET_SECONDS = 20.0
 
 
 # Dagster run states in which a decided run can no longer be trusted to end by itself, with
@@ -207,24 +218,18 @@ def reconcile_batch(
     op_type: str | None = None,
     workspace_id: int | None = None,
     dry_run: bool = False,
-    acknowledge: Sequence[int] = (),
     jobs: JobLookup | None = None,
 ) -> Batch:
     """Run one reconciliation batch and prepare the delivery of pending decisions.
 
-    ``acknowledge`` names outbox entries whose events are known to be written (the sensor's
-    last saved cursor); they are removed first. The batch's decisions enter the outbox with
-    the decisions; then the pending entries (those of ``run_ids`` only, when given) are
-    recorded on their Dagster runs, and their asset events returned for the caller to write:
-    the daemon, from the sensor's result, or ``deliver``.
+    The batch's decisions enter the outbox with the decisions. Then the pending entries
+    (those of ``run_ids`` only, when given) are recorded on their Dagster runs, and their
+    asset events are returned for the caller to ``deliver``.
 
     The sensors, ``opsrecon reconcile`` and the demo all come through here.
     """
     at = now
     with app_db.opened() as app:
-        if acknowledge:
-            with app.sessions.begin() as session:
-                outbox.acknowledge(session, acknowledge)
         reconciler = Reconciler(
             app.sessions,
             app.runs,
@@ -246,30 +251,79 @@ def reconcile_batch(
     return Batch(results, prepare_delivery(instance, entries, language, jobs))
 
 
+def write_asset_events(instance: dg.DagsterInstance, events: Sequence[AssetEvent]) -> None:
+    """Write runless asset events in batches: Dagster's event-log storage stores a batch of
+    one kind for one asset in one statement on PostgreSQL (one by one elsewhere), instead of
+    one round trip per event. Events are grouped by kind and asset, in order, since a batch
+    updates its asset's latest-event index from its last event only."""
+    for _key, group in groupby(events, key=lambda e: (type(e), e.asset_key)):
+        entries = [_runless_entry(event) for event in group]
+        instance.event_log_storage.store_event_batch(entries)
+
+
+def _runless_entry(event: AssetEvent) -> EventLogEntry:
+    """The event-log entry ``report_runless_asset_event`` would store for the event."""
+    data: StepMaterializationData | AssetObservationData
+    if isinstance(event, dg.AssetMaterialization):
+        kind, data = DagsterEventType.ASSET_MATERIALIZATION, StepMaterializationData(event)
+    else:
+        kind, data = DagsterEventType.ASSET_OBSERVATION, AssetObservationData(event)
+    return EventLogEntry(  # type: ignore[no-untyped-call]
+        user_message="",
+        level=logging.INFO,
+        job_name=RUNLESS_JOB_NAME,
+        run_id=RUNLESS_RUN_ID,
+        error_info=None,
+        timestamp=time.time(),
+        dagster_event=DagsterEvent(
+            event_type_value=kind.value, event_specific_data=data, job_name=RUNLESS_JOB_NAME
+        ),
+    )
+
+
 def deliver(instance: dg.DagsterInstance, app_db: AppDatabaseResource, delivery: Delivery) -> None:
-    """Write a delivery's events, then acknowledge its entries (callers outside the daemon)."""
-    for event in delivery.events:
-        instance.report_runless_asset_event(event)
+    """Write a delivery's events, then acknowledge its entries. A crash in between leaves
+    the entries pending, so the next delivery repeats them (at least once)."""
+    write_asset_events(instance, delivery.events)
     if delivery.entry_ids:
         with app_db.opened() as app, app.sessions.begin() as session:
             outbox.acknowledge(session, delivery.entry_ids)
 
 
+def drain(
+    instance: dg.DagsterInstance,
+    app_db: AppDatabaseResource,
+    *,
+    now: datetime,
+    budget_seconds: float,
+    jobs: JobLookup | None = None,
+    limit: int = BATCH_SIZE,
+) -> list[ReconcileResult]:
+    """Reconcile and deliver batch after batch until the backlog is empty, a batch decides
+    nothing (what is left is alive or waiting), or the time budget is spent."""
+    deadline = time.monotonic() + budget_seconds
+    results: list[ReconcileResult] = []
+    while True:
+        batch = reconcile_batch(instance, app_db, now=now, limit=limit, jobs=jobs)
+        deliver(instance, app_db, batch.delivery)
+        results += batch.results
+        decided = sum(r.status is TransitionStatus.APPLIED for r in batch.results)
+        if len(batch.results) < limit or decided == 0 or time.monotonic() >= deadline:
+            return results
+
+
 class TickCursor(BaseModel):
-    """The reconciliation sensor's cursor: the outbox entries the tick reported (the daemon
-    saves a cursor only after writing the tick's events, so the next tick may acknowledge
-    them), and the tick's figures for the UI."""
+    """The reconciliation sensor's cursor: the last tick's figures, for the UI."""
 
     model_config = ConfigDict(extra="ignore")
 
-    reported: list[int] = Field(default_factory=list, max_length=outbox.EMIT_LIMIT)
     tick: str | None = None
     considered: int = 0
     decided: int = 0
 
     @classmethod
     def parse(cls, raw: str | None) -> "TickCursor":
-        """A missing or unreadable cursor acknowledges nothing: at worst events repeat."""
+        """A missing or unreadable cursor is an empty one."""
         try:
             return cls.model_validate_json(raw) if raw else cls()
         except ValidationError:
@@ -291,34 +345,28 @@ def reconciliation_sensor(
     """
 
     def tick() -> dg.SensorResult:
-        previous = TickCursor.parse(context.cursor)
-        batch = reconcile_batch(
+        results = drain(
             context.instance,
             app_db,
             now=clock.now(),
-            limit=BATCH_SIZE,
-            acknowledge=previous.reported,
+            budget_seconds=TICK_BUDGET_SECONDS,
             jobs=jobs_of(context.repository_def),
         )
-        results, delivery = batch.results, batch.delivery
         decided = sum(r.status is TransitionStatus.APPLIED for r in results)
         waiting = sum(r.verdict.outcome is None for r in results)
         cursor = TickCursor(
-            reported=delivery.entry_ids,
-            tick=datetime.now(UTC).isoformat(),
-            considered=len(results),
-            decided=decided,
+            tick=datetime.now(UTC).isoformat(), considered=len(results), decided=decided
         ).model_dump_json()
-        if not results and not delivery.entry_ids:
+        if not results:
             return dg.SensorResult(cursor=cursor, skip_reason="no stale operation runs")
         context.log.info(
-            f"considered {len(results)}, decided {decided}, no decision yet {waiting}, "
-            f"decisions reported {len(delivery.entry_ids)}"
+            f"considered {len(results)}, decided and reported {decided}, no decision yet {waiting}"
         )
-        return dg.SensorResult(asset_events=delivery.events, cursor=cursor)
+        return dg.SensorResult(cursor=cursor)
 
-    # A failed batch commits no decision (one transaction) and saves no cursor, so the
-    # decisions of an interrupted tick are reported again by the next one.
+    # A batch that fails commits no decision (one transaction); decisions whose events were
+    # not written stay in the outbox, and the next batch (this tick's or the next) reports
+    # them again.
     return guarded_tick(context, "reconciliation", tick)
 
 

@@ -41,3 +41,20 @@ def test_bad_urls_are_rejected_without_echoing_secrets(raw: str, message: str) -
 
 def test_describe_hides_password() -> None:
     assert "s3cret" not in describe_url(normalize_url("postgresql://u:s3cret@h/db"))
+
+
+def test_resources_share_one_pooled_engine_per_database(tmp_path) -> None:
+    """Ticks and steps reuse the process's context (and its pool) for the same settings."""
+    from opsrecon_dagster.resources import AppDatabaseResource
+    from opsrecon_dagster.settings import dispose_shared
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    resource = AppDatabaseResource(database_url=url)
+    with resource.opened() as first, resource.opened() as second:
+        assert first is second
+        assert first.engine is second.engine
+    with AppDatabaseResource(database_url=url, language="de").opened() as german:
+        assert german is not first and german.language == "de"
+    dispose_shared()
+    with resource.opened() as fresh:
+        assert fresh is not first

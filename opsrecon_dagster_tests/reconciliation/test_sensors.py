@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pytest
 from sqlalchemy import update
 
 from opsrecon_dagster.db.models import OperationRun
@@ -31,7 +32,27 @@ def resources(world: World, later: timedelta = timedelta(0)) -> dict[str, object
 LATER = timedelta(hours=3)  # the workers stopped reporting long ago
 
 
-def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatch) -> None:
+def _events_of(world: World) -> list[dg.AssetMaterialization | dg.AssetObservation]:
+    """The runless asset events in storage for ``inventory_items``, oldest first."""
+    key = dg.AssetKey("inventory_items")
+    found: list[tuple[int, dg.AssetMaterialization | dg.AssetObservation]] = []
+    for record in world.instance.fetch_materializations(key, limit=100).records:
+        assert record.asset_materialization is not None
+        found.append((record.storage_id, record.asset_materialization))
+    for record in world.instance.fetch_observations(key, limit=100).records:
+        assert record.asset_observation is not None
+        found.append((record.storage_id, record.asset_observation))
+    return [event for _id, event in sorted(found, key=lambda pair: pair[0])]
+
+
+def _reported(world: World) -> list[int]:
+    ids = [e.metadata["operation_run_id"].value for e in _events_of(world)]
+    return sorted(i for i in ids if isinstance(i, int))
+
+
+def test_a_tick_drains_the_backlog_in_batches_and_reports_every_decision(
+    world: World, monkeypatch
+) -> None:
     import opsrecon_dagster.sensors.reconciliation as module
 
     monkeypatch.setattr(module, "BATCH_SIZE", 3)
@@ -42,71 +63,67 @@ def test_tick_decides_a_bounded_batch_with_observations(world: World, monkeypatc
         world.running(run_id)
         world.work_then_die("inventory_items", run_id)
         run_ids.append(run_id)
-    ctx = dg.build_sensor_context(
-        instance=world.instance, cursor=None, resources=resources(world, LATER)
+    first = reconciliation_sensor(
+        dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
     )
-    first = reconciliation_sensor(ctx)
     assert isinstance(first, dg.SensorResult)
-    assert len(first.asset_events) == 3
+    # Two batches of at most three in one tick; the events are written by the tick itself.
+    assert first.asset_events == []
+    assert json.loads(first.cursor or "")["decided"] == 5
+    assert {world.decided(r)[0] for r in run_ids} == {"succeeded"}
+    events = _events_of(world)
+    assert _reported(world) == run_ids
     # Older runs of the partition, superseded by the newest one: observations only.
-    assert {type(e) for e in first.asset_events} == {dg.AssetObservation}
-    event = first.asset_events[0]
-    assert event.asset_key == dg.AssetKey("inventory_items")
-    assert event.partition == scope.partition_key
-    assert event.metadata["outcome"].value == "succeeded"
-    assert event.metadata["reason_code"].value == "inventory_all_types_covered"
-    assert json.loads(first.cursor or "")["decided"] == 3
-    second = reconciliation_sensor(
+    older = [e for e in events if e.metadata["operation_run_id"].value != run_ids[-1]]
+    assert {type(e) for e in older} == {dg.AssetObservation}
+    assert older[0].partition == scope.partition_key
+    assert older[0].metadata["reason_code"].value == "inventory_all_types_covered"
+    # The newest worker died after committing its artifacts and before reporting them: the
+    # reconciler materializes the partition with the proof's metadata.
+    [newest] = [e for e in events if e.metadata["operation_run_id"].value == run_ids[-1]]
+    assert isinstance(newest, dg.AssetMaterialization)
+    assert newest.metadata["decided_by"].value == "reconciler"
+    assert newest.metadata["types_succeeded"].value == 3
+    with world.app.sessions() as session:
+        assert outbox.count(session) == 0
+    again = reconciliation_sensor(
         dg.build_sensor_context(
             instance=world.instance, cursor=first.cursor, resources=resources(world, LATER)
         )
     )
-    assert isinstance(second, dg.SensorResult)
-    assert len(second.asset_events) == 2
-    # The newest worker died after committing its artifacts and before reporting them: the
-    # reconciler materializes the partition with the proof's metadata.
-    newest = second.asset_events[-1]
-    assert isinstance(newest, dg.AssetMaterialization)
-    assert newest.metadata["operation_run_id"].value == run_ids[-1]
-    assert newest.metadata["decided_by"].value == "reconciler"
-    assert newest.metadata["types_succeeded"].value == 3
-    assert {world.decided(r)[0] for r in run_ids} == {"succeeded"}
-    third = reconciliation_sensor(
-        dg.build_sensor_context(
-            instance=world.instance, cursor=second.cursor, resources=resources(world, LATER)
-        )
-    )
-    assert isinstance(third, dg.SensorResult)
-    assert third.asset_events == []
+    assert isinstance(again, dg.SensorResult)
+    assert again.skip_reason is not None
+    assert _reported(world) == run_ids  # nothing repeated
 
 
-def test_an_unsaved_cursor_reports_the_decisions_again(world: World, monkeypatch) -> None:
-    """The daemon saves a tick's cursor only after writing its events: a tick whose cursor
-    was never saved (daemon killed) leaves its decisions to be reported by the next one."""
+def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
+    world: World, monkeypatch
+) -> None:
+    """Events are written after the decisions commit: when writing them fails (or the
+    process dies there), the decisions stay in the outbox and the next tick reports them."""
     import opsrecon_dagster.sensors.reconciliation as module
 
-    monkeypatch.setattr(module, "BATCH_SIZE", 2)
     scope = world.scope("full")
     run_ids = [world.start(INV, scope, policy_types=[t]) for t in ("a", "b", "c")]
+    real_write = module.write_asset_events
 
-    def tick(cursor: str | None) -> dg.SensorResult:
-        result = reconciliation_sensor(
-            dg.build_sensor_context(
-                instance=world.instance, cursor=cursor, resources=resources(world, LATER)
-            )
+    def storage_down(_instance: object, _events: object) -> None:
+        raise ConnectionError("event log storage unavailable")
+
+    monkeypatch.setattr(module, "write_asset_events", storage_down)
+    with pytest.raises(Exception, match="ConnectionError"):
+        reconciliation_sensor(
+            dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
         )
-        assert isinstance(result, dg.SensorResult)
-        return result
-
-    def reported(result: dg.SensorResult) -> list[int]:
-        return sorted(e.metadata["operation_run_id"].value for e in result.asset_events)  # type: ignore[misc]
-
-    lost = tick(None)  # its events and cursor never reach storage
-    assert reported(lost) == run_ids[:2]
-    again = tick(None)  # the same saved cursor as before the lost tick
-    assert reported(again) == run_ids  # the two again, and the third decision
-    done = tick(again.cursor)  # acknowledged: nothing is repeated
-    assert done.asset_events == []
+    assert {world.decided(r)[1] for r in run_ids} == {"queued_never_started"}
+    assert _reported(world) == []
+    with world.app.sessions() as session:
+        assert outbox.count(session) == 3
+    monkeypatch.setattr(module, "write_asset_events", real_write)
+    reconciliation_sensor(
+        dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
+    )
+    assert _reported(world) == run_ids
     with world.app.sessions() as session:
         assert outbox.count(session) == 0
 
@@ -239,7 +256,7 @@ def test_decided_dagster_run_that_cannot_end_itself_is_ended_with_the_decision(
 def test_observations_speak_the_configured_language(world: World) -> None:
     scope = world.scope("full")
     run_id = world.start(INV, scope)
-    result = reconciliation_sensor(
+    reconciliation_sensor(
         dg.build_sensor_context(
             instance=world.instance,
             resources={
@@ -250,8 +267,7 @@ def test_observations_speak_the_configured_language(world: World) -> None:
             },
         )
     )
-    assert isinstance(result, dg.SensorResult)
-    [event] = result.asset_events
+    [event] = _events_of(world)
     assert event.metadata["operation_run_id"].value == run_id
     assert event.description == (
         "Der Lauf wurde eingereiht, aber nie gestartet. [queued_never_started]"
