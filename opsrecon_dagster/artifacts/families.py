@@ -20,6 +20,7 @@ from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, Evidence, PreconditionCheck, Progress
 from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
+from opsrecon_dagster.operations.keepalive import keep_alive
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
 from opsrecon_dagster.providers.base import TenantProvider
 
@@ -149,7 +150,8 @@ def run_job(
         runs.heartbeat(run_id, progress)
 
     try:
-        family.execute(sessions, scope, provider_factory(), heartbeat)
+        with keep_alive(lambda: runs.heartbeat(run_id)):
+            family.execute(sessions, scope, provider_factory(), heartbeat)
     except Exception:
         # An execution error is a truthful ``failed``; its text stays out of the row.
         _complete(runs, family, run_id, RunOutcome.FAILED, "job_execution_error", Evidence())

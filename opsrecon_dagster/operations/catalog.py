@@ -46,31 +46,34 @@ class CatalogEntry:
 
 
 _MIN = timedelta(minutes=1)
+# Jobs of the four families heartbeat every 20 s while they run (``operations.keepalive``),
+# so a running row without a beat for 90 s has lost its worker.
+_BEATING = timedelta(seconds=90)
 
 DEFAULT_ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry(
-        OperationType.INVENTORY_SYNC, "Inventory sync", "inventory_items", 10 * _MIN, 30 * _MIN
+        OperationType.INVENTORY_SYNC, "Inventory sync", "inventory_items", 10 * _MIN, _BEATING
     ),
     CatalogEntry(
         OperationType.BASELINE_CAPTURE,
         "Baseline capture",
         "baseline_snapshots",
         10 * _MIN,
-        30 * _MIN,
+        _BEATING,
     ),
     CatalogEntry(
         OperationType.BACKUP_SCHEDULE_EXECUTE,
         "Scheduled backup",
         "backup_sets",
         10 * _MIN,
-        60 * _MIN,
+        _BEATING,
     ),
     CatalogEntry(
         OperationType.ENVIRONMENT_REVIEW_COMPOSE,
         "Review composition",
         "environment_reviews",
         10 * _MIN,
-        20 * _MIN,
+        _BEATING,
     ),
     CatalogEntry(OperationType.POLICY_SYNC, "Policy sync", None, 10 * _MIN, 30 * _MIN),
     CatalogEntry(OperationType.BACKUP_SET_UPDATE, "Backup set update", None, 10 * _MIN, 30 * _MIN),

@@ -1,4 +1,4 @@
-"""The reconciliation sensors: a stale scan every minute, and an immediate look at tagged
+"""The reconciliation sensors: a stale scan every 30 s, and an immediate look at tagged
 Dagster runs that ended while their operation run was still open."""
 
 import logging
@@ -331,7 +331,7 @@ class TickCursor(BaseModel):
 
 
 @dg.sensor(
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Finalizes stale operation runs from the proof their artifacts give.",
 )
@@ -376,7 +376,10 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
     @dg.run_status_sensor(
         run_status=status,
         name=name,
-        monitor_all_code_locations=False,
+        # Every run, including those executed in-process (the CLI, the demo), which carry
+        # no code location; runs without an operation run tag are ignored below.
+        monitor_all_code_locations=True,
+        minimum_interval_seconds=5,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Reconciles a tagged operation run at once when its Dagster run ends "
         f"with {status.value}.",
