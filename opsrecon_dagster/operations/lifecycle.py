@@ -351,10 +351,13 @@ class OperationRunService:
             return set()
         column = OperationRun.__table__.c
 
-        def per_row(value_of: Callable[[Decision, dict[str, object]], object], typed: Any) -> Any:
+        def per_row(
+            name: str, value_of: Callable[[Decision, dict[str, object]], object], typed: Any
+        ) -> Any:
+            # Named parameters: anonymous ones cost the compiler time per name and batch.
             return case(
                 {
-                    run_id: bindparam(None, value_of(*plan), type_=typed)
+                    run_id: bindparam(f"{name}_{run_id}", value_of(*plan), type_=typed)
                     for run_id, plan in planned.items()
                 },
                 value=OperationRun.id,
@@ -365,10 +368,10 @@ class OperationRunService:
             .where(OperationRun.id.in_(list(planned)), OperationRun.status.in_(ACTIVE))
             .values(
                 status=RunStatus.COMPLETED.value,
-                outcome=per_row(lambda d, _c: d.outcome.value, column.outcome.type),
-                reason_code=per_row(lambda d, _c: d.reason_code, column.reason_code.type),
-                context=per_row(lambda _d, c: c, column.context.type),
-                completed_at=per_row(lambda d, _c: d.decided_at, column.completed_at.type),
+                outcome=per_row("o", lambda d, _c: d.outcome.value, column.outcome.type),
+                reason_code=per_row("r", lambda d, _c: d.reason_code, column.reason_code.type),
+                context=per_row("c", lambda _d, c: c, column.context.type),
+                completed_at=per_row("t", lambda d, _c: d.decided_at, column.completed_at.type),
             )
             .returning(OperationRun.id)
             .execution_options(synchronize_session=False)
