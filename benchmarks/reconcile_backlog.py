@@ -254,10 +254,11 @@ def main() -> None:
     )
     with dg.instance_for_test(overrides=config) as instance:
         n, seconds, tick_count = sensor_path(app, instance, args.batch)
+        limit = min(10_000, 2 * n)  # Dagster reads at most 10,000 records at a time
         events = len(
-            instance.fetch_observations(dg.AssetKey("inventory_items"), limit=10 * n).records
+            instance.fetch_observations(dg.AssetKey("inventory_items"), limit=limit).records
         ) + len(
-            instance.fetch_materializations(dg.AssetKey("inventory_items"), limit=10 * n).records
+            instance.fetch_materializations(dg.AssetKey("inventory_items"), limit=limit).records
         )
         storage = "PostgreSQL" if args.dagster_pg_url else "SQLite"
         print(

@@ -138,6 +138,9 @@ class OperationRun(Base):
             "created_at",
         ),
         Index("ix_operation_runs_type_created", "type", "created_at"),
+        # "Is there a newer run of this type in this environment?" (superseded runs): one
+        # index probe per candidate, whatever the history.
+        Index("ix_operation_runs_env_type_id", "managed_environment_id", "type", "id"),
         # The overview reads the last day's decisions and the latest ones by completion
         # time, so its cost follows the day's volume, not the history (covering: the day's
         # counts need no table lookups).

@@ -76,7 +76,6 @@ def superseded_runs(session: Session, runs: Sequence[OperationRun]) -> set[int]:
     stmt = select(OperationRun.id).where(
         OperationRun.id.in_(ids),
         exists().where(
-            newer.workspace_id == OperationRun.workspace_id,
             newer.managed_environment_id == OperationRun.managed_environment_id,
             newer.type == OperationRun.type,
             newer.id > OperationRun.id,

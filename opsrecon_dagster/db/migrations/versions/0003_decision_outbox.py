@@ -1,4 +1,4 @@
-"""decision_outbox; operation_runs completion-time index
+"""decision_outbox; operation_runs indexes for the overview and superseded runs
 
 Revision ID: 0003
 Revises: 0002
@@ -54,8 +54,16 @@ def upgrade() -> None:
         unique=False,
     )
 
+    op.create_index(
+        "ix_operation_runs_env_type_id",
+        "operation_runs",
+        ["managed_environment_id", "type", "id"],
+        unique=False,
+    )
+
 
 def downgrade() -> None:
+    op.drop_index("ix_operation_runs_env_type_id", table_name="operation_runs")
     op.drop_index("ix_operation_runs_completed", table_name="operation_runs")
     op.drop_index(op.f("ix_decision_outbox_operation_run_id"), table_name="decision_outbox")
     op.drop_table("decision_outbox")
