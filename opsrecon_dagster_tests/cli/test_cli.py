@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from opsrecon_dagster.cli.main import cli
 from opsrecon_dagster.db.models import OperationRun
@@ -141,28 +142,28 @@ def test_operations_start_launches_tagged_job(
     assert json.loads(out)["run"]["status"] == "queued"
 
 
-def test_reconcile_dry_run_then_write_then_explain(
-    sqlite_app: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from sqlalchemy import update
-
-    from opsrecon_dagster.db.models import OperationRun
-
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    scope = make_scope(sqlite_app, "acme", "contoso")
-    run = sqlite_app.runs.start(
+def _stale_restore_run(app: AppContext) -> OperationRun:
+    """A queued ``restore.execute`` run (no proof adapter) that went stale a day ago."""
+    scope = make_scope(app, "acme", "contoso")
+    run = app.runs.start(
         OperationType.RESTORE_EXECUTE,
         workspace_id=scope.workspace_id,
         environment_id=scope.environment_id,
     ).run
-    with sqlite_app.engine.begin() as conn:
+    with app.engine.begin() as conn:
         conn.execute(
             update(OperationRun)
             .where(OperationRun.id == run.id)
             .values(last_progress_at=datetime.now(UTC) - timedelta(days=1))
         )
+    return run
+
+
+def test_reconcile_dry_run_then_write_then_explain(
+    sqlite_app: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    run = _stale_restore_run(sqlite_app)
     url = sqlite_app.url.render_as_string()
     code, out, err = invoke(url, "reconcile", "--dry-run", "--json")
     assert code == 0, err
@@ -191,23 +192,8 @@ def test_language_applies_to_every_command(
 ) -> None:
     """``--lang`` / ``OPSRECON_LANGUAGE`` choose the messages of list, show, explain and
     reconcile; the reason code always stands beside the message."""
-    from datetime import UTC, datetime, timedelta
-
-    from sqlalchemy import update
-
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    scope = make_scope(sqlite_app, "acme", "contoso")
-    run = sqlite_app.runs.start(
-        OperationType.RESTORE_EXECUTE,
-        workspace_id=scope.workspace_id,
-        environment_id=scope.environment_id,
-    ).run
-    with sqlite_app.engine.begin() as conn:
-        conn.execute(
-            update(OperationRun)
-            .where(OperationRun.id == run.id)
-            .values(last_progress_at=datetime.now(UTC) - timedelta(days=1))
-        )
+    run = _stale_restore_run(sqlite_app)
     url = sqlite_app.url.render_as_string()
     german = "Der Lauf ist veraltet; für diesen Vorgangstyp gibt es keinen Nachweisadapter."
     code, out, err = invoke(url, "--lang", "de", "reconcile")
