@@ -12,28 +12,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from sqlalchemy import insert
+from seeding import Row, bench_app, bench_scopes, bulk_insert
 
-from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.overview import build_overview
-from opsrecon_dagster.settings import AppContext, Settings
-from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
 LAST_DAY = 2_000  # runs decided in the last 24 h, at every size
 OPEN = 500  # open runs, at every size
-CHUNK = 20_000
 OUTCOMES = ["succeeded", "succeeded", "succeeded", "partially_succeeded", "blocked", "failed"]
 TYPES = ["inventory.sync", "baseline.capture", "backup.schedule.execute"]
-
-
-Row = dict[str, object]
 
 
 def _rows(
@@ -59,19 +50,6 @@ def _rows(
         }
 
 
-def _insert(app: AppContext, rows: Iterable[Row]) -> None:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == CHUNK:
-            with app.engine.begin() as conn:
-                conn.execute(insert(OperationRun), batch)
-            batch = []
-    if batch:
-        with app.engine.begin() as conn:
-            conn.execute(insert(OperationRun), batch)
-
-
 def _open_rows(count: int, scopes: list[tuple[int, int]], now: datetime) -> Iterator[Row]:
     for i in range(count):
         ws_id, env_id = scopes[i % len(scopes)]
@@ -94,21 +72,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=7)
     parser.add_argument("--url", default=None, help="database URL (default: temp SQLite)")
     args = parser.parse_args()
-    url = args.url or f"sqlite:///{Path(tempfile.mkdtemp()) / 'overview.sqlite3'}"
-    app = AppContext(Settings(database_url=url))
-    migrate.upgrade(app.engine)
-    with app.sessions.begin() as s:
-        ws = get_or_create_workspace(s, "bench")
-        envs = [get_or_create_environment(s, ws, f"env-{i}") for i in range(50)]
-        scopes = [(ws.id, e.id) for e in envs]
+    app = bench_app(args.url, "overview.sqlite3")
+    scopes = bench_scopes(app, 50)
     now = datetime.now(UTC)
-    _insert(app, _rows(0, LAST_DAY, scopes, now, recent=True))
-    _insert(app, _open_rows(OPEN, scopes, now))
+    bulk_insert(app, OperationRun, _rows(0, LAST_DAY, scopes, now, recent=True))
+    bulk_insert(app, OperationRun, _open_rows(OPEN, scopes, now))
     print(f"{app.url.get_backend_name()}: {LAST_DAY} runs in the last 24 h, {OPEN} open")
     seeded = LAST_DAY + OPEN
     for size in sorted(args.sizes):
         t0 = time.perf_counter()
-        _insert(app, _rows(seeded, size - seeded, scopes, now, recent=False))
+        bulk_insert(app, OperationRun, _rows(seeded, size - seeded, scopes, now, recent=False))
         seeded = size
         if app.url.get_backend_name() == "postgresql":
             with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

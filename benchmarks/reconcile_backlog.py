@@ -19,44 +19,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
+from seeding import Row, bench_app, bench_scopes, bulk_insert
 from sqlalchemy import bindparam, case, delete, insert, select, update
 
-from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.models import AuditLog, DecisionOutbox, InventoryCoverage, OperationRun
 from opsrecon_dagster.reconciliation.dagster_view import NoDagster
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.reconciliation import drain
-from opsrecon_dagster.settings import AppContext, Settings
-from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
+from opsrecon_dagster.settings import AppContext
 
-CHUNK = 20_000
 TYPES = ("deviceConfigurations", "compliancePolicies", "appProtectionPolicies")
-Row = dict[str, object]
-
-
-def _chunks(rows: Iterator[Row]) -> Iterator[list[Row]]:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _bulk(app: AppContext, table: object, rows: Iterator[Row]) -> None:
-    for batch in _chunks(rows):
-        with app.engine.begin() as conn:
-            conn.execute(insert(table), batch)  # type: ignore[arg-type]
 
 
 def _run_row(i: int, scope: tuple[int, int], op_type: str, now: datetime, *, open_: bool) -> Row:
@@ -84,7 +61,7 @@ def seed_backlog(
 ) -> None:
     """``n`` stale running rows of ``op_type``; for inventory, a third with full coverage."""
     now = datetime.now(UTC)
-    _bulk(
+    bulk_insert(
         app,
         OperationRun,
         (_run_row(offset + i, scopes[i % len(scopes)], op_type, now, open_=True) for i in range(n)),
@@ -102,7 +79,7 @@ def seed_backlog(
                 OperationRun.id, OperationRun.workspace_id, OperationRun.managed_environment_id
             ).where(OperationRun.id.in_(ids[::3]))
         ).all()
-    _bulk(
+    bulk_insert(
         app,
         InventoryCoverage,
         (
@@ -210,16 +187,11 @@ def main() -> None:
     parser.add_argument("--url", default=None, help="database URL (default: temp SQLite)")
     parser.add_argument("--dagster-pg-url", default=None, help="Dagster storage on PostgreSQL")
     args = parser.parse_args()
-    url = args.url or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.sqlite3'}"
-    app = AppContext(Settings(database_url=url))
-    migrate.upgrade(app.engine)
-    with app.sessions.begin() as s:
-        ws = get_or_create_workspace(s, "bench")
-        envs = [get_or_create_environment(s, ws, f"env-{i}") for i in range(20)]
-        scopes = [(ws.id, e.id) for e in envs]
+    app = bench_app(args.url, "bench.sqlite3")
+    scopes = bench_scopes(app, 20)
     t0 = time.perf_counter()
     now = datetime.now(UTC)
-    _bulk(
+    bulk_insert(
         app,
         OperationRun,
         (
