@@ -90,7 +90,7 @@ def main() -> None:
         for _ in range(args.calls):
             c0 = time.perf_counter()
             with app.sessions() as session:
-                view = build_overview(session, app.catalog, datetime.now(UTC))
+                view = build_overview(session, datetime.now(UTC))
             seconds.append(time.perf_counter() - c0)
         print(
             f"history {size:>9,} runs (seeded in {time.perf_counter() - t0:.0f}s): overview "

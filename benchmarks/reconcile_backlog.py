@@ -50,6 +50,8 @@ def _run_row(i: int, scope: tuple[int, int], op_type: str, now: datetime, *, ope
         "created_at": at - timedelta(minutes=5),
         "started_at": at - timedelta(minutes=5),
         "last_progress_at": at,
+        # Due since long ago, as the lifecycle service stores it for a silent running row.
+        "stale_at": at + timedelta(seconds=90) if open_ else None,
     }
     if not open_:
         row.update(outcome="succeeded", reason_code="inventory_all_types_covered", completed_at=at)
@@ -108,8 +110,8 @@ def floor(app: AppContext, op_type: str, batch: int) -> tuple[int, float]:
                 select(
                     OperationRun.id, OperationRun.workspace_id, OperationRun.managed_environment_id
                 )
-                .where(OperationRun.type == op_type, OperationRun.status == "running")
-                .order_by(OperationRun.last_progress_at)
+                .where(OperationRun.stale_at < datetime.now(UTC), OperationRun.status == "running")
+                .order_by(OperationRun.stale_at, OperationRun.id)
                 .limit(batch)
             )
             if postgres:
@@ -129,6 +131,7 @@ def floor(app: AppContext, op_type: str, batch: int) -> tuple[int, float]:
                         value=OperationRun.id,
                     ),
                     completed_at=datetime.now(UTC),
+                    stale_at=None,
                 )
             )
             conn.execute(

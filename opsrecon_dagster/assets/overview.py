@@ -51,7 +51,7 @@ def operations_overview(
     Refreshed every five minutes by ``operations_overview_schedule``.
     """
     with app_db.opened() as app, app.sessions() as session:
-        view = build_overview(session, app.catalog, clock.now(), app.language)
+        view = build_overview(session, clock.now(), app.language)
     context.log.info(
         f"{view.open} open, {view.stale} stale, {view.decided_24h} decided in the last 24 h"
     )

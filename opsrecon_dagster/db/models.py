@@ -122,12 +122,13 @@ class OperationRun(Base):
             sqlite_where=ACTIVE_RUN,
             postgresql_where=ACTIVE_RUN,
         ),
-        # Stale-candidate selection reads only open rows ordered by last progress, so its
-        # cost follows the backlog, not the history.
+        # Open rows by due time: each reconciliation batch is one ordered range that reads
+        # exactly the batch, whatever the backlog and the history; the overview reads the
+        # open rows from it too.
         Index(
-            "ix_operation_runs_open_progress",
-            "status",
-            "last_progress_at",
+            "ix_operation_runs_open_due",
+            "stale_at",
+            "id",
             sqlite_where=ACTIVE_RUN,
             postgresql_where=ACTIVE_RUN,
         ),
@@ -172,6 +173,9 @@ class OperationRun(Base):
     last_heartbeat_at: Mapped[datetime | None]
     # created_at, then started_at, then each heartbeat: staleness is measured from here.
     last_progress_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When an open row becomes stale by its type's threshold (``StalenessRule.due_at``), or
+    # when the reconciler looks again at a row it found alive; NULL once completed.
+    stale_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
 
 

@@ -34,6 +34,7 @@ from opsrecon_dagster.operations.context import (
 )
 from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.reasons import CORRECTABLE_REASONS, NO_PROOF_REASONS
+from opsrecon_dagster.operations.staleness import StalenessRule
 
 ACTIVE = tuple(s.value for s in RunStatus.active())
 
@@ -78,6 +79,19 @@ class TransitionResult:
         return self.status in (TransitionStatus.APPLIED, TransitionStatus.CORRECTED)
 
 
+def _per_row(name: str, values: Mapping[int, object], typed: Any) -> Any:
+    """A CASE over the row id giving each row its own value (portable to both databases,
+    unlike UPDATE ... FROM VALUES). Named parameters: anonymous ones cost the compiler time
+    per name and batch."""
+    return case(
+        {
+            run_id: bindparam(f"{name}_{run_id}", value, type_=typed)
+            for run_id, value in values.items()
+        },
+        value=OperationRun.id,
+    )
+
+
 def input_hash(inputs: RunInputs) -> str:
     """Hash of what the run is asked to do; the trigger (manual, schedule) is not part of it."""
     payload = inputs.model_dump(mode="json", exclude={"trigger"}, exclude_none=True)
@@ -97,6 +111,7 @@ class OperationRunService:
     def __init__(self, sessions: sessionmaker[Session], catalog: OperationCatalog | None = None):
         self._sessions = sessions
         self.catalog = catalog or OperationCatalog()
+        self.rule = StalenessRule(self.catalog)
 
     # ----------------------------------------------------------------- start / dedupe
     def start(
@@ -139,6 +154,9 @@ class OperationRunService:
                             context=RunContext(inputs=inputs).dump(),
                             created_at=now,
                             last_progress_at=now,
+                            stale_at=self.rule.due_at(
+                                entry.type.value, RunStatus.QUEUED.value, now
+                            ),
                         )
                         session.add(run)
                         session.flush()
@@ -180,6 +198,7 @@ class OperationRunService:
                 "dagster_run_id": dagster_run_id,
                 "started_at": now,
                 "last_progress_at": now,
+                "stale_at": self.rule.due_at(run.type, RunStatus.RUNNING.value, now),
             }
             if precondition is not None:
                 ctx = self._context(session, run) or RunContext()
@@ -220,6 +239,7 @@ class OperationRunService:
         *,
         links: Mapping[int, str],
         waiting: Sequence[int],
+        revisit: Mapping[int, datetime],
         now: datetime,
     ) -> None:
         """What the reconciler learned from Dagster, inside its transaction.
@@ -228,6 +248,7 @@ class OperationRunService:
         schedule or sensor submission). ``waiting``: rows whose Dagster run is confirmed in
         the run queue; their progress is moved to ``now`` so they leave the front of the
         stale backlog (the queue wait itself is measured from the Dagster run's creation).
+        ``revisit``: open rows found not yet decidable, with when to look at them again.
         """
         for run_id, dagster_run_id in links.items():
             session.execute(
@@ -250,6 +271,36 @@ class OperationRunService:
                 .values(last_progress_at=now)
                 .execution_options(synchronize_session=False)
             )
+        if revisit:
+            column = OperationRun.__table__.c
+            session.execute(
+                update(OperationRun)
+                .where(OperationRun.id.in_(list(revisit)), OperationRun.status.in_(ACTIVE))
+                .values(stale_at=_per_row("s", revisit, column.stale_at.type))
+                .execution_options(synchronize_session=False)
+            )
+
+    def restamp_open(self) -> int:
+        """Make every open row due now (and clear any due time left on a final row).
+
+        For when the thresholds changed: stored due times were computed with the old ones.
+        The reconciler then looks at each open row once and stores, with the new thresholds,
+        when to look again; returns the number of open rows.
+        """
+        with self._sessions.begin() as session:
+            session.execute(
+                update(OperationRun)
+                .where(OperationRun.stale_at.is_not(None), OperationRun.status.not_in(ACTIVE))
+                .values(stale_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            result = session.execute(
+                update(OperationRun)
+                .where(OperationRun.status.in_(ACTIVE))
+                .values(stale_at=OperationRun.last_progress_at)
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
 
     def heartbeat(self, run_id: int, progress: Progress | None = None) -> bool:
         """Record progress of a running job; returns False once the run is no longer running."""
@@ -258,7 +309,11 @@ class OperationRunService:
             run = self._locked(session, run_id)
             if run.status != RunStatus.RUNNING.value:
                 return False
-            values: dict[str, object] = {"last_heartbeat_at": now, "last_progress_at": now}
+            values: dict[str, object] = {
+                "last_heartbeat_at": now,
+                "last_progress_at": now,
+                "stale_at": self.rule.due_at(run.type, RunStatus.RUNNING.value, now),
+            }
             if progress is not None:
                 ctx = self._context(session, run) or RunContext()
                 values["context"] = ctx.model_copy(update={"progress": progress}).dump()
@@ -354,13 +409,8 @@ class OperationRunService:
         def per_row(
             name: str, value_of: Callable[[Decision, dict[str, object]], object], typed: Any
         ) -> Any:
-            # Named parameters: anonymous ones cost the compiler time per name and batch.
-            return case(
-                {
-                    run_id: bindparam(f"{name}_{run_id}", value_of(*plan), type_=typed)
-                    for run_id, plan in planned.items()
-                },
-                value=OperationRun.id,
+            return _per_row(
+                name, {run_id: value_of(*plan) for run_id, plan in planned.items()}, typed
             )
 
         stmt = (
@@ -372,6 +422,7 @@ class OperationRunService:
                 reason_code=per_row("r", lambda d, _c: d.reason_code, column.reason_code.type),
                 context=per_row("c", lambda _d, c: c, column.context.type),
                 completed_at=per_row("t", lambda d, _c: d.decided_at, column.completed_at.type),
+                stale_at=None,
             )
             .returning(OperationRun.id)
             .execution_options(synchronize_session=False)
@@ -402,6 +453,7 @@ class OperationRunService:
             reason_code=decision.reason_code,
             context=new_ctx.dump(),
             completed_at=decision.decided_at,
+            stale_at=None,
         )
         if not changed:
             run = self._reload(session, run)

@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import ACTIVE_RUN, ManagedEnvironment, OperationRun, Workspace
-from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import RunContext
 from opsrecon_dagster.operations.enums import RunOutcome
 from opsrecon_dagster.operations.reasons import Language, message
@@ -44,7 +43,7 @@ PROBLEMS = (RunOutcome.BLOCKED.value, RunOutcome.FAILED.value)
 class OpenRun(NamedTuple):
     type: str
     status: str
-    last_progress_at: datetime
+    stale_at: datetime | None
     workspace_id: int
     managed_environment_id: int | None
 
@@ -68,9 +67,7 @@ class Overview:
     latest_problem_dagster_run: str | None  # the newest blocked/failed decision's run
 
 
-def build_overview(
-    session: Session, catalog: OperationCatalog, now: datetime, language: Language = "en"
-) -> Overview:
+def build_overview(session: Session, now: datetime, language: Language = "en") -> Overview:
     """Summarize open runs and the last 24 hours with index-bounded queries."""
     since = now - WINDOW
     # The open-runs predicate is written as literals, as in the partial index's own
@@ -81,7 +78,7 @@ def build_overview(
             select(
                 OperationRun.type,
                 OperationRun.status,
-                OperationRun.last_progress_at,
+                OperationRun.stale_at,
                 OperationRun.workspace_id,
                 OperationRun.managed_environment_id,
             ).where(ACTIVE_RUN)
@@ -114,8 +111,9 @@ def build_overview(
         + [(d.workspace_id, d.managed_environment_id) for d in decided]
         + [(r.workspace_id, r.managed_environment_id) for r in latest],
     )
-    rule = StalenessRule(catalog)
-    stale_flags = [rule.is_stale(r.type, r.status, r.last_progress_at, now) for r in open_runs]
+    # Stale as the reconciler sees it: past the stored due time (a run waiting in Dagster's
+    # queue, or found alive, is due again only when it could be decided).
+    stale_flags = [StalenessRule.stored_stale(r.stale_at, now) for r in open_runs]
     attention = _attention(open_runs, stale_flags, decided, names)
     problem = next(
         (r.dagster_run_id for r in latest if r.outcome in PROBLEMS and r.dagster_run_id), None

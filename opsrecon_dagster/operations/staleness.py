@@ -1,10 +1,12 @@
 """When an open run needs a decision: one staleness rule, and what Dagster adds to it.
 
 ``StalenessRule`` is the single definition of "stale by the database": a queued or running
-row whose last progress is older than its type's threshold. It renders itself as a Python
-predicate (per-run checks, the overview) and as a SQL predicate (candidate selection), from
-the same thresholds, so the two can never disagree. Unknown types use the shortest
-threshold in the catalog.
+row whose last progress is older than its type's threshold. The lifecycle service stores
+when that happens (``operation_runs.stale_at``, written with every progress and cleared on
+completion), so candidate selection is one ordered range over a partial index: its cost
+follows the batch, not the backlog or the history. The Python form (per-run checks) and the
+stored time come from the same thresholds. Unknown types use the shortest threshold in the
+catalog.
 
 ``liveness`` refines it with what Dagster knows about the linked run: a run waiting in
 Dagster's queue is not stale until the type's queue-wait threshold; a started run follows
@@ -13,11 +15,12 @@ the heartbeat rule; an ended run is decided at once.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, false, or_
+from sqlalchemy import ColumnElement
 
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationCatalog
@@ -27,6 +30,9 @@ from opsrecon_dagster.operations.enums import RunStatus
 WAITING_STATUSES = frozenset({"QUEUED", "NOT_STARTED", "STARTING"})
 STARTED_STATUSES = frozenset({"STARTED", "CANCELING"})
 ENDED_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+OPEN = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+# A row found alive is not looked at again sooner than this (no hot loop on a boundary).
+MIN_LOOK_DELAY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -57,34 +63,51 @@ class StalenessRule:
         """The thresholds of ``op_type``; unknown types get the shortest ones."""
         return self._by_type.get(op_type, self._unknown)
 
+    def due_at(self, op_type: str, status: str, last_progress_at: datetime) -> datetime | None:
+        """When an open row with this progress becomes stale (None: the row is not open)."""
+        if status not in OPEN:
+            return None
+        return last_progress_at + self.thresholds(op_type).for_status(status)
+
     def is_stale(
         self, op_type: str, status: str, last_progress_at: datetime, now: datetime
     ) -> bool:
         """True when an open row has made no progress past its threshold."""
-        if status not in (RunStatus.QUEUED.value, RunStatus.RUNNING.value):
-            return False
-        return now - last_progress_at > self.thresholds(op_type).for_status(status)
+        due = self.due_at(op_type, status, last_progress_at)
+        return due is not None and now > due
 
-    def sql(self, now: datetime) -> ColumnElement[bool]:
-        """The same rule as a SQL predicate over ``operation_runs`` (index-friendly ranges)."""
-        clauses: list[ColumnElement[bool]] = []
-        for op_type, t in self._by_type.items():
-            for status in (RunStatus.QUEUED.value, RunStatus.RUNNING.value):
-                clauses.append(
-                    and_(
-                        OperationRun.type == op_type,
-                        OperationRun.status == status,
-                        OperationRun.last_progress_at < now - t.for_status(status),
-                    )
-                )
-        clauses.append(
-            and_(
-                OperationRun.type.not_in(list(self._by_type)),
-                OperationRun.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
-                OperationRun.last_progress_at < now - self._unknown.queued,
-            )
+    @staticmethod
+    def sql(now: datetime) -> ColumnElement[bool]:
+        """The rule as a SQL predicate over the stored due time (a range on its index)."""
+        return OperationRun.stale_at < now
+
+    @staticmethod
+    def stored_stale(stale_at: datetime | None, now: datetime) -> bool:
+        """The rule over the stored due time, as the selection reads it."""
+        return stale_at is not None and now > stale_at
+
+    @property
+    def digest(self) -> str:
+        """Identifies these thresholds: stored due times were computed with them or not."""
+        parts = sorted(
+            (name, t.queued, t.running, t.queue_wait) for name, t in self._by_type.items()
         )
-        return or_(false(), *clauses)
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+    def next_look(
+        self, run: OperationRun, dagster: DagsterRunInfo | None, now: datetime
+    ) -> datetime:
+        """When to look again at an open row that is not decidable now (alive or waiting):
+        the moment it would become decidable if nothing changes, so it leaves the front of
+        the backlog instead of taking a batch slot on every tick."""
+        waiting = _waiting_since(run, dagster)
+        if waiting is not None:
+            thresholds = self.thresholds(run.type)
+            at = min(waiting + thresholds.queue_wait, now + thresholds.queued)
+        else:
+            progress, limit = _progress_and_limit(self, run, dagster)
+            at = progress + limit
+        return max(at, now + MIN_LOOK_DELAY)
 
 
 @dataclass(frozen=True)
@@ -114,34 +137,47 @@ class Liveness(StrEnum):
         return self not in (Liveness.ALIVE, Liveness.WAITING)
 
 
+def _waiting_since(run: OperationRun, dagster: DagsterRunInfo | None) -> datetime | None:
+    """When the row's Dagster run entered the run queue, if it is waiting there. Waiting only
+    while the row is queued: once a worker marked it running, it has started, whatever
+    Dagster's record says, and the heartbeat rule applies."""
+    if (
+        dagster is not None
+        and dagster.status in WAITING_STATUSES
+        and run.status == RunStatus.QUEUED.value
+    ):
+        return dagster.created_at or run.created_at
+    return None
+
+
+def _progress_and_limit(
+    rule: StalenessRule, run: OperationRun, dagster: DagsterRunInfo | None
+) -> tuple[datetime, timedelta]:
+    """The row's last progress and the threshold it is measured against."""
+    thresholds = rule.thresholds(run.type)
+    progress = run.last_progress_at
+    if dagster is not None and dagster.status in STARTED_STATUSES:
+        # A worker that has started but not yet marked the row running is progress too.
+        if dagster.started_at is not None and dagster.started_at > progress:
+            progress = dagster.started_at
+        return progress, thresholds.running
+    return progress, thresholds.for_status(run.status)
+
+
 def liveness(
     rule: StalenessRule,
     run: OperationRun,
     dagster: DagsterRunInfo | None,
     now: datetime,
 ) -> Liveness:
-    """Combine the database rule with the linked Dagster run's state (SPEC §5)."""
-    thresholds = rule.thresholds(run.type)
+    """Combine the database rule with the linked Dagster run's state."""
     if dagster is not None and dagster.status in ENDED_STATUSES:
         return Liveness.ENDED
-    # Waiting only while the row is queued: once a worker marked it running, it has started,
-    # whatever Dagster's record says, and the heartbeat rule applies.
-    if (
-        dagster is not None
-        and dagster.status in WAITING_STATUSES
-        and run.status == RunStatus.QUEUED.value
-    ):
-        since = dagster.created_at or run.created_at
-        waited = now - since > thresholds.queue_wait
-        return Liveness.QUEUE_WAIT_EXCEEDED if waited else Liveness.WAITING
-    progress = run.last_progress_at
-    if dagster is not None and dagster.status in STARTED_STATUSES:
-        # A worker that has started but not yet marked the row running is progress too.
-        if dagster.started_at is not None and dagster.started_at > progress:
-            progress = dagster.started_at
-        limit = thresholds.running
-    else:
-        limit = thresholds.for_status(run.status)
+    waiting = _waiting_since(run, dagster)
+    if waiting is not None:
+        exceeded = now - waiting > rule.thresholds(run.type).queue_wait
+        return Liveness.QUEUE_WAIT_EXCEEDED if exceeded else Liveness.WAITING
+    progress, limit = _progress_and_limit(rule, run, dagster)
     if now - progress <= limit:
         return Liveness.ALIVE
     if run.status == RunStatus.QUEUED.value and dagster is None:

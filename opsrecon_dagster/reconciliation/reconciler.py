@@ -22,10 +22,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from opsrecon_dagster.artifacts.common import Proof
 from opsrecon_dagster.artifacts.families import Family
 from opsrecon_dagster.artifacts.proofview import ProofView
-from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.db.models import ACTIVE_RUN, OperationRun
 from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import Decision, Evidence, RunContext
-from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
+from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
 from opsrecon_dagster.operations.queries import partition_keys, superseded_runs
 from opsrecon_dagster.operations.staleness import (
@@ -44,7 +44,6 @@ from opsrecon_dagster.reconciliation.registry import (
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = tuple(s.value for s in RunStatus.active())
 DAGSTER_TERMINAL_REASONS = {
     "SUCCESS": "dagster_success_without_proof",
     "FAILURE": "dagster_run_failed_without_proof",
@@ -222,6 +221,12 @@ class Reconciler:
                         if r.dagster_run_id is None and (info := dagster.get(r.id)) is not None
                     },
                     waiting=[r.id for r in candidates if facts[r.id].liveness is Liveness.WAITING],
+                    # Not decidable yet: out of the backlog's front until it could be.
+                    revisit={
+                        r.id: self._rule.next_look(r, facts[r.id].dagster, now)
+                        for r in candidates
+                        if verdicts[r.id].outcome is None
+                    },
                     now=now,
                 )
         return results
@@ -238,21 +243,23 @@ class Reconciler:
     ) -> list[OperationRun]:
         stmt = (
             select(OperationRun)
-            .where(OperationRun.status.in_(ACTIVE))
+            # Literal, as in the open-rows index's own predicate (bound parameters would keep
+            # SQLite from using that partial index).
+            .where(ACTIVE_RUN)
             # Contexts are read separately, as text, so a malformed one cannot break the batch.
             .options(defer(OperationRun.context))
         )
         if run_ids is not None:
             stmt = stmt.where(OperationRun.id.in_(list(run_ids)))
         else:
-            # Stale by each type's own thresholds (the one staleness rule), so runs that are
-            # not yet stale never take batch slots; the open-progress index serves the ranges.
+            # Due by the stored stale time (the one staleness rule): exactly the batch, read
+            # in order from the partial index, whatever the backlog and the history.
             stmt = stmt.where(self._rule.sql(now))
         if op_type:
             stmt = stmt.where(OperationRun.type == op_type)
         if workspace_id is not None:
             stmt = stmt.where(OperationRun.workspace_id == workspace_id)
-        stmt = stmt.order_by(OperationRun.last_progress_at, OperationRun.id).limit(limit)
+        stmt = stmt.order_by(OperationRun.stale_at, OperationRun.id).limit(limit)
         # Two reconcilers never take the same rows (PostgreSQL; SQLite has one writer).
         stmt = stmt.with_for_update(skip_locked=True)
         return list(session.scalars(stmt).all())

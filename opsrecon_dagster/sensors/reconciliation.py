@@ -299,27 +299,29 @@ def drain(
     jobs: JobLookup | None = None,
     limit: int = BATCH_SIZE,
 ) -> list[ReconcileResult]:
-    """Reconcile and deliver batch after batch until the backlog is empty, a batch decides
-    nothing (what is left is alive or waiting), or the time budget is spent."""
+    """Reconcile and deliver batch after batch until the backlog is empty or the time budget
+    is spent. Rows found alive or waiting are due again only later, so each batch reads
+    rows the drain has not seen."""
     deadline = time.monotonic() + budget_seconds
     results: list[ReconcileResult] = []
     while True:
         batch = reconcile_batch(instance, app_db, now=now, limit=limit, jobs=jobs)
         deliver(instance, app_db, batch.delivery)
         results += batch.results
-        decided = sum(r.status is TransitionStatus.APPLIED for r in batch.results)
-        if len(batch.results) < limit or decided == 0 or time.monotonic() >= deadline:
+        if len(batch.results) < limit or time.monotonic() >= deadline:
             return results
 
 
 class TickCursor(BaseModel):
-    """The reconciliation sensor's cursor: the last tick's figures, for the UI."""
+    """The reconciliation sensor's cursor: the last tick's figures, for the UI, and the
+    thresholds the open rows' due times were computed with."""
 
     model_config = ConfigDict(extra="ignore")
 
     tick: str | None = None
     considered: int = 0
     decided: int = 0
+    thresholds: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> "TickCursor":
@@ -330,6 +332,17 @@ class TickCursor(BaseModel):
             return cls()
 
 
+def restamp_on_new_thresholds(app_db: AppDatabaseResource, cursor: TickCursor) -> str:
+    """Make every open row due now when the thresholds differ from those of the last tick
+    (a configuration change, or the first tick): stored due times may then be too late.
+    Returns the current thresholds' digest, for the cursor."""
+    with app_db.opened() as app:
+        digest = app.runs.rule.digest
+        if cursor.thresholds != digest:
+            app.runs.restamp_open()
+    return digest
+
+
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -338,13 +351,16 @@ class TickCursor(BaseModel):
 def reconciliation_sensor(
     context: dg.SensorEvaluationContext, app_db: AppDatabaseResource, clock: ClockResource
 ) -> dg.SensorResult:
-    """Each tick decides a bounded batch of stale open runs, oldest progress first.
+    """Each tick decides stale open runs in batches, earliest due first, for up to
+    ``TICK_BUDGET_SECONDS``.
 
-    The backlog lives in the database (open runs by last progress), so a large backlog
-    drains over ticks; the cursor records the last tick's figures for the UI.
+    The backlog lives in the database (open runs by their stored due time), so a backlog
+    larger than a tick drains over ticks; the cursor records the last tick's figures for
+    the UI.
     """
 
     def tick() -> dg.SensorResult:
+        thresholds = restamp_on_new_thresholds(app_db, TickCursor.parse(context.cursor))
         results = drain(
             context.instance,
             app_db,
@@ -355,7 +371,10 @@ def reconciliation_sensor(
         decided = sum(r.status is TransitionStatus.APPLIED for r in results)
         waiting = sum(r.verdict.outcome is None for r in results)
         cursor = TickCursor(
-            tick=datetime.now(UTC).isoformat(), considered=len(results), decided=decided
+            tick=datetime.now(UTC).isoformat(),
+            considered=len(results),
+            decided=decided,
+            thresholds=thresholds,
         ).model_dump_json()
         if not results:
             return dg.SensorResult(cursor=cursor, skip_reason="no stale operation runs")

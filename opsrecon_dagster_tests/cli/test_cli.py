@@ -154,7 +154,10 @@ def _stale_restore_run(app: AppContext) -> OperationRun:
         conn.execute(
             update(OperationRun)
             .where(OperationRun.id == run.id)
-            .values(last_progress_at=datetime.now(UTC) - timedelta(days=1))
+            .values(
+                last_progress_at=datetime.now(UTC) - timedelta(days=1),
+                stale_at=datetime.now(UTC) - timedelta(days=1),
+            )
         )
     return run
 

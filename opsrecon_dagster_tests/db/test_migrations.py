@@ -27,7 +27,7 @@ def test_promise_indexes_are_partial_and_unique(app: AppContext) -> None:
     runs = {ix["name"]: ix for ix in inspector.get_indexes("operation_runs")}
     reviews = {ix["name"]: ix for ix in inspector.get_indexes("environment_reviews")}
     assert runs["uq_operation_runs_active_identity"]["unique"]
-    assert not runs["ix_operation_runs_open_progress"]["unique"]
+    assert not runs["ix_operation_runs_open_due"]["unique"]
     assert reviews["uq_environment_reviews_mutable_fingerprint"]["unique"]
     assert reviews["uq_environment_reviews_mutable_fingerprint"]["column_names"] == [
         "workspace_id",

@@ -68,8 +68,8 @@ def seed_overview_world(app: AppContext, scope: Scope) -> dict[str, int]:
 def test_attention_list_and_the_last_day(app: AppContext, scope: Scope) -> None:
     ids = seed_overview_world(app, scope)
     with app.sessions() as s:
-        now = build_overview(s, app.catalog, datetime.now(UTC))
-        later = build_overview(s, app.catalog, datetime.now(UTC) + timedelta(hours=2))
+        now = build_overview(s, datetime.now(UTC))
+        later = build_overview(s, datetime.now(UTC) + timedelta(hours=2))
     assert (now.open, now.stale, now.decided_24h) == (2, 0, 3)
     assert later.stale == 2
     attention = {(r["workspace"], r["environment"]): r for r in later.attention.to_dict("records")}
@@ -95,6 +95,6 @@ def test_attention_list_and_the_last_day(app: AppContext, scope: Scope) -> None:
     assert partial["reason_code"] == "inventory_partial_coverage"
     assert partial["environment"] == "acme.contoso"
     with app.sessions() as s:
-        german = build_overview(s, app.catalog, datetime.now(UTC), language="de")
+        german = build_overview(s, datetime.now(UTC), language="de")
     partial_de = next(r for r in german.recent.to_dict("records") if r["run"] == ids["partial"])
     assert partial_de["reason"].startswith("Einige Richtlinientypen")

@@ -1,6 +1,8 @@
-"""One staleness rule: its SQL (candidate selection) and its Python form (per-run checks, the
-overview) agree for every type, status and age, unknown types included; Dagster's view of a
-run refines it (queued runs wait, started runs follow the heartbeat, ended runs decide)."""
+"""One staleness rule: the due time the lifecycle stores (candidate selection, the overview)
+and the Python form (per-run checks) agree for every type and lifecycle, unknown types
+included; Dagster's view of a run refines it (queued runs wait, started runs follow the
+heartbeat, ended runs decide), and rows not decidable yet are looked at again only when they
+could be."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from sqlalchemy import select, update
 
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationCatalog, OperationType
-from opsrecon_dagster.operations.context import RunInputs
+from opsrecon_dagster.operations.context import Decision, Evidence, RunInputs
+from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.staleness import (
     DagsterRunInfo,
     Liveness,
@@ -25,44 +28,91 @@ from opsrecon_dagster_tests.conftest import make_scope
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 _unique = count()
-_types = st.sampled_from([t.value for t in OperationType] + ["legacy.thing", "other.unknown"])
-_statuses = st.sampled_from(["queued", "running", "completed"])
-_ages = st.integers(0, 3 * 3600)  # seconds since last progress
+_steps = st.sampled_from(["queued", "running", "heartbeat", "completed"])
+_lifecycles = st.lists(st.tuples(st.sampled_from(list(OperationType)), _steps), max_size=8)
+_offsets = st.lists(st.integers(-60, 3 * 3600), min_size=1, max_size=4)  # seconds from now
 
 
 @settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(rows=st.lists(st.tuples(_types, _statuses, _ages), min_size=1, max_size=8))
-def test_sql_and_python_forms_of_the_rule_agree(app: AppContext, rows) -> None:
+@given(rows=_lifecycles, offsets=_offsets)
+def test_stored_due_times_are_the_rule(app: AppContext, rows, offsets) -> None:
+    """Whatever lifecycle a row went through, its stored due time is the rule's, and the
+    selection (SQL over the stored time) picks exactly the rows the rule calls stale."""
     scope = make_scope(app, "acme", "contoso")
     rule = StalenessRule(app.catalog)
     ids = []
-    for op_type, status, age in rows:
+    for op_type, step in rows:
+        run = app.runs.start(
+            op_type,
+            workspace_id=scope.workspace_id,
+            environment_id=scope.environment_id,
+            inputs=RunInputs(scheduled_for=NOW + timedelta(minutes=next(_unique))),
+        ).run
+        if step != "queued":
+            app.runs.mark_running(run.id, None)
+        if step == "heartbeat":
+            app.runs.heartbeat(run.id)
+        if step == "completed":
+            app.runs.complete(run.id, _failed())
+        ids.append(run.id)
+    with app.sessions() as s:
+        loaded = s.scalars(select(OperationRun).where(OperationRun.id.in_(ids))).all()
+        for r in loaded:
+            assert r.stale_at == rule.due_at(r.type, r.status, r.last_progress_at)
+        for offset in offsets:
+            at = datetime.now(UTC) + timedelta(seconds=offset)
+            by_sql = set(
+                s.scalars(select(OperationRun.id).where(OperationRun.id.in_(ids), rule.sql(at)))
+            )
+            by_rule = {
+                r.id for r in loaded if rule.is_stale(r.type, r.status, r.last_progress_at, at)
+            }
+            assert by_sql == by_rule
+
+
+def test_restamp_makes_every_open_row_due_and_clears_final_ones(app: AppContext) -> None:
+    """After a thresholds change, rows of any shape (unknown types too) are due at once and
+    a final row never is."""
+    scope = make_scope(app, "acme", "contoso")
+    ids = {}
+    for shape in ("queued", "running", "legacy.thing", "completed"):
         run = app.runs.start(
             OperationType.POLICY_SYNC,
             workspace_id=scope.workspace_id,
             environment_id=scope.environment_id,
             inputs=RunInputs(scheduled_for=NOW + timedelta(minutes=next(_unique))),
         ).run
-        with app.engine.begin() as conn:  # any row shape, as the table may hold it
-            conn.execute(
-                update(OperationRun)
-                .where(OperationRun.id == run.id)
-                .values(type=op_type, status=status, last_progress_at=NOW - timedelta(seconds=age))
-            )
-        ids.append(run.id)
+        values = {
+            "queued": {},
+            "running": {"status": "running"},
+            "legacy.thing": {"type": "legacy.thing"},
+            "completed": {"status": "completed", "outcome": "failed"},  # due time left behind
+        }[shape]
+        if values:
+            with app.engine.begin() as conn:
+                conn.execute(update(OperationRun).where(OperationRun.id == run.id).values(**values))
+        ids[shape] = run.id
+    assert app.runs.restamp_open() == 3
     with app.sessions() as s:
-        by_sql = set(
-            s.scalars(select(OperationRun.id).where(OperationRun.id.in_(ids), rule.sql(NOW)))
-        )
-        loaded = s.scalars(select(OperationRun).where(OperationRun.id.in_(ids))).all()
-        by_python = {
-            r.id for r in loaded if rule.is_stale(r.type, r.status, r.last_progress_at, NOW)
-        }
-    assert by_sql == by_python
+        due = set(s.scalars(select(OperationRun.id).where(StalenessRule.sql(datetime.now(UTC)))))
+        final = s.get_one(OperationRun, ids["completed"])
+        assert final.stale_at is None
+    assert due == {ids["queued"], ids["running"], ids["legacy.thing"]}
+
+
+def _failed() -> Decision:
+    return Decision(
+        outcome=RunOutcome.FAILED,
+        reason_code="job_finished_without_proof",
+        adapter="generic",
+        decided_by=Actor.JOB,
+        decided_at=datetime.now(UTC),
+        evidence=Evidence(),
+    )
 
 
 def test_unknown_types_use_the_shortest_threshold() -> None:
@@ -103,3 +153,24 @@ def test_liveness_from_dagster_state() -> None:
     assert liveness(rule, _row("running", timedelta(0), "r1"), ended, NOW) is Liveness.ENDED
     assert liveness(rule, _row("queued", old), None, NOW) is Liveness.NEVER_STARTED
     assert liveness(rule, _row("queued", timedelta(minutes=1)), None, NOW) is Liveness.ALIVE
+
+
+def test_rows_not_decidable_are_looked_at_again_when_they_could_be() -> None:
+    rule = StalenessRule(OperationCatalog())
+    inventory = rule.thresholds("inventory.sync")
+    old = timedelta(hours=2)
+    queued = DagsterRunInfo("r1", "QUEUED", created_at=NOW - old)
+    # Waiting in Dagster's queue: when the queue wait runs out, and at least every queued
+    # threshold (the Dagster run may vanish meanwhile).
+    waiting_at = rule.next_look(_row("queued", old, "r1"), queued, NOW)
+    assert waiting_at == min(NOW - old + inventory.queue_wait, NOW + inventory.queued)
+    # Started by Dagster a minute ago, row not marked running yet: when the heartbeat rule
+    # would call it stale.
+    started = DagsterRunInfo("r1", "STARTED", started_at=NOW - timedelta(minutes=1))
+    assert rule.next_look(_row("queued", old, "r1"), started, NOW) == (
+        NOW - timedelta(minutes=1) + inventory.running
+    )
+    # Never sooner than a second from now, so a row on the boundary is not spun on.
+    assert rule.next_look(_row("running", inventory.running, "r1"), None, NOW) == (
+        NOW + timedelta(seconds=1)
+    )

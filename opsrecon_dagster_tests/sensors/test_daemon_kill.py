@@ -102,7 +102,7 @@ def _seed(app: AppContext, instance: dg.DagsterInstance) -> list[int]:
         conn.execute(
             update(OperationRun)
             .where(OperationRun.id.in_(ids))
-            .values(created_at=long_ago, last_progress_at=long_ago)
+            .values(created_at=long_ago, last_progress_at=long_ago, stale_at=long_ago)
         )
     return ids
 
