@@ -46,9 +46,9 @@ class CatalogEntry:
 
 
 _MIN = timedelta(minutes=1)
-# Jobs of the four families heartbeat every 20 s while they run (``operations.keepalive``),
-# so a running row without a beat for 90 s has lost its worker.
-_BEATING = timedelta(seconds=90)
+# Jobs of the four families heartbeat every 15 s while they run (``operations.keepalive``),
+# so a running row without a beat for 60 s (four missed beats) has lost its worker.
+_BEATING = timedelta(seconds=60)
 
 DEFAULT_ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry(

@@ -2,8 +2,8 @@
 
 While a job step runs (a provider listing may take minutes between progress reports), a
 background thread records a heartbeat every few seconds. A worker that is killed stops
-beating with it, so the short default running threshold finds it within about a minute and
-a half, while a slow but living worker is never mistaken for a dead one.
+beating with it, so the short default running threshold finds it within about a minute,
+while a slow but living worker is never mistaken for a dead one.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
 
-# Four missed beats fit in the default running threshold (90 s, see the catalog).
-HEARTBEAT_SECONDS = 20.0
+# Four missed beats fit in the default running threshold (60 s, see the catalog).
+HEARTBEAT_SECONDS = 15.0
 
 
 @contextmanager

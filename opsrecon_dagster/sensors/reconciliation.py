@@ -1,4 +1,4 @@
-"""The reconciliation sensors: a stale scan every 30 s, and an immediate look at tagged
+"""The reconciliation sensors: a stale scan every 10 s, and an immediate look at tagged
 Dagster runs that ended while their operation run was still open."""
 
 import logging
@@ -37,6 +37,10 @@ from opsrecon_dagster.sensors.guard import guarded_tick, sanitized_failure
 # or its budget is spent, well inside Dagster's 60 s limit for a sensor evaluation.
 BATCH_SIZE = 500
 TICK_BUDGET_SECONDS = 20.0
+# The daemon evaluates sensors in a loop every 5 s. The stale scan (silent workers, launches
+# that never started) runs every other loop; the run-end sensors every loop.
+STALE_SCAN_INTERVAL_SECONDS = 10
+RUN_END_INTERVAL_SECONDS = 3
 
 
 # Dagster run states in which a decided run can no longer be trusted to end by itself, with
@@ -344,7 +348,7 @@ def restamp_on_new_thresholds(app_db: AppDatabaseResource, cursor: TickCursor) -
 
 
 @dg.sensor(
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=STALE_SCAN_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Finalizes stale operation runs from the proof their artifacts give.",
 )
@@ -398,7 +402,9 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
         # Every run, including those executed in-process (the CLI, the demo), which carry
         # no code location; runs without an operation run tag are ignored below.
         monitor_all_code_locations=True,
-        minimum_interval_seconds=5,
+        # Below the daemon's 5 s loop, so every loop evaluates it (an interval of exactly 5 s
+        # would be missed by a hair on every other loop, i.e. every 10 s).
+        minimum_interval_seconds=RUN_END_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Reconciles a tagged operation run at once when its Dagster run ends "
         f"with {status.value}.",

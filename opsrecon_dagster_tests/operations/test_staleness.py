@@ -164,11 +164,11 @@ def test_rows_not_decidable_are_looked_at_again_when_they_could_be() -> None:
     # threshold (the Dagster run may vanish meanwhile).
     waiting_at = rule.next_look(_row("queued", old, "r1"), queued, NOW)
     assert waiting_at == min(NOW - old + inventory.queue_wait, NOW + inventory.queued)
-    # Started by Dagster a minute ago, row not marked running yet: when the heartbeat rule
+    # Started by Dagster 20 s ago, row not marked running yet: when the heartbeat rule
     # would call it stale.
-    started = DagsterRunInfo("r1", "STARTED", started_at=NOW - timedelta(minutes=1))
+    started = DagsterRunInfo("r1", "STARTED", started_at=NOW - timedelta(seconds=20))
     assert rule.next_look(_row("queued", old, "r1"), started, NOW) == (
-        NOW - timedelta(minutes=1) + inventory.running
+        NOW - timedelta(seconds=20) + inventory.running
     )
     # Never sooner than a second from now, so a row on the boundary is not spun on.
     assert rule.next_look(_row("running", inventory.running, "r1"), None, NOW) == (
