@@ -110,7 +110,11 @@ def floor(app: AppContext, op_type: str, batch: int) -> tuple[int, float]:
                 select(
                     OperationRun.id, OperationRun.workspace_id, OperationRun.managed_environment_id
                 )
-                .where(OperationRun.stale_at < datetime.now(UTC), OperationRun.status == "running")
+                .where(
+                    OperationRun.type == op_type,
+                    OperationRun.status == "running",
+                    OperationRun.stale_at < datetime.now(UTC),
+                )
                 .order_by(OperationRun.stale_at, OperationRun.id)
                 .limit(batch)
             )

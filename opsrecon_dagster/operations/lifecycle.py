@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Text, bindparam, case, cast, insert, select, update
+from sqlalchemy import Text, bindparam, case, cast, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
+from opsrecon_dagster.db import bulk
 from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun
 from opsrecon_dagster.operations.catalog import OperationCatalog, OperationType
 from opsrecon_dagster.operations.context import (
@@ -386,8 +387,7 @@ class OperationRunService:
                 )
             )
             results[run_id] = TransitionResult(TransitionStatus.APPLIED, run)
-        if audits:
-            session.execute(insert(AuditLog), audits)
+        bulk.insert_rows(session, AuditLog, audits)
         for run_id, decision in decisions.items():
             if run_id not in results:
                 results[run_id] = self._finalize_in(
@@ -400,30 +400,46 @@ class OperationRunService:
         session: Session, planned: Mapping[int, tuple[Decision, dict[str, object]]]
     ) -> set[int]:
         """One guarded UPDATE completing every planned row that is still open; returns the
-        ids it changed. Per-row values come from CASE expressions keyed by id (portable to
-        both databases, unlike UPDATE ... FROM VALUES)."""
+        ids it changed.
+
+        On PostgreSQL the per-row values arrive as one array per column, joined to the rows
+        with ``unnest``: the statement text is the same for every batch (compiled once, a
+        hash join in the server). SQLite has no arrays: there the values come from CASE
+        expressions keyed by id (it runs in-process, without round trips).
+        """
         if not planned:
             return set()
+        plans = list(planned.items())
+        values: dict[str, Callable[[Decision, dict[str, object]], object]] = {
+            "outcome": lambda d, _c: d.outcome.value,
+            "reason_code": lambda d, _c: d.reason_code,
+            "context": lambda _d, c: c,
+            "completed_at": lambda d, _c: d.decided_at,
+        }
         column = OperationRun.__table__.c
-
-        def per_row(
-            name: str, value_of: Callable[[Decision, dict[str, object]], object], typed: Any
-        ) -> Any:
-            return _per_row(
-                name, {run_id: value_of(*plan) for run_id, plan in planned.items()}, typed
+        guard = OperationRun.status.in_(ACTIVE)
+        if bulk.arrays_supported(session):
+            rows = bulk.unnest(
+                {
+                    "id": ([run_id for run_id, _ in plans], column.id.type),
+                    **{
+                        name: ([value_of(*plan) for _, plan in plans], column[name].type)
+                        for name, value_of in values.items()
+                    },
+                }
             )
-
+            stmt = update(OperationRun).where(OperationRun.id == rows.c.id, guard)
+            new = {name: rows.c[name] for name in values}
+        else:
+            stmt = update(OperationRun).where(OperationRun.id.in_(list(planned)), guard)
+            new = {
+                name: _per_row(
+                    name, {run_id: value_of(*plan) for run_id, plan in plans}, column[name].type
+                )
+                for name, value_of in values.items()
+            }
         stmt = (
-            update(OperationRun)
-            .where(OperationRun.id.in_(list(planned)), OperationRun.status.in_(ACTIVE))
-            .values(
-                status=RunStatus.COMPLETED.value,
-                outcome=per_row("o", lambda d, _c: d.outcome.value, column.outcome.type),
-                reason_code=per_row("r", lambda d, _c: d.reason_code, column.reason_code.type),
-                context=per_row("c", lambda _d, c: c, column.context.type),
-                completed_at=per_row("t", lambda d, _c: d.decided_at, column.completed_at.type),
-                stale_at=None,
-            )
+            stmt.values(status=RunStatus.COMPLETED.value, stale_at=None, **new)
             .returning(OperationRun.id)
             .execution_options(synchronize_session=False)
         )

@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from opsrecon_dagster.db import bulk
 from opsrecon_dagster.db.models import DecisionOutbox
 from opsrecon_dagster.operations.context import (
     MAX_COUNT_KEYS,
@@ -70,11 +71,12 @@ class Pending:
 
 def enqueue_many(session: Session, events: Sequence[DecisionEvent]) -> None:
     """Add decisions' events inside the caller's (the decisions') transaction, in one
-    multi-row insert."""
+    statement."""
     if not events:
         return
-    session.execute(
-        insert(DecisionOutbox),
+    bulk.insert_rows(
+        session,
+        DecisionOutbox,
         [
             {
                 "operation_run_id": e.operation_run_id,

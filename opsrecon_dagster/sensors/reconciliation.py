@@ -5,6 +5,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -232,6 +233,34 @@ def reconcile_batch(
 
     The sensors, ``opsrecon reconcile`` and the demo all come through here.
     """
+    results = decide_batch(
+        instance,
+        app_db,
+        now=now,
+        run_ids=run_ids,
+        limit=limit,
+        op_type=op_type,
+        workspace_id=workspace_id,
+        dry_run=dry_run,
+    )
+    if dry_run:
+        return Batch(results, Delivery())
+    return Batch(results, pending_delivery(instance, app_db, run_ids=run_ids, jobs=jobs))
+
+
+def decide_batch(
+    instance: dg.DagsterInstance,
+    app_db: AppDatabaseResource,
+    *,
+    now: datetime | None = None,
+    run_ids: Sequence[int] | None = None,
+    limit: int = BATCH_SIZE,
+    op_type: str | None = None,
+    workspace_id: int | None = None,
+    dry_run: bool = False,
+) -> list[ReconcileResult]:
+    """Decide one batch (stale runs, or exactly ``run_ids``); its decisions enter the outbox
+    in their own transaction."""
     at = now
     with app_db.opened() as app:
         reconciler = Reconciler(
@@ -240,19 +269,29 @@ def reconcile_batch(
             InstanceDagsterView(instance),
             clock=(lambda: at) if at is not None else None,
         )
-        results = reconciler.reconcile(
+        return reconciler.reconcile(
             limit=limit,
             run_ids=run_ids,
             op_type=op_type,
             workspace_id=workspace_id,
             dry_run=dry_run,
         )
-        if dry_run:
-            return Batch(results, Delivery())
+
+
+def pending_delivery(
+    instance: dg.DagsterInstance,
+    app_db: AppDatabaseResource,
+    *,
+    run_ids: Sequence[int] | None = None,
+    jobs: JobLookup | None = None,
+) -> Delivery:
+    """Record the pending outbox entries (those of ``run_ids`` only, when given) on their
+    Dagster runs, and build their asset events for ``deliver``."""
+    with app_db.opened() as app:
         with app.sessions() as session:
             entries = outbox.pending(session, run_ids=run_ids)
         language = app.language
-    return Batch(results, prepare_delivery(instance, entries, language, jobs))
+    return prepare_delivery(instance, entries, language, jobs)
 
 
 def write_asset_events(instance: dg.DagsterInstance, events: Sequence[AssetEvent]) -> None:
@@ -305,15 +344,32 @@ def drain(
 ) -> list[ReconcileResult]:
     """Reconcile and deliver batch after batch until the backlog is empty or the time budget
     is spent. Rows found alive or waiting are due again only later, so each batch reads
-    rows the drain has not seen."""
+    rows the drain has not seen.
+
+    A batch's events are written in a background thread while the next batch is decided
+    (Dagster's event storage and the application database work at the same time). The
+    next batch's pending entries are read only once the previous delivery is acknowledged,
+    so no entry is delivered twice by one drain, and a failed delivery fails the tick with
+    its entries still pending (at least once).
+    """
     deadline = time.monotonic() + budget_seconds
     results: list[ReconcileResult] = []
-    while True:
-        batch = reconcile_batch(instance, app_db, now=now, limit=limit, jobs=jobs)
-        deliver(instance, app_db, batch.delivery)
-        results += batch.results
-        if len(batch.results) < limit or time.monotonic() >= deadline:
-            return results
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsrecon-deliver") as writer:
+        delivering: Future[None] | None = None
+        try:
+            while True:
+                batch = decide_batch(instance, app_db, now=now, limit=limit)
+                if delivering is not None:
+                    delivering.result()
+                delivery = pending_delivery(instance, app_db, jobs=jobs)
+                delivering = writer.submit(deliver, instance, app_db, delivery)
+                results += batch
+                if len(batch) < limit or time.monotonic() >= deadline:
+                    break
+        finally:
+            if delivering is not None:
+                delivering.result()
+    return results
 
 
 class TickCursor(BaseModel):
