@@ -10,7 +10,13 @@ of each backlog with real inventory coverage as proof). Then, in the same run:
    ``SKIP LOCKED`` on PostgreSQL, one ``UPDATE`` and one multi-row audit ``INSERT`` each);
 2. decide-and-write: the reconciler drains the second backlog (no Dagster reads);
 3. the sensor path: the same again on a fresh backlog with a Dagster instance, decisions
-   recorded and their events written (``drain``), on SQLite storage or ``--dagster-pg-url``.
+   recorded and their events written (``drain``), on SQLite storage or ``--dagster-pg-url``;
+4. the sensor path for ``--linked`` runs whose Dagster runs are still ``STARTED`` (their
+   workers died): each decision also tags its Dagster run, evaluates its check on it and
+   fails it, one Dagster write each (Dagster has no batch form for these). On PostgreSQL
+   storage twice: as Dagster connects by default (a new connection per operation), and
+   with pooled connections (what ``dagster-webserver`` sets up, or a pooler such as
+   PgBouncer in front of Dagster's database).
 
 It prints runs/s for each, the ratio to the floor and the tick times. Figures, not asserts.
 """
@@ -27,7 +33,8 @@ from seeding import Row, bench_app, bench_scopes, bulk_insert
 from sqlalchemy import bindparam, case, delete, insert, select, update
 
 from opsrecon_dagster.db.models import AuditLog, DecisionOutbox, InventoryCoverage, OperationRun
-from opsrecon_dagster.reconciliation.dagster_view import NoDagster
+from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG, NoDagster
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.reconciliation import drain
@@ -186,11 +193,39 @@ def sensor_path(
         total += len(results)
 
 
+def link_to_started_runs(app: AppContext, instance: dg.DagsterInstance, n: int) -> None:
+    """Give ``n`` open rows a Dagster run in ``STARTED``, as their workers left them."""
+    job = defs.resolve_job_def("inventory_sync")
+    with app.sessions() as s:
+        rows = s.execute(
+            select(OperationRun.id, OperationRun.managed_environment_id)
+            .where(OperationRun.status == "running", OperationRun.dagster_run_id.is_(None))
+            .order_by(OperationRun.id)
+            .limit(n)
+        ).all()
+    links = []
+    for run_id, env_id in rows:
+        run = instance.create_run_for_job(
+            job,
+            status=dg.DagsterRunStatus.STARTED,
+            tags={RUN_TAG: str(run_id), "dagster/partition": f"bench.env-{env_id}"},
+        )
+        links.append({"b_id": run_id, "b_run": run.run_id})
+    with app.engine.begin() as conn:
+        conn.execute(
+            update(OperationRun.__table__)
+            .where(OperationRun.__table__.c.id == bindparam("b_id"))
+            .values(dagster_run_id=bindparam("b_run")),
+            links,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--history", type=int, default=100_000)
     parser.add_argument("--backlog", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--linked", type=int, default=500, help="backlog of step 4")
     parser.add_argument("--url", default=None, help="database URL (default: temp SQLite)")
     parser.add_argument("--dagster-pg-url", default=None, help="Dagster storage on PostgreSQL")
     args = parser.parse_args()
@@ -245,6 +280,20 @@ def main() -> None:
             f"({n:,} decided and {events:,} events written in {seconds:.1f}s, "
             f"{tick_count} ticks of at most 20 s)"
         )
+        for pooled in (False, True) if args.dagster_pg_url else (False,):
+            seed_backlog(app, scopes, "inventory.sync", args.linked, (4 + pooled) * 10**9)
+            link_to_started_runs(app, instance, args.linked)
+            with dg.DagsterInstance.from_ref(instance.get_ref()) as measured:
+                if pooled:  # what dagster-webserver does; a connection pooler does the same
+                    measured.optimize_for_webserver(
+                        statement_timeout=60_000, pool_recycle=3600, max_overflow=10
+                    )
+                n, seconds, tick_count = sensor_path(app, measured, args.batch)
+            how = "pooled connections" if pooled else "a connection per operation"
+            print(
+                f"sensor path, each decision also ending its STARTED Dagster run ({how}): "
+                f"{n / seconds:8,.0f} runs/s ({n:,} in {seconds:.1f}s)"
+            )
     app.dispose()
 
 

@@ -339,7 +339,11 @@ class OperationRunService:
         return self._finalize_in(session, run_id, decision, action="run.reconciled")
 
     def reconcile_many_in(
-        self, session: Session, runs: Sequence[OperationRun], decisions: Mapping[int, Decision]
+        self,
+        session: Session,
+        runs: Sequence[OperationRun],
+        decisions: Mapping[int, Decision],
+        contexts: Mapping[int, RunContext] | None = None,
     ) -> dict[int, TransitionResult]:
         """The reconciler's terminal writes for a whole batch, inside the caller's
         transaction (whose candidate query already holds the rows' locks).
@@ -348,13 +352,15 @@ class OperationRunService:
         of statements: one guarded ``UPDATE`` for every decided row that is still open
         (``RETURNING`` says which ones it changed) and one multi-row audit ``INSERT``. A row
         the guard did not change (finalized by someone else meanwhile) takes the single-row
-        path, which records nothing over a decision that is already there.
+        path, which records nothing over a decision that is already there. ``contexts``: the
+        rows' contexts as the caller already parsed them, so they are not parsed twice.
         """
         by_id = {r.id: r for r in runs}
+        parsed = contexts or {}
         planned: dict[int, tuple[Decision, dict[str, object]]] = {}
         for run_id, decision in decisions.items():
             run = by_id[run_id]
-            ctx = self._context(session, run) or RunContext()
+            ctx = parsed.get(run_id) or self._context(session, run) or RunContext()
             if run.status not in ACTIVE:
                 continue
             attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)

@@ -174,7 +174,8 @@ class Reconciler:
         now = self._clock()
         with self._sessions() as session, session.begin():
             candidates = self._candidates(session, now, limit, op_type, workspace_id, run_ids)
-            unreadable = self._load_contexts(session, candidates)
+            contexts = self._load_contexts(session, candidates)
+            unreadable = {r.id for r in candidates} - contexts.keys()
             partitions = partition_keys(session, candidates)
             dagster = self._dagster_runs(candidates, partitions)
             facts = {r.id: self._facts(r, dagster.get(r.id), now) for r in candidates}
@@ -199,7 +200,7 @@ class Reconciler:
             written = (
                 {}
                 if dry_run
-                else self._write(session, candidates, facts, verdicts, partitions, now)
+                else self._write(session, candidates, contexts, facts, verdicts, partitions, now)
             )
             results = [
                 ReconcileResult(
@@ -265,26 +266,27 @@ class Reconciler:
         return list(session.scalars(stmt).all())
 
     @staticmethod
-    def _load_contexts(session: Session, runs: Sequence[OperationRun]) -> set[int]:
+    def _load_contexts(session: Session, runs: Sequence[OperationRun]) -> dict[int, RunContext]:
         """Read every candidate's context as text and parse it defensively (bounded size and
-        depth first); returns the ids whose context is not one the product wrote."""
+        depth first); returns the parsed ones (a missing id: not a context the product
+        wrote)."""
         if not runs:
-            return set()
+            return {}
         rows = session.execute(
             select(OperationRun.id, cast(OperationRun.context, Text)).where(
                 OperationRun.id.in_([r.id for r in runs])
             )
         )
         raw: dict[int, str | None] = {run_id: text for run_id, text in rows}
-        unreadable: set[int] = set()
+        parsed: dict[int, RunContext] = {}
         for run in runs:
             ctx = RunContext.from_stored_text(raw.get(run.id))
-            if ctx is None:
-                unreadable.add(run.id)
+            if ctx is not None:
+                parsed[run.id] = ctx
             # Mirror the parsed (or, when unreadable, an empty) context on the loaded row, so
             # the proof view and the lifecycle service read it without touching the driver.
             set_committed_value(run, "context", ctx.dump() if ctx is not None else {})
-        return unreadable
+        return parsed
 
     def _facts(self, run: OperationRun, dagster: DagsterRunInfo | None, now: datetime) -> RunFacts:
         return RunFacts(
@@ -389,6 +391,7 @@ class Reconciler:
         self,
         session: Session,
         runs: Sequence[OperationRun],
+        contexts: Mapping[int, RunContext],
         facts: Mapping[int, RunFacts],
         verdicts: Mapping[int, Verdict],
         partitions: Mapping[int, str],
@@ -408,7 +411,7 @@ class Reconciler:
             for run_id, verdict in verdicts.items()
             if verdict.outcome is not None
         }
-        written = self._runs.reconcile_many_in(session, runs, decisions)
+        written = self._runs.reconcile_many_in(session, runs, decisions, contexts)
         # In the decision's transaction: the decisions and their Dagster events are
         # delivered together or not at all (at least once, see ``outbox``).
         outbox.enqueue_many(

@@ -40,9 +40,17 @@ class AdapterRegistry:
 
     def __init__(self, catalog: OperationCatalog) -> None:
         self._catalog = catalog
+        # A batch resolves each run's type several times; the answer never changes.
+        self._resolved: dict[str, Adapter] = {}
 
     def resolve(self, op_type: str) -> Adapter:
         """The adapter for ``op_type``; unknown and unsupported types get generic handling."""
+        adapter = self._resolved.get(op_type)
+        if adapter is None:
+            adapter = self._resolved[op_type] = self._lookup(op_type)
+        return adapter
+
+    def _lookup(self, op_type: str) -> Adapter:
         try:
             entry = self._catalog.get(op_type)
         except UnknownOperationType:

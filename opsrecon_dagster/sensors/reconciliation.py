@@ -4,8 +4,7 @@ Dagster runs that ended while their operation run was still open."""
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -108,21 +107,36 @@ def jobs_of(repository: dg.RepositoryDefinition | None) -> JobLookup | None:
     return lambda name: repository.get_job(name) if repository.has_job(name) else None
 
 
-def _dagster_run_of(
-    instance: dg.DagsterInstance, event: DecisionEvent, jobs: JobLookup | None
-) -> dg.DagsterRun | None:
-    """The decision's Dagster run. A run that never had one (never launched) gets one in
-    ``NOT_STARTED``, planned for its partition, so that failing it below shows the
-    partition's latest attempt as failed instead of leaving an older success on top."""
+def _dagster_run_id_of(event: DecisionEvent, jobs: JobLookup | None) -> str | None:
+    """The id of the decision's Dagster run: the linked one, or for a run that never had one
+    and is shown failed, its stand-in's (see ``_dagster_run_of``); None when there is none."""
     if event.dagster_run_id:
-        return instance.get_run_by_id(event.dagster_run_id)
+        return event.dagster_run_id
     if event.superseded or event.job is None or event.partition_key is None or jobs is None:
         return None
     if event.outcome not in (RunOutcome.FAILED, RunOutcome.BLOCKED):
         return None
-    run_id = str(uuid.uuid5(NEVER_LAUNCHED, str(event.operation_run_id)))
-    if (existing := instance.get_run_by_id(run_id)) is not None:
+    return str(uuid.uuid5(NEVER_LAUNCHED, str(event.operation_run_id)))
+
+
+def _dagster_run_of(
+    instance: dg.DagsterInstance,
+    event: DecisionEvent,
+    jobs: JobLookup | None,
+    known: Mapping[str, dg.DagsterRun] | None = None,
+) -> dg.DagsterRun | None:
+    """The decision's Dagster run (from ``known`` when the caller read the batch's runs at
+    once). A run that never had one (never launched) gets one in ``NOT_STARTED``, planned
+    for its partition, so that failing it below shows the partition's latest attempt as
+    failed instead of leaving an older success on top."""
+    run_id = _dagster_run_id_of(event, jobs)
+    if run_id is None:
+        return None
+    existing = known.get(run_id) if known is not None else instance.get_run_by_id(run_id)
+    if existing is not None or event.dagster_run_id or jobs is None:
         return existing
+    if event.job is None or event.partition_key is None:
+        return None
     job = jobs(event.job)
     if job is None:
         return None
@@ -140,6 +154,7 @@ def record_on_dagster_run(
     event: DecisionEvent,
     language: Language = "en",
     jobs: JobLookup | None = None,
+    known: Mapping[str, dg.DagsterRun] | None = None,
 ) -> None:
     """Put a decision on the operation run's own Dagster run (each step is idempotent, so a
     repeated delivery changes nothing):
@@ -153,7 +168,7 @@ def record_on_dagster_run(
       launched at all; so the UI shows no run as running forever, and the partition's
       latest attempt agrees with the row.
     """
-    run = _dagster_run_of(instance, event, jobs)
+    run = _dagster_run_of(instance, event, jobs, known)
     if run is None:
         return
     instance.add_run_tags(run.run_id, decision_tags(event.outcome, event.reason_code))
@@ -196,10 +211,17 @@ def prepare_delivery(
     language: Language = "en",
     jobs: JobLookup | None = None,
 ) -> Delivery:
-    """Record each pending decision on its Dagster run and build its asset event."""
+    """Record each pending decision on its Dagster run and build its asset event (the
+    entries' Dagster runs are read in one query)."""
+    ids = {i for e in entries if (i := _dagster_run_id_of(e.event, jobs)) is not None}
+    known = (
+        {r.run_id: r for r in instance.get_runs(filters=dg.RunsFilter(run_ids=list(ids)))}
+        if ids
+        else {}
+    )
     events: list[AssetEvent] = []
     for entry in entries:
-        record_on_dagster_run(instance, entry.event, language, jobs)
+        record_on_dagster_run(instance, entry.event, language, jobs, known)
         if (event := asset_event(entry.event, language)) is not None:
             events.append(event)
     return Delivery(events, [e.id for e in entries])
@@ -245,7 +267,9 @@ def reconcile_batch(
     )
     if dry_run:
         return Batch(results, Delivery())
-    return Batch(results, pending_delivery(instance, app_db, run_ids=run_ids, jobs=jobs))
+    return Batch(
+        results, pending_delivery(instance, app_db, run_ids=run_ids, jobs=jobs, limit=limit)
+    )
 
 
 def decide_batch(
@@ -284,12 +308,14 @@ def pending_delivery(
     *,
     run_ids: Sequence[int] | None = None,
     jobs: JobLookup | None = None,
+    limit: int = BATCH_SIZE,
 ) -> Delivery:
-    """Record the pending outbox entries (those of ``run_ids`` only, when given) on their
-    Dagster runs, and build their asset events for ``deliver``."""
+    """Record up to ``limit`` pending outbox entries, oldest first (those of ``run_ids``
+    only, when given), on their Dagster runs, and build their asset events for
+    ``deliver``."""
     with app_db.opened() as app:
         with app.sessions() as session:
-            entries = outbox.pending(session, run_ids=run_ids)
+            entries = outbox.pending(session, run_ids=run_ids, limit=limit)
         language = app.language
     return prepare_delivery(instance, entries, language, jobs)
 
@@ -344,32 +370,15 @@ def drain(
 ) -> list[ReconcileResult]:
     """Reconcile and deliver batch after batch until the backlog is empty or the time budget
     is spent. Rows found alive or waiting are due again only later, so each batch reads
-    rows the drain has not seen.
-
-    A batch's events are written in a background thread while the next batch is decided
-    (Dagster's event storage and the application database work at the same time). The
-    next batch's pending entries are read only once the previous delivery is acknowledged,
-    so no entry is delivered twice by one drain, and a failed delivery fails the tick with
-    its entries still pending (at least once).
-    """
+    rows the drain has not seen."""
     deadline = time.monotonic() + budget_seconds
     results: list[ReconcileResult] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsrecon-deliver") as writer:
-        delivering: Future[None] | None = None
-        try:
-            while True:
-                batch = decide_batch(instance, app_db, now=now, limit=limit)
-                if delivering is not None:
-                    delivering.result()
-                delivery = pending_delivery(instance, app_db, jobs=jobs)
-                delivering = writer.submit(deliver, instance, app_db, delivery)
-                results += batch
-                if len(batch) < limit or time.monotonic() >= deadline:
-                    break
-        finally:
-            if delivering is not None:
-                delivering.result()
-    return results
+    while True:
+        batch = reconcile_batch(instance, app_db, now=now, limit=limit, jobs=jobs)
+        deliver(instance, app_db, batch.delivery)
+        results += batch.results
+        if len(batch.results) < limit or time.monotonic() >= deadline:
+            return results
 
 
 class TickCursor(BaseModel):
