@@ -15,8 +15,7 @@ of each backlog with real inventory coverage as proof). Then, in the same run:
    workers died): each decision also tags its Dagster run, evaluates its check on it and
    fails it, one Dagster write each (Dagster has no batch form for these). On PostgreSQL
    storage twice: as Dagster connects by default (a new connection per operation), and
-   with pooled connections (what ``dagster-webserver`` sets up, or a pooler such as
-   PgBouncer in front of Dagster's database).
+   with pooled connections, as the reconciliation sensor's tick sets them up.
 
 It prints runs/s for each, the ratio to the floor and the tick times. Figures, not asserts.
 """
@@ -37,7 +36,7 @@ from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG, NoDagster
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
-from opsrecon_dagster.sensors.reconciliation import drain
+from opsrecon_dagster.sensors.reconciliation import drain, pool_connections
 from opsrecon_dagster.settings import AppContext
 
 TYPES = ("deviceConfigurations", "compliancePolicies", "appProtectionPolicies")
@@ -267,6 +266,7 @@ def main() -> None:
         else None
     )
     with dg.instance_for_test(overrides=config) as instance:
+        pool_connections(instance)  # as the sensor's tick does
         n, seconds, tick_count = sensor_path(app, instance, args.batch)
         limit = min(10_000, 2 * n)  # Dagster reads at most 10,000 records at a time
         events = len(
@@ -284,10 +284,8 @@ def main() -> None:
             seed_backlog(app, scopes, "inventory.sync", args.linked, (4 + pooled) * 10**9)
             link_to_started_runs(app, instance, args.linked)
             with dg.DagsterInstance.from_ref(instance.get_ref()) as measured:
-                if pooled:  # what dagster-webserver does; a connection pooler does the same
-                    measured.optimize_for_webserver(
-                        statement_timeout=60_000, pool_recycle=3600, max_overflow=10
-                    )
+                if pooled:  # as the reconciliation sensor's tick does
+                    pool_connections(measured)
                 n, seconds, tick_count = sensor_path(app, measured, args.batch)
             how = "pooled connections" if pooled else "a connection per operation"
             print(
