@@ -19,12 +19,15 @@ from datetime import UTC, datetime, timedelta
 from seeding import Row, bench_app, bench_scopes, bulk_insert
 
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.overview import build_overview
+from opsrecon_dagster.operations.staleness import StalenessRule
 
 LAST_DAY = 2_000  # runs decided in the last 24 h, at every size
 OPEN = 500  # open runs, at every size
 OUTCOMES = ["succeeded", "succeeded", "succeeded", "partially_succeeded", "blocked", "failed"]
 TYPES = ["inventory.sync", "baseline.capture", "backup.schedule.execute"]
+RULE = StalenessRule(OperationCatalog())  # open rows' due times, as the lifecycle stores them
 
 
 def _rows(
@@ -63,13 +66,16 @@ def _open_rows(count: int, scopes: list[tuple[int, int]], now: datetime) -> Iter
             "context": {},
             "created_at": now - timedelta(minutes=i),
             "last_progress_at": now - timedelta(minutes=i),
+            "stale_at": RULE.due_at(
+                TYPES[i % len(TYPES)], "running" if i % 2 else "queued", now - timedelta(minutes=i)
+            ),
         }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--calls", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=21)
     parser.add_argument("--url", default=None, help="database URL (default: temp SQLite)")
     args = parser.parse_args()
     app = bench_app(args.url, "overview.sqlite3")
