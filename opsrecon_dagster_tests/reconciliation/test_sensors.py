@@ -15,7 +15,11 @@ from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
-from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
+from opsrecon_dagster.sensors.reconciliation import (
+    RUN_END_SENSORS,
+    TickCursor,
+    reconciliation_sensor,
+)
 from opsrecon_dagster_tests.reconciliation.conftest import World, failing_job, ok_job
 
 INV = OperationType.INVENTORY_SYNC
@@ -327,3 +331,33 @@ def test_a_never_launched_run_leaves_its_partition_failed_not_green(world: World
         )
         == 1
     )
+
+
+def test_a_thresholds_change_makes_every_open_row_due_once(world: World) -> None:
+    """Due times stored under other thresholds (a configuration change) are recomputed: a
+    tick whose cursor names other thresholds looks at every open row, while a tick with
+    the current ones leaves the stored due times alone."""
+    scope = world.scope("contoso")
+    run_id = world.start(OperationType.POLICY_SYNC, scope)
+    far = datetime.now(UTC) + timedelta(days=30)  # as stored under a 30-day threshold
+    with world.app.engine.begin() as conn:
+        conn.execute(update(OperationRun).where(OperationRun.id == run_id).values(stale_at=far))
+    res = resources(world, LATER)
+    app_db = res["app_db"]
+    assert isinstance(app_db, AppDatabaseResource)
+    with app_db.opened() as app:
+        current = app.runs.rule.digest
+
+    def tick(thresholds: str) -> dg.SensorResult:
+        cursor = TickCursor(thresholds=thresholds).model_dump_json()
+        result = reconciliation_sensor(
+            dg.build_sensor_context(instance=world.instance, cursor=cursor, resources=res)
+        )
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    tick(current)
+    assert world.app.runs.get(run_id).status == "queued"  # not due by its stored time
+    result = tick("thresholds-before-the-change")
+    assert world.decided(run_id) == ("failed", "unsupported_type_stale")
+    assert TickCursor.parse(result.cursor).thresholds == current
