@@ -1,10 +1,11 @@
 """Benchmark: draining a stale backlog amid a large history, against the database's floor.
 
-    .venv/bin/python benchmarks/reconcile_backlog.py [--history 100000] [--backlog 10000]
-        [--batch 500] [--url URL] [--dagster-pg-url URL]
+    .venv/bin/python benchmarks/reconcile_backlog.py [--history 100000 [1000000 ...]]
+        [--backlog 10000] [--batch 500] [--linked 500] [--url URL] [--dagster-pg-url URL]
 
-Seeds ``--history`` completed runs and two identical stale backlogs with bulk SQL (a third
-of each backlog with real inventory coverage as proof). Then, in the same run:
+For each ``--history`` size (growing), seeds that many completed runs in total and fresh
+stale backlogs with bulk SQL (a third of each inventory backlog with real inventory
+coverage as proof). Then, in the same run:
 
 1. the floor: the first backlog finalized with hand-written SQL in batches (select with
    ``SKIP LOCKED`` on PostgreSQL, one ``UPDATE`` and one multi-row audit ``INSERT`` each);
@@ -17,7 +18,8 @@ of each backlog with real inventory coverage as proof). Then, in the same run:
    storage twice: as Dagster connects by default (a new connection per operation), and
    with pooled connections, as the reconciliation sensor's tick sets them up.
 
-It prints runs/s for each, the ratio to the floor and the tick times. Figures, not asserts.
+It prints runs/s for each, the ratio to the floor and the tick times, and with several
+sizes the per-run cost at the largest against the smallest. Figures, not asserts.
 """
 
 from __future__ import annotations
@@ -219,9 +221,76 @@ def link_to_started_runs(app: AppContext, instance: dg.DagsterInstance, n: int) 
         )
 
 
+def _newest_event_id(instance: dg.DagsterInstance) -> int:
+    key = dg.AssetKey("inventory_items")
+    ids = [r.storage_id for r in instance.fetch_observations(key, limit=1).records]
+    ids += [r.storage_id for r in instance.fetch_materializations(key, limit=1).records]
+    return max(ids, default=0)
+
+
+def _events_since(instance: dg.DagsterInstance, after: int, n: int) -> int:
+    key = dg.AssetKey("inventory_items")
+    limit = min(10_000, 2 * n)  # Dagster reads at most 10,000 records at a time
+    records = [
+        *instance.fetch_observations(key, limit=limit).records,
+        *instance.fetch_materializations(key, limit=limit).records,
+    ]
+    return sum(r.storage_id > after for r in records)
+
+
+def measure(
+    app: AppContext,
+    instance: dg.DagsterInstance,
+    scopes: list[tuple[int, int]],
+    args: argparse.Namespace,
+    round_: int,
+) -> tuple[float, float]:
+    """Stages 1-4 on fresh backlogs; returns decide-and-write and sensor-path runs/s."""
+    base = (round_ + 1) * 10**10
+    seed_backlog(app, scopes, "report.generate", args.backlog, base)
+    seed_backlog(app, scopes, "inventory.sync", args.backlog, base + 10**9)
+    n, seconds = floor(app, "report.generate", args.batch)
+    floor_rate = n / seconds
+    print(f"floor (hand-written SQL):       {floor_rate:8,.0f} runs/s  ({n:,} in {seconds:.1f}s)")
+    n, seconds, ticks = decide_and_write(app, args.batch)
+    decide_rate = n / seconds
+    print(
+        f"decide-and-write (reconciler):  {decide_rate:8,.0f} runs/s  = "
+        f"1/{floor_rate / decide_rate:.1f} of the floor; batch of {args.batch}: "
+        f"median {statistics.median(ticks):.2f}s, max {max(ticks):.2f}s"
+    )
+    with app.engine.begin() as conn:  # stage 2 reported nothing to Dagster: start clean
+        conn.execute(delete(DecisionOutbox))
+    seed_backlog(app, scopes, "inventory.sync", args.backlog, base + 2 * 10**9)
+    before = _newest_event_id(instance)
+    n, seconds, tick_count = sensor_path(app, instance, args.batch)
+    sensor_rate = n / seconds
+    storage = "PostgreSQL" if args.dagster_pg_url else "SQLite"
+    print(
+        f"sensor path with events ({storage} Dagster storage): {sensor_rate:8,.0f} runs/s "
+        f"({n:,} decided and {_events_since(instance, before, n):,} events written in "
+        f"{seconds:.1f}s, {tick_count} ticks of at most 20 s)"
+    )
+    for pooled in (False, True) if args.dagster_pg_url else (False,):
+        seed_backlog(app, scopes, "inventory.sync", args.linked, base + (3 + pooled) * 10**9)
+        link_to_started_runs(app, instance, args.linked)
+        with dg.DagsterInstance.from_ref(instance.get_ref()) as measured:
+            if pooled:  # as the reconciliation sensor's tick does
+                pool_connections(measured)
+            n, seconds, tick_count = sensor_path(app, measured, args.batch)
+        how = "pooled connections" if pooled else "a connection per operation"
+        print(
+            f"sensor path, each decision also ending its STARTED Dagster run ({how}): "
+            f"{n / seconds:8,.0f} runs/s ({n:,} in {seconds:.1f}s)"
+        )
+    return decide_rate, sensor_rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--history", type=int, default=100_000)
+    parser.add_argument(
+        "--history", type=int, nargs="+", default=[100_000], help="one or more sizes, growing"
+    )
     parser.add_argument("--backlog", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--linked", type=int, default=500, help="backlog of step 4")
@@ -230,68 +299,37 @@ def main() -> None:
     args = parser.parse_args()
     app = bench_app(args.url, "bench.sqlite3")
     scopes = bench_scopes(app, 20)
-    t0 = time.perf_counter()
-    now = datetime.now(UTC)
-    bulk_insert(
-        app,
-        OperationRun,
-        (
-            _run_row(i, scopes[i % len(scopes)], "inventory.sync", now, open_=False)
-            for i in range(args.history)
-        ),
-    )
-    seed_backlog(app, scopes, "report.generate", args.backlog, 10**9)
-    seed_backlog(app, scopes, "inventory.sync", args.backlog, 2 * 10**9)
-    backend = app.url.get_backend_name()
-    print(
-        f"{backend}: {args.history:,} runs of history, two backlogs of {args.backlog:,} "
-        f"seeded in {time.perf_counter() - t0:.0f}s"
-    )
-    n, seconds = floor(app, "report.generate", args.batch)
-    floor_rate = n / seconds
-    print(f"floor (hand-written SQL):       {floor_rate:8,.0f} runs/s  ({n:,} in {seconds:.1f}s)")
-    n, seconds, ticks = decide_and_write(app, args.batch)
-    rate = n / seconds
-    print(
-        f"decide-and-write (reconciler):  {rate:8,.0f} runs/s  = 1/{floor_rate / rate:.1f} of the "
-        f"floor; batch of {args.batch}: median {statistics.median(ticks):.2f}s, "
-        f"max {max(ticks):.2f}s"
-    )
-    with app.engine.begin() as conn:  # stage 2 reported nothing to Dagster: start clean
-        conn.execute(delete(DecisionOutbox))
-    seed_backlog(app, scopes, "inventory.sync", args.backlog, 3 * 10**9)
     config = (
         {"storage": {"postgres": {"postgres_url": args.dagster_pg_url}}}
         if args.dagster_pg_url
         else None
     )
+    rates: list[tuple[int, float, float]] = []
+    seeded = 0
     with dg.instance_for_test(overrides=config) as instance:
         pool_connections(instance)  # as the sensor's tick does
-        n, seconds, tick_count = sensor_path(app, instance, args.batch)
-        limit = min(10_000, 2 * n)  # Dagster reads at most 10,000 records at a time
-        events = len(
-            instance.fetch_observations(dg.AssetKey("inventory_items"), limit=limit).records
-        ) + len(
-            instance.fetch_materializations(dg.AssetKey("inventory_items"), limit=limit).records
-        )
-        storage = "PostgreSQL" if args.dagster_pg_url else "SQLite"
-        print(
-            f"sensor path with events ({storage} Dagster storage): {n / seconds:8,.0f} runs/s "
-            f"({n:,} decided and {events:,} events written in {seconds:.1f}s, "
-            f"{tick_count} ticks of at most 20 s)"
-        )
-        for pooled in (False, True) if args.dagster_pg_url else (False,):
-            seed_backlog(app, scopes, "inventory.sync", args.linked, (4 + pooled) * 10**9)
-            link_to_started_runs(app, instance, args.linked)
-            with dg.DagsterInstance.from_ref(instance.get_ref()) as measured:
-                if pooled:  # as the reconciliation sensor's tick does
-                    pool_connections(measured)
-                n, seconds, tick_count = sensor_path(app, measured, args.batch)
-            how = "pooled connections" if pooled else "a connection per operation"
-            print(
-                f"sensor path, each decision also ending its STARTED Dagster run ({how}): "
-                f"{n / seconds:8,.0f} runs/s ({n:,} in {seconds:.1f}s)"
+        for round_, size in enumerate(sorted(args.history)):
+            t0, now = time.perf_counter(), datetime.now(UTC)
+            bulk_insert(
+                app,
+                OperationRun,
+                (
+                    _run_row(i, scopes[i % len(scopes)], "inventory.sync", now, open_=False)
+                    for i in range(seeded, size)
+                ),
             )
+            seeded = size
+            print(
+                f"\n{app.url.get_backend_name()}: {size:,} runs of history "
+                f"(seeded in {time.perf_counter() - t0:.0f}s), backlogs of {args.backlog:,}"
+            )
+            rates.append((size, *measure(app, instance, scopes, args, round_)))
+    if len(rates) > 1:
+        (small, decide_0, sensor_0), (large, decide_1, sensor_1) = rates[0], rates[-1]
+        print(
+            f"\nper-run cost at {large:,} vs {small:,} runs of history: decide-and-write "
+            f"{decide_0 / decide_1:.2f}x, sensor path {sensor_0 / sensor_1:.2f}x"
+        )
     app.dispose()
 
 
