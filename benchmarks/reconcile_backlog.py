@@ -211,14 +211,9 @@ def link_to_started_runs(app: AppContext, instance: dg.DagsterInstance, n: int) 
             status=dg.DagsterRunStatus.STARTED,
             tags={RUN_TAG: str(run_id), "dagster/partition": f"bench.env-{env_id}"},
         )
-        links.append({"b_id": run_id, "b_run": run.run_id})
-    with app.engine.begin() as conn:
-        conn.execute(
-            update(OperationRun.__table__)
-            .where(OperationRun.__table__.c.id == bindparam("b_id"))
-            .values(dagster_run_id=bindparam("b_run")),
-            links,
-        )
+        links.append({"id": run_id, "dagster_run_id": run.run_id})
+    with app.sessions.begin() as session:  # an UPDATE by primary key per row
+        session.execute(update(OperationRun), links)
 
 
 def _newest_event_id(instance: dg.DagsterInstance) -> int:

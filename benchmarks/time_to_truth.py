@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SCENARIOS = ("success", "job-error", "failure-before-start", "killed-worker")
 TIMEOUT_SECONDS = 600
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+IN_PROCESS: dict[str, object] = {"execution": {"config": {"in_process": {}}}}
 
 
 def _dagster_yaml(storage_url: str | None) -> str:
