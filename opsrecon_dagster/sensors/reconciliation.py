@@ -251,42 +251,13 @@ def reconcile_batch(
 ) -> Batch:
     """Run one reconciliation batch and prepare the delivery of pending decisions.
 
-    The batch's decisions enter the outbox with the decisions. Then the pending entries
-    (those of ``run_ids`` only, when given) are recorded on their Dagster runs, and their
-    asset events are returned for the caller to ``deliver``.
+    The batch's decisions enter the outbox with the decisions. Then pending entries, oldest
+    first and at least a batch of them (those of ``run_ids`` only, when given), are
+    recorded on their Dagster runs, and their asset events are returned for the caller to
+    ``deliver``.
 
     The sensors, ``opsrecon reconcile`` and the demo all come through here.
     """
-    results = decide_batch(
-        instance,
-        app_db,
-        now=now,
-        run_ids=run_ids,
-        limit=limit,
-        op_type=op_type,
-        workspace_id=workspace_id,
-        dry_run=dry_run,
-    )
-    if dry_run:
-        return Batch(results, Delivery())
-    return Batch(
-        results, pending_delivery(instance, app_db, run_ids=run_ids, jobs=jobs, limit=limit)
-    )
-
-
-def decide_batch(
-    instance: dg.DagsterInstance,
-    app_db: AppDatabaseResource,
-    *,
-    now: datetime | None = None,
-    run_ids: Sequence[int] | None = None,
-    limit: int = BATCH_SIZE,
-    op_type: str | None = None,
-    workspace_id: int | None = None,
-    dry_run: bool = False,
-) -> list[ReconcileResult]:
-    """Decide one batch (stale runs, or exactly ``run_ids``); its decisions enter the outbox
-    in their own transaction."""
     at = now
     with app_db.opened() as app:
         reconciler = Reconciler(
@@ -295,31 +266,20 @@ def decide_batch(
             InstanceDagsterView(instance),
             clock=(lambda: at) if at is not None else None,
         )
-        return reconciler.reconcile(
+        results = reconciler.reconcile(
             limit=limit,
             run_ids=run_ids,
             op_type=op_type,
             workspace_id=workspace_id,
             dry_run=dry_run,
         )
-
-
-def pending_delivery(
-    instance: dg.DagsterInstance,
-    app_db: AppDatabaseResource,
-    *,
-    run_ids: Sequence[int] | None = None,
-    jobs: JobLookup | None = None,
-    limit: int = BATCH_SIZE,
-) -> Delivery:
-    """Record up to ``limit`` pending outbox entries, oldest first (those of ``run_ids``
-    only, when given), on their Dagster runs, and build their asset events for
-    ``deliver``."""
-    with app_db.opened() as app:
+        if dry_run:
+            return Batch(results, Delivery())
         with app.sessions() as session:
-            entries = outbox.pending(session, run_ids=run_ids, limit=limit)
+            # At least a whole batch, so a batch's own entries fit behind older ones.
+            entries = outbox.pending(session, run_ids=run_ids, limit=max(limit, outbox.EMIT_LIMIT))
         language = app.language
-    return prepare_delivery(instance, entries, language, jobs)
+    return Batch(results, prepare_delivery(instance, entries, language, jobs))
 
 
 def write_asset_events(instance: dg.DagsterInstance, events: Sequence[AssetEvent]) -> None:
