@@ -94,36 +94,20 @@ def _seed_history(world: World, scopes: list[Scope]) -> None:
     in_scope = [
         (run_ids[i], scope_of(i).workspace_id, scope_of(i).environment_id) for i in range(ARTIFACTS)
     ]
+
+    def per_run(**values: object) -> list[dict[str, Any]]:
+        """One row per finished run, in that run's scope."""
+        return [
+            {"operation_run_id": r, "workspace_id": ws, "managed_environment_id": env, **values}
+            for r, ws, env in in_scope
+        ]
+
     _insert(
         engine,
         AuditLog,
-        [
-            {
-                "operation_run_id": run_id,
-                "workspace_id": ws,
-                "managed_environment_id": env,
-                "action": "run.completed",
-                "actor": "job",
-                "from_status": "running",
-                "to_status": "completed",
-            }
-            for run_id, ws, env in in_scope
-        ],
+        per_run(action="run.completed", actor="job", from_status="running", to_status="completed"),
     )
-    _insert(
-        engine,
-        InventoryCoverage,
-        [
-            {
-                "operation_run_id": run_id,
-                "workspace_id": ws,
-                "managed_environment_id": env,
-                "policy_type": ALL_TYPES[0],
-                "status": "succeeded",
-            }
-            for run_id, ws, env in in_scope
-        ],
-    )
+    _insert(engine, InventoryCoverage, per_run(policy_type=ALL_TYPES[0], status="succeeded"))
     items = _insert(
         engine,
         InventoryItem,
@@ -196,20 +180,7 @@ def _seed_history(world: World, scopes: list[Scope]) -> None:
         ],
     )
     schedule = world.schedule(scopes[0])
-    sets = _insert(
-        engine,
-        BackupSet,
-        [
-            {
-                "backup_schedule_id": schedule,
-                "workspace_id": ws,
-                "managed_environment_id": env,
-                "operation_run_id": run_id,
-                "status": "complete",
-            }
-            for run_id, ws, env in in_scope
-        ],
-    )
+    sets = _insert(engine, BackupSet, per_run(backup_schedule_id=schedule, status="complete"))
     _insert(
         engine,
         BackupItem,
