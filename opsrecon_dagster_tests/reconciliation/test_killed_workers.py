@@ -42,8 +42,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def _killed_worker(app: AppContext, scope: Scope, tmp_path: Path, crash_at: str) -> int:
-    """A queued inventory run whose worker process is SIGKILLed at ``crash_at``."""
+def _killed_worker(
+    app: AppContext, instance: dg.DagsterInstance, scope: Scope, tmp_path: Path, crash_at: str
+) -> tuple[int, str]:
+    """A queued inventory run whose worker process is SIGKILLed at ``crash_at``: the
+    operation run id and its Dagster run id."""
+    instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
     fixture = tmp_path / "tenants.json"
     fixture.write_text(
         json.dumps({"environments": {scope.partition_key: {"faults": {"crash_at": crash_at}}}})
@@ -65,8 +69,10 @@ def _killed_worker(app: AppContext, scope: Scope, tmp_path: Path, crash_at: str)
         timeout=600,
     )
     assert worker.returncode == -signal.SIGKILL, worker.stderr.decode()[-2000:]
-    assert app.runs.get(run_id).status == "running"
-    return run_id
+    run = app.runs.get(run_id)
+    assert run.status == "running"
+    assert run.dagster_run_id is not None
+    return run_id, run.dagster_run_id
 
 
 def _reconcile(app: AppContext, instance: dg.DagsterInstance) -> None:
@@ -91,10 +97,9 @@ def test_artifacts_without_a_materialization_are_materialized_by_the_reconciler(
     app: AppContext, scope: Scope, tmp_path: Path, home: Path
 ) -> None:
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
-        run_id = _killed_worker(app, scope, tmp_path, "inventory.after_write")
-        dagster_run_id = app.runs.get(run_id).dagster_run_id
-        assert dagster_run_id is not None
+        run_id, dagster_run_id = _killed_worker(
+            app, instance, scope, tmp_path, "inventory.after_write"
+        )
         assert instance.fetch_materializations(ASSET, limit=10).records == []
 
         _reconcile(app, instance)
@@ -119,10 +124,9 @@ def test_a_materialization_without_artifacts_fails_closed(
     app: AppContext, scope: Scope, tmp_path: Path, home: Path
 ) -> None:
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
-        run_id = _killed_worker(app, scope, tmp_path, "inventory.after_first_type")
-        dagster_run_id = app.runs.get(run_id).dagster_run_id
-        assert dagster_run_id is not None
+        run_id, dagster_run_id = _killed_worker(
+            app, instance, scope, tmp_path, "inventory.after_first_type"
+        )
         # Someone reports the partition materialized for this run (the UI allows that).
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
