@@ -239,17 +239,15 @@ class OperationRunService:
         session: Session,
         *,
         links: Mapping[int, str],
-        waiting: Sequence[int],
         revisit: Mapping[int, datetime],
-        now: datetime,
     ) -> None:
         """What the reconciler learned from Dagster, inside its transaction.
 
         ``links``: Dagster runs found by their tag for open rows that had none linked (a
-        schedule or sensor submission). ``waiting``: rows whose Dagster run is confirmed in
-        the run queue; their progress is moved to ``now`` so they leave the front of the
-        stale backlog (the queue wait itself is measured from the Dagster run's creation).
-        ``revisit``: open rows found not yet decidable, with when to look at them again.
+        schedule or sensor submission). ``revisit``: open rows found not yet decidable
+        (alive, or waiting in Dagster's run queue), with when to look at them again; that
+        takes them off the front of the backlog without claiming progress they did not
+        make.
         """
         for run_id, dagster_run_id in links.items():
             session.execute(
@@ -260,16 +258,6 @@ class OperationRunService:
                     OperationRun.dagster_run_id.is_(None),
                 )
                 .values(dagster_run_id=dagster_run_id)
-                .execution_options(synchronize_session=False)
-            )
-        if waiting:
-            session.execute(
-                update(OperationRun)
-                .where(
-                    OperationRun.id.in_(list(waiting)),
-                    OperationRun.status == RunStatus.QUEUED.value,
-                )
-                .values(last_progress_at=now)
                 .execution_options(synchronize_session=False)
             )
         if revisit:

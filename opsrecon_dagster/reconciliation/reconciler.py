@@ -221,14 +221,12 @@ class Reconciler:
                         for r in candidates
                         if r.dagster_run_id is None and (info := dagster.get(r.id)) is not None
                     },
-                    waiting=[r.id for r in candidates if facts[r.id].liveness is Liveness.WAITING],
                     # Not decidable yet: out of the backlog's front until it could be.
                     revisit={
                         r.id: self._rule.next_look(r, facts[r.id].dagster, now)
                         for r in candidates
                         if verdicts[r.id].outcome is None
                     },
-                    now=now,
                 )
         return results
 
