@@ -31,8 +31,10 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from seeding import Row, bench_app, bench_scopes, bulk_insert
-from sqlalchemy import bindparam, case, delete, insert, select, update
+from sqlalchemy import BigInteger, any_, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
+from opsrecon_dagster.db.bulk import insert_rows
 from opsrecon_dagster.db.models import AuditLog, DecisionOutbox, InventoryCoverage, OperationRun
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG, NoDagster
@@ -109,11 +111,14 @@ def seed_backlog(
 
 
 def floor(app: AppContext, op_type: str, batch: int) -> tuple[int, float]:
-    """The same work by hand: select a batch, one UPDATE, one multi-row audit INSERT."""
+    """The same work by hand, in the fastest form each database has: select a batch, one
+    ``UPDATE`` and one multi-row audit ``INSERT`` (on PostgreSQL ``= ANY(array)`` and
+    ``INSERT ... SELECT FROM unnest``: one statement text whatever the batch)."""
     done, started = 0, time.perf_counter()
     postgres = app.url.get_backend_name() == "postgresql"
     while True:
-        with app.engine.begin() as conn:
+        with app.sessions.begin() as session:
+            now = datetime.now(UTC)
             stmt = (
                 select(
                     OperationRun.id, OperationRun.workspace_id, OperationRun.managed_environment_id
@@ -121,33 +126,36 @@ def floor(app: AppContext, op_type: str, batch: int) -> tuple[int, float]:
                 .where(
                     OperationRun.type == op_type,
                     OperationRun.status == "running",
-                    OperationRun.stale_at < datetime.now(UTC),
+                    OperationRun.stale_at < now,
                 )
                 .order_by(OperationRun.stale_at, OperationRun.id)
                 .limit(batch)
             )
             if postgres:
                 stmt = stmt.with_for_update(skip_locked=True)
-            rows = conn.execute(stmt).all()
+            rows = session.execute(stmt).all()
             if not rows:
                 return done, time.perf_counter() - started
             ids = [r.id for r in rows]
-            conn.execute(
+            selected = (
+                OperationRun.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+                if postgres
+                else OperationRun.id.in_(ids)
+            )
+            session.execute(
                 update(OperationRun)
-                .where(OperationRun.id.in_(ids), OperationRun.status == "running")
+                .where(selected, OperationRun.status == "running")
                 .values(
                     status="completed",
                     outcome="failed",
-                    reason_code=case(
-                        {i: bindparam(None, "stale_without_proof") for i in ids},
-                        value=OperationRun.id,
-                    ),
-                    completed_at=datetime.now(UTC),
+                    reason_code="stale_without_proof",
+                    completed_at=now,
                     stale_at=None,
                 )
             )
-            conn.execute(
-                insert(AuditLog),
+            insert_rows(
+                session,
+                AuditLog,
                 [
                     {
                         "operation_run_id": r.id,
@@ -160,7 +168,7 @@ def floor(app: AppContext, op_type: str, batch: int) -> tuple[int, float]:
                         "outcome": "failed",
                         "reason_code": "stale_without_proof",
                         "details": {},
-                        "created_at": datetime.now(UTC),
+                        "created_at": now,
                     }
                     for r in rows
                 ],

@@ -10,13 +10,13 @@ repeat is harmless, since every event names its operation run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import Text, cast, delete, func, select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db import bulk
@@ -89,22 +89,34 @@ def enqueue_many(session: Session, events: Sequence[DecisionEvent]) -> None:
 
 
 def pending(
-    session: Session, *, limit: int = EMIT_LIMIT, run_ids: Sequence[int] | None = None
+    session: Session,
+    *,
+    limit: int = EMIT_LIMIT,
+    run_ids: Sequence[int] | None = None,
+    in_flight: Collection[int] = (),
 ) -> list[Pending]:
-    """Undelivered entries, oldest first (only those of ``run_ids`` when given).
+    """Undelivered entries, oldest first (only those of ``run_ids`` when given), except
+    those ``in_flight`` (being delivered by the caller right now).
 
     An entry that does not parse was not written by this version of the product: it is
     logged by id and skipped, never reported half-read.
     """
-    stmt = select(DecisionOutbox).order_by(DecisionOutbox.id).limit(limit)
+    # As text, parsed and validated in one step by pydantic (no driver-side JSON decoding).
+    stmt = (
+        select(DecisionOutbox.id, cast(DecisionOutbox.event, Text))
+        .order_by(DecisionOutbox.id)
+        .limit(limit)
+    )
     if run_ids is not None:
         stmt = stmt.where(DecisionOutbox.operation_run_id.in_(list(run_ids)))
+    if in_flight:
+        stmt = stmt.where(DecisionOutbox.id.not_in(list(in_flight)))
     found: list[Pending] = []
-    for row in session.scalars(stmt):
+    for entry_id, text in session.execute(stmt):
         try:
-            found.append(Pending(row.id, DecisionEvent.model_validate(row.event)))
+            found.append(Pending(entry_id, DecisionEvent.model_validate_json(text or "")))
         except ValidationError:
-            logger.warning("decision outbox entry %s is not readable; skipped", row.id)
+            logger.warning("decision outbox entry %s is not readable; skipped", entry_id)
     return found
 
 

@@ -4,7 +4,8 @@ Dagster runs that ended while their operation run was still open."""
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -31,6 +32,7 @@ from opsrecon_dagster.reconciliation.outbox import DecisionEvent
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
+from opsrecon_dagster.sensors.gc_pacing import paced_collection
 from opsrecon_dagster.sensors.guard import guarded_tick, sanitized_failure
 
 # Decisions per batch (one transaction each); a tick runs batches until the backlog is empty
@@ -248,6 +250,7 @@ def reconcile_batch(
     workspace_id: int | None = None,
     dry_run: bool = False,
     jobs: JobLookup | None = None,
+    in_flight: Collection[int] = (),
 ) -> Batch:
     """Run one reconciliation batch and prepare the delivery of pending decisions.
 
@@ -277,7 +280,12 @@ def reconcile_batch(
             return Batch(results, Delivery())
         with app.sessions() as session:
             # At least a whole batch, so a batch's own entries fit behind older ones.
-            entries = outbox.pending(session, run_ids=run_ids, limit=max(limit, outbox.EMIT_LIMIT))
+            entries = outbox.pending(
+                session,
+                run_ids=run_ids,
+                limit=max(limit, outbox.EMIT_LIMIT),
+                in_flight=in_flight,
+            )
         language = app.language
     return Batch(results, prepare_delivery(instance, entries, language, jobs))
 
@@ -332,15 +340,38 @@ def drain(
 ) -> list[ReconcileResult]:
     """Reconcile and deliver batch after batch until the backlog is empty or the time budget
     is spent. Rows found alive or waiting are due again only later, so each batch reads
-    rows the drain has not seen."""
+    rows the drain has not seen.
+
+    A batch's events are written while the next batch is decided (one writer thread, one
+    delivery at a time, in order): each side waits on its own database much of the time.
+    The next batch leaves the entries in flight out of its delivery; a failed delivery
+    leaves its entries pending and fails the drain once the batch in hand is committed.
+    """
     deadline = time.monotonic() + budget_seconds
     results: list[ReconcileResult] = []
-    while True:
-        batch = reconcile_batch(instance, app_db, now=now, limit=limit, jobs=jobs)
-        deliver(instance, app_db, batch.delivery)
-        results += batch.results
-        if len(batch.results) < limit or time.monotonic() >= deadline:
-            return results
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver") as writer:
+        delivering: Future[None] | None = None
+        in_flight: list[int] = []
+        while True:
+            with paced_collection():
+                batch = reconcile_batch(
+                    instance, app_db, now=now, limit=limit, jobs=jobs, in_flight=in_flight
+                )
+            if delivering is not None:
+                delivering.result()
+            delivering = writer.submit(_paced_deliver, instance, app_db, batch.delivery)
+            in_flight = batch.delivery.entry_ids
+            results += batch.results
+            if len(batch.results) < limit or time.monotonic() >= deadline:
+                delivering.result()
+                return results
+
+
+def _paced_deliver(
+    instance: dg.DagsterInstance, app_db: AppDatabaseResource, delivery: Delivery
+) -> None:
+    with paced_collection():
+        deliver(instance, app_db, delivery)
 
 
 class TickCursor(BaseModel):
@@ -413,6 +444,7 @@ def reconciliation_sensor(
             now=clock.now(),
             budget_seconds=TICK_BUDGET_SECONDS,
             jobs=jobs_of(context.repository_def),
+            limit=BATCH_SIZE,
         )
         decided = sum(r.status is TransitionStatus.APPLIED for r in results)
         waiting = sum(r.verdict.outcome is None for r in results)

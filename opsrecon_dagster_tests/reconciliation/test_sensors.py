@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -98,6 +100,45 @@ def test_a_tick_drains_the_backlog_in_batches_and_reports_every_decision(
     assert isinstance(again, dg.SensorResult)
     assert again.skip_reason is not None
     assert _reported(world) == run_ids  # nothing repeated
+
+
+def test_the_next_batch_leaves_out_the_entries_still_being_delivered(
+    world: World, monkeypatch
+) -> None:
+    """A batch's events are written while the next batch is decided: the next batch must
+    not deliver them a second time. The first delivery is held until the second batch has
+    read its entries (events, not sleeps)."""
+    import opsrecon_dagster.sensors.reconciliation as module
+
+    monkeypatch.setattr(module, "BATCH_SIZE", 3)
+    scope = world.scope("full")
+    run_ids = [world.start(INV, scope, policy_types=[t]) for t in "abcde"]
+    second_read = threading.Event()
+    batches: list[list[int]] = []
+    real_batch, real_write = module.reconcile_batch, module.write_asset_events
+
+    def batch(*args: Any, **kwargs: Any) -> Any:
+        found = real_batch(*args, **kwargs)
+        batches.append([r.run_id for r in found.results])
+        if len(batches) == 2:
+            second_read.set()
+        return found
+
+    def write(instance: dg.DagsterInstance, events: Any) -> None:
+        if not batches[1:]:  # the first delivery waits for the second batch
+            assert second_read.wait(timeout=60)
+        real_write(instance, events)
+
+    monkeypatch.setattr(module, "reconcile_batch", batch)
+    monkeypatch.setattr(module, "write_asset_events", write)
+    reconciliation_sensor(
+        dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
+    )
+    assert [len(b) for b in batches] == [3, 2]
+    ids = [e.metadata["operation_run_id"].value for e in _events_of(world)]
+    assert sorted(i for i in ids if isinstance(i, int)) == run_ids  # each exactly once
+    with world.app.sessions() as session:
+        assert outbox.count(session) == 0
 
 
 def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
