@@ -370,6 +370,9 @@ class DecisionOutbox(Base):
     """
 
     __tablename__ = "decision_outbox"
+    # Ids never come back (SQLite would otherwise reuse the highest after a delete): "oldest
+    # first" is id order, and a delivery in flight is named by its entries' ids.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     operation_run_id: Mapped[int] = mapped_column(ForeignKey("operation_runs.id"), index=True)

@@ -61,3 +61,25 @@ def test_pending_reads_entries_oldest_first_and_skips_unreadable_ones(
     skipped = [r.getMessage() for r in caplog.records if "not readable" in r.getMessage()]
     assert len(skipped) == 2  # the first read; the second reads only the other run's entry
     assert not any("s3cr3t" in m or "token" in m for m in skipped)
+
+
+def test_an_acknowledged_entry_id_never_names_a_newer_entry(app: AppContext) -> None:
+    """Deliveries in flight and acknowledgements name entries by id: a new entry must not
+    get the id of one just deleted (SQLite reuses the highest rowid unless AUTOINCREMENT)."""
+    scope = make_scope(app, "acme", "env-0")
+    run_id = app.runs.start(
+        OperationType.INVENTORY_SYNC,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+        inputs=RunInputs(trigger="test"),
+    ).run.id
+    with app.sessions.begin() as session:
+        outbox.enqueue_many(session, [_event(run_id), _event(run_id)])
+    with app.sessions.begin() as session:
+        first = [e.id for e in outbox.pending(session)]
+        assert outbox.acknowledge(session, first) == 2
+    with app.sessions.begin() as session:
+        outbox.enqueue_many(session, [_event(run_id)])
+    with app.sessions() as session:
+        [again] = outbox.pending(session)
+    assert again.id > max(first)
