@@ -42,7 +42,7 @@ from seeding import bench_app, bench_scopes
 
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG, run_tags
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR
 from opsrecon_dagster.settings import AppContext
 
@@ -97,7 +97,8 @@ class Bench:
         """Submit the row's job through the instance's run coordinator, linked first."""
         dagster_run_id = str(uuid.uuid4())
         self.app.runs.link_dagster_run(run_id, dagster_run_id)
-        tags = {RUN_TAG: str(run_id), "dagster/partition": self.partitions[scenario]}
+        partition = self.partitions[scenario]
+        tags = {**run_tags(run_id, partition), "dagster/partition": partition}
         launch = [str(BIN / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j"]
         options = ["--run-id", dagster_run_id, "--tags", json.dumps(tags)]
         subprocess.run(

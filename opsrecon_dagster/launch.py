@@ -15,7 +15,7 @@ import dagster as dg
 
 from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.settings import AppContext
 
@@ -77,7 +77,7 @@ def launch_operation_run(
         instance=instance,
         partition_key=partition,
         run_id=dagster_run_id,
-        tags={RUN_TAG: str(run_id)},
+        tags=run_tags(run_id, partition),
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         resources={

@@ -25,7 +25,7 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.settings import AppContext
 
 IN_PROCESS: dict[str, object] = {
@@ -58,7 +58,7 @@ def enqueue(
         run_id=dagster_run_id,
         run_config=IN_PROCESS,
         status=dg.DagsterRunStatus.QUEUED,
-        tags={RUN_TAG: str(run_id), "dagster/partition": partition},
+        tags={**run_tags(run_id, partition), "dagster/partition": partition},
         asset_selection=frozenset(job.asset_layer.executable_asset_keys),
         remote_job_origin=origin,
     )

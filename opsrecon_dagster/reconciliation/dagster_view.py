@@ -14,6 +14,20 @@ from opsrecon_dagster.operations.staleness import DagsterRunInfo
 
 # The Dagster run tag that names a run's operation run (SPEC §9).
 RUN_TAG = "opsrecon/operation_run_id"
+# The tenant scope of a run, for the run queue's per-tenant concurrency limits
+# (``deploy/dagster.postgres.yaml``): a throttled tenant's backlog waits in its own lane.
+WORKSPACE_TAG = "opsrecon/workspace"
+ENVIRONMENT_TAG = "opsrecon/environment"
+
+
+def run_tags(operation_run_id: int, partition_key: str) -> dict[str, str]:
+    """The tags of every Dagster run launched for an operation run: the row it reports on
+    and its scope (the partition key is ``<workspace>.<environment>``)."""
+    return {
+        RUN_TAG: str(operation_run_id),
+        WORKSPACE_TAG: partition_key.split(".", 1)[0],
+        ENVIRONMENT_TAG: partition_key,
+    }
 
 
 class DagsterView(Protocol):

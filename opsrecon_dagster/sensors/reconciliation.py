@@ -27,7 +27,7 @@ from opsrecon_dagster.operations.enums import RunOutcome
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.reasons import Language
 from opsrecon_dagster.reconciliation import outbox
-from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG, run_tags
 from opsrecon_dagster.reconciliation.outbox import DecisionEvent
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
@@ -148,7 +148,10 @@ def _dagster_run_of(
         job,
         run_id=run_id,
         status=dg.DagsterRunStatus.NOT_STARTED,
-        tags={RUN_TAG: str(event.operation_run_id), "dagster/partition": event.partition_key},
+        tags={
+            **run_tags(event.operation_run_id, event.partition_key),
+            "dagster/partition": event.partition_key,
+        },
         asset_selection=frozenset(job.asset_layer.executable_asset_keys),
     )
 

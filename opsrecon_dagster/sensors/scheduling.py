@@ -15,7 +15,7 @@ from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.enums import Actor
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.guard import guarded_tick
 from opsrecon_dagster.settings import AppContext
@@ -42,7 +42,9 @@ def tagged_request(
         inputs=inputs,
         actor=Actor.JOB,
     ).run
-    return dg.RunRequest(run_key=run_key, partition_key=partition_key, tags={RUN_TAG: str(run.id)})
+    return dg.RunRequest(
+        run_key=run_key, partition_key=partition_key, tags=run_tags(run.id, partition_key)
+    )
 
 
 @dg.sensor(

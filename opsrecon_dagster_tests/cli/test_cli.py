@@ -134,6 +134,8 @@ def test_operations_start_launches_tagged_job(
         dagster_run = instance.get_run_by_id(data["launched"]["dagster_run_id"])
     assert dagster_run is not None
     assert dagster_run.tags["opsrecon/operation_run_id"] == str(data["run"]["id"])
+    assert dagster_run.tags["opsrecon/workspace"] == "acme"  # the run queue's tenant lanes
+    assert dagster_run.tags["opsrecon/environment"] == scope.partition_key
     assert seen_at_submission == [(data["run"]["dagster_run_id"], False)]
     # Unsupported types are queued, never launched.
     code, out, _ = invoke(url, "operations", "start", "restore.execute", "--environment",

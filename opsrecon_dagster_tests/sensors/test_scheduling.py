@@ -11,7 +11,7 @@ import pytest
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
 from opsrecon_dagster.operations.context import RunContext
-from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.dagster_view import ENVIRONMENT_TAG, RUN_TAG, WORKSPACE_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
@@ -75,6 +75,8 @@ def test_backup_sensor_launches_due_schedules_once(
     assert request.run_key is not None
     assert request.run_key.startswith(f"backup:{due_id}:")
     run = app.runs.get(int(request.tags[RUN_TAG]))
+    # The tenant's tags, which the production run queue limits per workspace and environment.
+    assert (request.tags[WORKSPACE_TAG], request.tags[ENVIRONMENT_TAG]) == ("acme", "acme.contoso")
     assert (run.type, run.status, run.managed_environment_id) == (
         "backup.schedule.execute",
         "queued",
