@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs in the lock
 from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
