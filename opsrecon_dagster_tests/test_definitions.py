@@ -28,7 +28,11 @@ def describe() -> dict[str, Any]:
     return {
         "assets": assets,
         "checks": checks,
-        "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
+        "jobs": {
+            j.name: dict(sorted(j.tags.items()))
+            for j in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name)
+            if not j.name.startswith("__")
+        },
         "schedules": sorted(
             f"{s.name} {getattr(s, 'cron_schedule', '')}" for s in defs.schedules or []
         ),
