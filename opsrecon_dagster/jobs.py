@@ -6,7 +6,6 @@ import dagster as dg
 
 from opsrecon_dagster.artifacts.families import FAMILIES
 
-
 # Dagster run monitoring cancels a run that is still going after this long (the tag
 # ``dagster/max_runtime``), whatever the launcher; its run-end sensor then decides the
 # operation run from proof. Well above a healthy run, so only a hung worker reaches it.
