@@ -1,5 +1,7 @@
 """The Dagster entry point: ``opsrecon_dagster.definitions:defs``."""
 
+import os
+
 import dagster as dg
 
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
@@ -9,7 +11,7 @@ from opsrecon_dagster.assets.overview import (
     overview_job,
 )
 from opsrecon_dagster.jobs import JOBS
-from opsrecon_dagster.resources import AppDatabaseResource, ClockResource, ProviderResource
+from opsrecon_dagster.resources.configured import configured_resources
 from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
 from opsrecon_dagster.sensors.scheduling import (
     backup_schedules_sensor,
@@ -27,9 +29,7 @@ defs = dg.Definitions(
         reconciliation_sensor,
         *RUN_END_SENSORS,
     ],
-    resources={
-        "app_db": AppDatabaseResource(),
-        "provider": ProviderResource(),
-        "clock": ClockResource(),
-    },
+    # Wired from the environment of the process that loads the definitions (the code
+    # server, the daemon, a run worker): each set variable as an EnvVar.
+    resources=configured_resources(os.environ),
 )

@@ -17,6 +17,7 @@ from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
+from opsrecon_dagster.resources.configured import configured_resources
 from opsrecon_dagster.settings import AppContext
 
 DEFAULT_DAGSTER_HOME = Path("data") / "dagster_home"
@@ -45,7 +46,9 @@ def launch_operation_run(
     provider: ProviderResource | None = None,
     log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
-    """Execute the run's job for its environment partition, tagged with the run id."""
+    """Execute the run's job for its environment partition, tagged with the run id, on the
+    application's database and ``provider`` (default: as this process's environment
+    configures it)."""
     from opsrecon_dagster.definitions import defs
 
     run = app.runs.get(run_id)
@@ -82,6 +85,7 @@ def launch_operation_run(
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         resources={
             "app_db": AppDatabaseResource(database_url=app.url.render_as_string(False)),
-            "provider": provider or ProviderResource(),
+            # As deployed: the provider this process's environment configures.
+            "provider": provider or configured_resources(os.environ)["provider"],
         },
     )

@@ -6,20 +6,24 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
 from opsrecon_dagster.operations.reasons import parse_language
 from opsrecon_dagster.providers.base import TenantProvider
+from opsrecon_dagster.providers.fixture import FixtureTenantProvider
+from opsrecon_dagster.providers.http import HttpTenantProvider
 from opsrecon_dagster.settings import AppContext, Settings, shared_app
 
 FIXTURE_PATH_VAR = "OPSRECON_FIXTURE_PATH"
 
 
 class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The application database (``operation_runs`` and the artifact tables)."""
+    """The application database (``operation_runs`` and the artifact tables).
+
+    Deployed, its settings come from ``OPSRECON_*`` variables (``resources/configured.py``).
+    """
 
     database_url: str | None = Field(
         default=None,
@@ -28,18 +32,17 @@ class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     stale_thresholds_json: str | None = Field(
         default=None, description="Stale threshold overrides (see README); optional."
     )
-    language: str | None = Field(
-        default=None,
-        description="Message language (en or de); default $OPSRECON_LANGUAGE, then en.",
-    )
+    language: str | None = Field(default=None, description="Message language: en (default), de.")
 
     def settings(self) -> Settings:
-        """The settings this resource stands for (resolved at execution, not import)."""
-        settings = Settings.from_env()
+        """The settings this resource stands for. A setting left unset here falls back to
+        its ``OPSRECON_*`` variable where the resource runs, then to the default (for
+        processes whose environment changes after the definitions loaded: the demo)."""
+        fallback = Settings.from_env()
         return Settings(
-            database_url=self.database_url or settings.database_url,
-            stale_thresholds_json=self.stale_thresholds_json or settings.stale_thresholds_json,
-            language=parse_language(self.language) if self.language else settings.language,
+            database_url=self.database_url or fallback.database_url,
+            stale_thresholds_json=self.stale_thresholds_json or fallback.stale_thresholds_json,
+            language=parse_language(self.language) if self.language else fallback.language,
         )
 
     def app(self) -> AppContext:
@@ -80,27 +83,44 @@ class ClockResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class ProviderResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The tenant provider: the fixture provider (default) or the Graph-style HTTP provider."""
+    """The tenant provider: the fixture provider (default) or the Graph-style HTTP provider.
 
-    kind: Literal["fixture", "http"] = "fixture"
+    Deployed, its settings come from ``OPSRECON_PROVIDER*`` variables, the token as a
+    ``dg.EnvVar`` (``resources/configured.py``).
+    """
+
+    kind: str = Field(default="fixture", description="fixture (default) or http.")
     fixture_path: str | None = Field(
         default=None,
         description="Fixture tenants JSON; default $OPSRECON_FIXTURE_PATH, then the packaged one.",
     )
-    base_url: str | None = None
-    token: str | None = Field(default=None, description="Bearer token (use an EnvVar).")
+    base_url: str | None = Field(default=None, description="HTTP provider: the API's base URL.")
+    token: str | None = Field(default=None, description="HTTP provider: bearer token (EnvVar).")
+    timeout_seconds: int = Field(default=10, description="HTTP: connect and read timeout.")
+    max_retries: int = Field(default=3, description="HTTP: retries of a throttled request.")
+    max_retry_after_seconds: int = Field(
+        default=30, description="HTTP: longest Retry-After honoured before a retry."
+    )
 
     def get_provider(self) -> TenantProvider:
-        """Build the configured provider."""
+        """Build the configured provider; a configuration error fails with a message that
+        names the setting, never its value."""
         if self.kind == "http":
-            from opsrecon_dagster.providers.http import HttpTenantProvider
-
             if not self.base_url or not self.token:
-                raise dg.Failure("the HTTP provider needs base_url and token")
-            return HttpTenantProvider(base_url=self.base_url, token=self.token)
-        from opsrecon_dagster.providers.fixture import FixtureTenantProvider
-
-        path = self.fixture_path or os.environ.get(FIXTURE_PATH_VAR)
+                raise dg.Failure("the HTTP provider needs OPSRECON_PROVIDER_URL and a token")
+            try:
+                return HttpTenantProvider(
+                    base_url=self.base_url,
+                    token=self.token,
+                    timeout_seconds=self.timeout_seconds,
+                    max_retries=self.max_retries,
+                    max_retry_after_seconds=self.max_retry_after_seconds,
+                )
+            except ValueError as exc:  # its messages never echo the token
+                raise dg.Failure(f"HTTP provider settings: {exc}") from None
+        if self.kind != "fixture":
+            raise dg.Failure(f"unknown provider kind {self.kind!r}: fixture or http")
+        path = self.fixture_path or os.environ.get(FIXTURE_PATH_VAR)  # as for the database
         if path:
             return FixtureTenantProvider.from_file(path)
         return FixtureTenantProvider.default()
