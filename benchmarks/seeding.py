@@ -3,12 +3,14 @@ environments, and bulk inserts in chunks."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.exc import DBAPIError
 
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.settings import AppContext, Settings
@@ -45,3 +47,26 @@ def bulk_insert(app: AppContext, table: Any, rows: Iterable[Row]) -> None:
     if batch:
         with app.engine.begin() as conn:
             conn.execute(insert(table), batch)
+
+
+def settle(app: AppContext, dagster_pg_url: str | None = None) -> None:
+    """Let the databases catch up with the bulk seeding before anything is measured.
+
+    On PostgreSQL (the app database, and Dagster's storage when it is on PostgreSQL),
+    ``VACUUM (ANALYZE)`` and a ``CHECKPOINT``: otherwise autovacuum and the checkpointer work
+    through the freshly seeded rows during the measurement, on the same two cores, and the
+    planner plans with the statistics of near-empty tables, all billed to whichever stage
+    happens to run then. A database in service has long since done both. SQLite has nothing
+    to settle.
+    """
+    urls = [app.url.render_as_string(hide_password=False), dagster_pg_url]
+    for url in (u for u in urls if u and u.startswith("postgresql")):
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("VACUUM (ANALYZE)"))
+                # CHECKPOINT needs superuser or pg_checkpoint; the vacuum matters most.
+                with contextlib.suppress(DBAPIError):
+                    conn.execute(text("CHECKPOINT"))
+        finally:
+            engine.dispose()
