@@ -12,6 +12,7 @@ from opsrecon_dagster.assets.overview import (
 )
 from opsrecon_dagster.jobs import JOBS
 from opsrecon_dagster.resources.configured import configured_resources
+from opsrecon_dagster.sensors.alerts import decision_alerts_sensor
 from opsrecon_dagster.sensors.reconciliation import RUN_END_SENSORS, reconciliation_sensor
 from opsrecon_dagster.sensors.scheduling import (
     backup_schedules_sensor,
@@ -28,6 +29,7 @@ defs = dg.Definitions(
         backup_schedules_sensor,
         reconciliation_sensor,
         *RUN_END_SENSORS,
+        decision_alerts_sensor,
     ],
     # Wired from the environment of the process that loads the definitions (the code
     # server, the daemon, a run worker): each set variable as an EnvVar.

@@ -379,3 +379,15 @@ class DecisionOutbox(Base):
     # A ``reconciliation.outbox.DecisionEvent``: ids, codes and counts only.
     event: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertDelivery(Base):
+    """A decision posted to the alert webhook: one row per operation run, so a repeated tick
+    posts nothing twice. Pruned once older than the alerts' look-back window."""
+
+    __tablename__ = "alert_deliveries"
+
+    operation_run_id: Mapped[int] = mapped_column(ForeignKey("operation_runs.id"), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    reason_code: Mapped[str] = mapped_column(String(64))
+    delivered_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

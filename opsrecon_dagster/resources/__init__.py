@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from opsrecon_dagster.alerts.ledger import ATTENTION, UnknownOutcomeError, parse_outcomes
+from opsrecon_dagster.alerts.webhook import Webhook
+from opsrecon_dagster.operations.enums import RunOutcome
 from opsrecon_dagster.operations.reasons import parse_language
 from opsrecon_dagster.providers.base import TenantProvider
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider
@@ -124,3 +127,35 @@ class ProviderResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         if path:
             return FixtureTenantProvider.from_file(path)
         return FixtureTenantProvider.default()
+
+
+class AlertWebhookResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where decisions that need attention are posted: a webhook URL (Slack-compatible
+    JSON), or none (alerts off, the default).
+
+    Deployed, from ``OPSRECON_ALERT_WEBHOOK_URL`` (a ``dg.EnvVar``: a Slack webhook URL is
+    a secret) and ``OPSRECON_ALERT_OUTCOMES`` (``resources/configured.py``).
+    """
+
+    url: str | None = Field(default=None, description="Webhook URL (EnvVar); unset: no alerts.")
+    outcomes: str = Field(
+        default=",".join(sorted(o.value for o in ATTENTION)),
+        description="Comma-separated outcomes to post.",
+    )
+    timeout_seconds: int = Field(default=10, description="Connect and read timeout.")
+
+    def alert_outcomes(self) -> frozenset[RunOutcome]:
+        """The outcomes to post; a wrong value fails with a message naming it."""
+        try:
+            return parse_outcomes(self.outcomes)
+        except UnknownOutcomeError as exc:
+            raise dg.Failure(f"OPSRECON_ALERT_OUTCOMES: {exc}") from None
+
+    def webhook(self) -> Webhook | None:
+        """The configured webhook, or None when alerts are off."""
+        if not self.url:
+            return None
+        try:
+            return Webhook(self.url, timeout_seconds=self.timeout_seconds)
+        except ValueError as exc:  # its messages never echo the URL
+            raise dg.Failure(str(exc)) from None

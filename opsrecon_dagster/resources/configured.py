@@ -16,6 +16,7 @@ import dagster as dg
 
 from opsrecon_dagster.resources import (
     FIXTURE_PATH_VAR,
+    AlertWebhookResource,
     AppDatabaseResource,
     ClockResource,
     ProviderResource,
@@ -36,6 +37,11 @@ PROVIDER_VARS = {
     "max_retries": "OPSRECON_PROVIDER_MAX_RETRIES",
     "max_retry_after_seconds": "OPSRECON_PROVIDER_MAX_RETRY_AFTER_SECONDS",
 }
+ALERT_VARS = {
+    "url": "OPSRECON_ALERT_WEBHOOK_URL",
+    "outcomes": "OPSRECON_ALERT_OUTCOMES",
+    "timeout_seconds": "OPSRECON_ALERT_TIMEOUT_SECONDS",
+}
 _INT_FIELDS = {"timeout_seconds", "max_retries", "max_retry_after_seconds"}
 
 
@@ -52,5 +58,6 @@ def configured_resources(environ: Mapping[str, str]) -> dict[str, Any]:
     return {
         "app_db": AppDatabaseResource(**_wired(APP_DB_VARS, environ)),
         "provider": ProviderResource(**_wired(PROVIDER_VARS, environ)),
+        "alerts": AlertWebhookResource(**_wired(ALERT_VARS, environ)),
         "clock": ClockResource(),
     }

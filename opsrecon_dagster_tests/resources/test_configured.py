@@ -92,6 +92,11 @@ def test_set_variables_are_wired_as_env_vars_not_values() -> None:
     # The resource holds the variable's name; Dagster reads its value where it runs.
     assert provider.token == dg.EnvVar("OPSRECON_PROVIDER_TOKEN")
     assert TOKEN not in repr(provider)
+    hook = "https://hooks.example/services/T0/B0/secret"
+    alerts = configured_resources({"OPSRECON_ALERT_WEBHOOK_URL": hook})["alerts"]
+    assert alerts.url == dg.EnvVar("OPSRECON_ALERT_WEBHOOK_URL")
+    assert hook not in repr(alerts)
+    assert configured_resources({})["alerts"].webhook() is None  # alerts off by default
 
 
 def test_the_loaded_definitions_wire_the_environment_of_their_process() -> None:

@@ -1,0 +1,152 @@
+"""Which decisions are alerts, which of them were posted already, and what a post says.
+
+An alert is a completed operation run whose outcome needs attention (by default blocked,
+failed or partially succeeded), completed since alerting began and within the look-back
+window. Posting one records it in ``alert_deliveries`` (one row per run), so a later tick
+never posts it again; a post that fails records nothing, so the run is posted on a later
+tick (at least once). Alerts carry ids, codes and names only: no evidence, no provider
+detail, no secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import delete, exists, select
+from sqlalchemy.orm import Session
+
+from opsrecon_dagster.db.models import AlertDelivery, ManagedEnvironment, OperationRun, Workspace
+from opsrecon_dagster.operations.context import SnakeCase
+from opsrecon_dagster.operations.enums import RunOutcome, RunStatus
+from opsrecon_dagster.operations.reasons import Language, message
+
+ATTENTION = frozenset({RunOutcome.BLOCKED, RunOutcome.FAILED, RunOutcome.PARTIALLY_SUCCEEDED})
+# Decisions older than this are no longer posted (a webhook down for longer loses them; the
+# runs stay in ``opsrecon runs list``), and delivery records older than this are pruned.
+LOOKBACK = timedelta(days=7)
+
+
+class UnknownOutcomeError(ValueError):
+    """An alert outcome that is not a run outcome."""
+
+
+def parse_outcomes(value: str) -> frozenset[RunOutcome]:
+    """``"blocked,failed"`` -> those outcomes; raises ``UnknownOutcomeError`` naming the
+    first value that is not an outcome."""
+    outcomes = set()
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            outcomes.add(RunOutcome(part))
+        except ValueError:
+            choices = ", ".join(o.value for o in RunOutcome)
+            raise UnknownOutcomeError(f"unknown outcome {part!r}: one of {choices}") from None
+    return frozenset(outcomes)
+
+
+class Alert(BaseModel):
+    """One decision to post: what happened to which run, where."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    operation_run_id: int
+    type: str
+    outcome: RunOutcome
+    reason_code: SnakeCase
+    workspace: str
+    environment: str | None
+    completed_at: datetime
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every post of this decision: a receiver can drop repeats."""
+        return f"opsrecon-run-{self.operation_run_id}-{self.outcome.value}"
+
+    def payload(self, language: Language = "en") -> dict[str, Any]:
+        """Slack-compatible JSON (``text``), with the fields under ``opsrecon`` for
+        receivers that read them."""
+        where = self.environment or self.workspace
+        text = (
+            f"opsrecon: {self.type} run {self.operation_run_id} in {where} ended "
+            f"{self.outcome.value}: {message(self.reason_code, language)} [{self.reason_code}]"
+        )
+        return {
+            "text": text,
+            "opsrecon": {
+                **self.model_dump(mode="json"),
+                "idempotency_key": self.idempotency_key,
+            },
+        }
+
+
+def due(
+    session: Session,
+    *,
+    outcomes: Collection[RunOutcome],
+    since: datetime,
+    now: datetime,
+    limit: int,
+) -> list[Alert]:
+    """Decisions with one of ``outcomes``, completed since ``since`` (and within the
+    look-back window), not posted yet; oldest first, at most ``limit``. One range over the
+    completion-time index, whatever the history."""
+    if not outcomes:
+        return []
+    posted = exists().where(AlertDelivery.operation_run_id == OperationRun.id)
+    rows = session.execute(
+        select(
+            OperationRun.id,
+            OperationRun.type,
+            OperationRun.outcome,
+            OperationRun.reason_code,
+            OperationRun.completed_at,
+            Workspace.slug,
+            ManagedEnvironment.partition_key,
+        )
+        .join(Workspace, Workspace.id == OperationRun.workspace_id)
+        .outerjoin(ManagedEnvironment, ManagedEnvironment.id == OperationRun.managed_environment_id)
+        .where(
+            OperationRun.completed_at >= max(since, now - LOOKBACK),
+            OperationRun.status == RunStatus.COMPLETED.value,
+            OperationRun.outcome.in_(sorted(o.value for o in outcomes)),
+            ~posted,
+        )
+        .order_by(OperationRun.completed_at, OperationRun.id)
+        .limit(limit)
+    ).all()
+    return [
+        Alert(
+            operation_run_id=run_id,
+            type=op_type,
+            outcome=RunOutcome(cast(str, outcome)),  # selected by outcome: never NULL
+            reason_code=reason or "unknown",
+            workspace=workspace,
+            environment=environment,
+            completed_at=completed_at,
+        )
+        for run_id, op_type, outcome, reason, completed_at, workspace, environment in rows
+    ]
+
+
+def record_posted(session: Session, alert: Alert, at: datetime) -> None:
+    """Remember that ``alert`` was posted, so no later tick posts it again."""
+    session.add(
+        AlertDelivery(
+            operation_run_id=alert.operation_run_id,
+            outcome=alert.outcome.value,
+            reason_code=alert.reason_code,
+            delivered_at=at,
+        )
+    )
+
+
+def prune(session: Session, now: datetime) -> int:
+    """Forget deliveries older than the look-back window (their runs are no longer due)."""
+    result = session.execute(
+        delete(AlertDelivery).where(AlertDelivery.delivered_at < now - LOOKBACK)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
