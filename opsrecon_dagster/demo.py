@@ -194,7 +194,8 @@ class Demo:
         )
 
     def subprocess_launch(self, run_id: int) -> subprocess.Popen[bytes]:
-        """Launch a run in a separate worker process (``opsrecon operations launch``)."""
+        """Execute a run in a separate worker process (``opsrecon operations launch
+        --in-process``)."""
         return subprocess.Popen(
             [
                 sys.executable,
@@ -202,6 +203,7 @@ class Demo:
                 "opsrecon_dagster.cli.main",
                 "operations",
                 "launch",
+                "--in-process",  # this process is the worker the scenario kills or pauses
                 str(run_id),
             ],
             stdout=subprocess.DEVNULL,

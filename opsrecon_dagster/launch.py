@@ -1,18 +1,25 @@
-"""Launch an operation run's Dagster job, tagged with the operation run id.
+"""Hand an operation run's Dagster job to Dagster, tagged with the operation run id.
 
-Used by the CLI (and the demo): the job runs in this process against the persistent
-instance in ``$DAGSTER_HOME`` (default ``data/dagster_home``), so the UI shows it afterwards.
+The CLI submits it to the instance in ``$DAGSTER_HOME`` (default ``data/dagster_home``),
+whose run coordinator and launcher run it like any scheduled run; ``--in-process`` and the
+demo execute it in their own process against that instance. Either way the UI shows it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
+from opsrecon_dagster.db.models import ManagedEnvironment
 from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
@@ -22,6 +29,12 @@ from opsrecon_dagster.settings import AppContext
 
 DEFAULT_DAGSTER_HOME = Path("data") / "dagster_home"
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+DEFINITIONS_MODULE = "opsrecon_dagster.definitions"
+WORKSPACE_VAR = "OPSRECON_DAGSTER_WORKSPACE"
+UI_URL_VAR = "OPSRECON_DAGSTER_UI_URL"
+DEFAULT_UI_URL = "http://127.0.0.1:3000"  # where `tasks.py dev` serves the UI
+# The daemon beats about every 30 s; a heartbeat older than this means none is running.
+DAEMON_SILENT_SECONDS = 120
 
 
 def ensure_dagster_home() -> Path:
@@ -39,18 +52,24 @@ class NotLaunchable(ValueError):
     """The run's type has no job (unsupported types are reconciled, never executed here)."""
 
 
-def launch_operation_run(
-    app: AppContext,
-    run_id: int,
-    instance: dg.DagsterInstance,
-    provider: ProviderResource | None = None,
-    log_level: str = "INFO",
-) -> dg.ExecuteInProcessResult:
-    """Execute the run's job for its environment partition, tagged with the run id, on the
-    application's database and ``provider`` (default: as this process's environment
-    configures it)."""
-    from opsrecon_dagster.definitions import defs
+class SubmitFailed(RuntimeError):
+    """Dagster did not take the run; the message names the launcher's exit status only."""
 
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run about to be handed to Dagster: its job, partition, and Dagster run id."""
+
+    job_name: str
+    partition: str
+    dagster_run_id: str
+    tags: dict[str, str]
+
+
+def prepare_launch(app: AppContext, run_id: int, instance: dg.DagsterInstance) -> Prepared:
+    """Check that the run can be launched, register its partition, and give the row its
+    Dagster run id before the Dagster run exists (so the reconciler can always ask Dagster
+    whether it is queued, running or ended)."""
     run = app.runs.get(run_id)
     job = JOB_BY_TYPE.get(run.type)
     if job is None:
@@ -63,8 +82,6 @@ def launch_operation_run(
                 f"{run.dagster_run_id} ({earlier.status.value})"
             )
     with app.sessions() as session:
-        from opsrecon_dagster.db.models import ManagedEnvironment
-
         env = session.get(ManagedEnvironment, run.managed_environment_id)
         if env is None:
             raise NotLaunchable(f"operation run {run_id} has no managed environment")
@@ -72,15 +89,73 @@ def launch_operation_run(
     partitions_name = ENVIRONMENTS.name or "managed_environments"
     if not instance.has_dynamic_partition(partitions_name, partition):
         instance.add_dynamic_partitions(partitions_name, [partition])
-    # The row learns its Dagster run id at submission, before the run exists, so the
-    # reconciler can always ask Dagster whether it is queued, running or ended.
     dagster_run_id = str(uuid.uuid4())  # Dagster's own run id format
     app.runs.link_dagster_run(run_id, dagster_run_id)
-    return defs.resolve_job_def(job.name).execute_in_process(
+    return Prepared(job.name, partition, dagster_run_id, run_tags(run_id, partition))
+
+
+def submit_operation_run(
+    app: AppContext, run_id: int, instance: dg.DagsterInstance
+) -> dg.DagsterRun:
+    """Submit the run's job to the instance in ``$DAGSTER_HOME``, as ``dagster job launch``
+    does: its run coordinator queues it (or launches it) and its run launcher starts the
+    worker, exactly as for a schedule's or a sensor's run. Returns the Dagster run as
+    submitted (usually ``QUEUED``: the ``dagster-daemon`` launches it).
+
+    The code location is ``$OPSRECON_DAGSTER_WORKSPACE`` (a workspace file) when set, else
+    the module ``opsrecon_dagster.definitions``, the location ``tasks.py dev`` serves. The
+    run's workers read their settings from their own environment (the daemon's), which must
+    name the same application database; nothing secret goes into the run's config.
+    """
+    prepared = prepare_launch(app, run_id, instance)
+    workspace = os.environ.get(WORKSPACE_VAR)
+    target = ["-w", workspace] if workspace else ["-m", DEFINITIONS_MODULE]
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "job",
+        "launch",
+        *target,
+        "-j",
+        prepared.job_name,
+        "--run-id",
+        prepared.dagster_run_id,
+        "--tags",
+        json.dumps({**prepared.tags, "dagster/partition": prepared.partition}),
+    ]
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(instance.root_directory),
+        "OPSRECON_DATABASE_URL": app.url.render_as_string(hide_password=False),
+    }
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    submitted = instance.get_run_by_id(prepared.dagster_run_id)
+    if done.returncode != 0 or submitted is None:
+        # Its output may hold configuration detail: only the exit status is shown here.
+        raise SubmitFailed(
+            f"dagster job launch exited with status {done.returncode}; run it yourself to see "
+            f"why: dagster job launch {' '.join(target)} -j {prepared.job_name}"
+        )
+    return submitted
+
+
+def launch_operation_run(
+    app: AppContext,
+    run_id: int,
+    instance: dg.DagsterInstance,
+    provider: ProviderResource | None = None,
+    log_level: str = "INFO",
+) -> dg.ExecuteInProcessResult:
+    """Execute the run's job in this process (``--in-process``, the demo) for its
+    environment partition, tagged with the run id, on the application's database and
+    ``provider`` (default: as this process's environment configures it)."""
+    from opsrecon_dagster.definitions import defs
+
+    prepared = prepare_launch(app, run_id, instance)
+    return defs.resolve_job_def(prepared.job_name).execute_in_process(
         instance=instance,
-        partition_key=partition,
-        run_id=dagster_run_id,
-        tags=run_tags(run_id, partition),
+        partition_key=prepared.partition,
+        run_id=prepared.dagster_run_id,
+        tags=prepared.tags,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         resources={
@@ -89,3 +164,17 @@ def launch_operation_run(
             "provider": provider or configured_resources(os.environ)["provider"],
         },
     )
+
+
+def ui_link(dagster_run_id: str) -> str:
+    """The run's page in the Dagster UI (``$OPSRECON_DAGSTER_UI_URL``, default ``tasks.py
+    dev``'s address)."""
+    base = (os.environ.get(UI_URL_VAR) or DEFAULT_UI_URL).rstrip("/")
+    return f"{base}/runs/{dagster_run_id}"
+
+
+def daemon_running(instance: dg.DagsterInstance) -> bool:
+    """Whether a ``dagster-daemon`` dequeues this instance's runs (a recent heartbeat of
+    its run queue)."""
+    beat = instance.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
+    return beat is not None and time.time() - beat.timestamp < DAEMON_SILENT_SECONDS

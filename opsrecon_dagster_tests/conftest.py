@@ -31,6 +31,7 @@ from opsrecon_dagster.db.models import (
 from opsrecon_dagster.operations.enums import Readiness
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
+from opsrecon_dagster_tests.graph_server import GraphServer
 from opsrecon_dagster_tests.pg_cluster import ThrowawayCluster, find_pg_bin
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -190,3 +191,11 @@ def add_schedule(
         s.add(row)
         s.flush()
         return row.id
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphServer]:
+    """A local Graph-style API that answers only for ``graph_server.TOKEN``."""
+    server = GraphServer()
+    yield server
+    server.stop()

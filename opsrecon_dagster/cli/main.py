@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
@@ -50,6 +52,16 @@ class UserError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.message}", err=True)
+
+
+class StillOpen(UserError):
+    """``--wait`` ran out of time; the run itself goes on."""
+
+    exit_code = 1
+
+
+# How often ``--wait`` looks at the row: a person watching, not a synchronization.
+WAIT_POLL_SECONDS = 1.0
 
 
 @contextmanager
@@ -254,6 +266,32 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     click.echo(json.dumps(detail["context"], indent=2))
 
 
+def _launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--in-process``, ``--wait`` and ``--timeout``, shared by ``start`` and ``launch``."""
+    for option in reversed(
+        [
+            click.option(
+                "--in-process",
+                is_flag=True,
+                help="Execute the job in this process instead of submitting it to the "
+                "instance (no daemon needed; the run still shows in the UI).",
+            ),
+            click.option(
+                "--wait", is_flag=True, help="Wait until the operation run is final, with progress."
+            ),
+            click.option(
+                "--timeout",
+                type=click.IntRange(1, 24 * 3600),
+                default=900,
+                show_default=True,
+                help="Seconds --wait waits.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @cli.group()
 def operations() -> None:
     """Start operations (creates the run row and launches its Dagster job)."""
@@ -271,6 +309,7 @@ def operations() -> None:
 @click.option("--profile", "profile_id", type=int, default=None, help="Baseline profile id.")
 @click.option("--schedule", "schedule_id", type=int, default=None, help="Backup schedule id.")
 @click.option("--no-launch", is_flag=True, help="Only create the queued run row.")
+@_launch_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def operations_start(
@@ -281,6 +320,9 @@ def operations_start(
     profile_id: int | None,
     schedule_id: int | None,
     no_launch: bool,
+    in_process: bool,
+    wait: bool,
+    timeout: int,
     as_json: bool,
 ) -> None:
     """Start an operation for one environment; an identical active run is returned instead."""
@@ -314,25 +356,32 @@ def operations_start(
     elif no_launch or not app.catalog.get(parsed).supported:
         note = f"operation run {run.id} queued (not launched)"
     else:
-        launched = _launch(app, run.id)
-        note = f"operation run {run.id} launched as Dagster run {launched['dagster_run_id']}"
+        launched = _launch(app, run.id, in_process=in_process, quiet=as_json)
+        note = _launched_note(run.id, launched)
+    if not as_json:
+        click.echo(note)
+    if launched is not None and wait and not in_process:
+        _wait_for_decision(app, run.id, timeout, quiet=as_json)
     with user_errors(app), app.sessions() as session:
         summary = run_summary(app.runs.get(run.id), partition_keys(session, [run]).get(env_id))
     if as_json:
         _emit_json({"created": started.created, "launched": launched, "run": summary})
-        return
-    click.echo(note)
-    click.echo(
-        f"status {summary['status']}, outcome {summary['outcome'] or '-'}"
-        f" ({summary['reason_code'] or '-'})"
-    )
+    else:
+        click.echo(
+            f"status {summary['status']}, outcome {summary['outcome'] or '-'}"
+            f" ({summary['reason_code'] or '-'})"
+        )
+    _exit_for(summary, wait=wait or in_process, launched=launched is not None)
 
 
 @operations.command("launch")
 @click.argument("run_id", type=int)
+@_launch_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
-def operations_launch(ctx: click.Context, run_id: int, as_json: bool) -> None:
+def operations_launch(
+    ctx: click.Context, run_id: int, in_process: bool, wait: bool, timeout: int, as_json: bool
+) -> None:
     """Launch the Dagster job of a queued operation run (e.g. one created with --no-launch)."""
     app = _app(ctx)
     with user_errors(app):
@@ -341,32 +390,109 @@ def operations_launch(ctx: click.Context, run_id: int, as_json: bool) -> None:
             raise UserError(f"operation run {run_id} is {run.status}, not queued")
         if not app.catalog.get(run.type).supported:
             raise UserError(f"operation type {run.type} has no job to launch")
-    launched = _launch(app, run_id)
+    launched = _launch(app, run_id, in_process=in_process, quiet=as_json)
+    if not as_json:
+        click.echo(_launched_note(run_id, launched))
+    if wait and not in_process:
+        _wait_for_decision(app, run_id, timeout, quiet=as_json)
     with user_errors(app):
         run = app.runs.get(run_id)
+    summary = {"status": run.status, "outcome": run.outcome, "reason_code": run.reason_code}
     if as_json:
-        _emit_json({"launched": launched, "status": run.status, "outcome": run.outcome})
-        return
-    click.echo(
-        f"operation run {run_id}: Dagster run {launched['dagster_run_id']}, "
-        f"{run.status} {run.outcome or ''}".rstrip()
-    )
+        _emit_json({"launched": launched, **summary})
+    else:
+        click.echo(
+            f"operation run {run_id}: {run.status} {run.outcome or ''} ({run.reason_code or '-'})"
+        )
+    _exit_for(summary, wait=wait or in_process, launched=True)
 
 
-def _launch(app: AppContext, run_id: int) -> dict[str, Any]:
+def _launch(app: AppContext, run_id: int, *, in_process: bool, quiet: bool) -> dict[str, Any]:
+    """Submit the run's job to the instance in ``$DAGSTER_HOME`` (or execute it here)."""
     import dagster as dg
 
-    from opsrecon_dagster.launch import NotLaunchable, ensure_dagster_home, launch_operation_run
+    from opsrecon_dagster.launch import (
+        NotLaunchable,
+        SubmitFailed,
+        daemon_running,
+        ensure_dagster_home,
+        launch_operation_run,
+        submit_operation_run,
+        ui_link,
+    )
 
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
         try:
-            # Dagster's own log stays in the instance (the UI); a blocked or failed run fails
-            # its step by design, and the CLI prints the decision itself.
-            result = launch_operation_run(app, run_id, instance, log_level="CRITICAL")
-        except NotLaunchable as exc:
+            if in_process:
+                # Dagster's own log stays in the instance (the UI); a blocked or failed run
+                # fails its step by design, and the CLI prints the decision itself.
+                result = launch_operation_run(app, run_id, instance, log_level="CRITICAL")
+                return {
+                    "dagster_run_id": result.run_id,
+                    "dagster_status": result.dagster_run.status.value,
+                    "in_process": True,
+                    "ui_url": ui_link(result.run_id),
+                }
+            if not quiet:
+                click.echo(f"submitting operation run {run_id} to the Dagster instance ...")
+            submitted = submit_operation_run(app, run_id, instance)
+        except (NotLaunchable, SubmitFailed) as exc:
             raise UserError(str(exc)) from None
-    return {"dagster_run_id": result.run_id, "success": result.success}
+        if submitted.status is dg.DagsterRunStatus.QUEUED and not daemon_running(instance):
+            click.echo(
+                "note: no dagster-daemon is running for this instance; the run stays queued "
+                "until one is (`python3 tasks.py dev` runs one)",
+                err=True,
+            )
+    return {
+        "dagster_run_id": submitted.run_id,
+        "dagster_status": submitted.status.value,
+        "in_process": False,
+        "ui_url": ui_link(submitted.run_id),
+    }
+
+
+def _launched_note(run_id: int, launched: dict[str, Any]) -> str:
+    how = "ran in this process as" if launched["in_process"] else "submitted as"
+    return (
+        f"operation run {run_id} {how} Dagster run {launched['dagster_run_id']} "
+        f"({launched['dagster_status']})\nUI: {launched['ui_url']}"
+    )
+
+
+def _wait_for_decision(app: AppContext, run_id: int, timeout: int, *, quiet: bool) -> None:
+    """Follow the row (and its Dagster run) until it is final, printing each change."""
+    import dagster as dg
+
+    deadline = time.monotonic() + timeout
+    last: tuple[str, str, str] | None = None
+    with dg.DagsterInstance.get() as instance:
+        while True:
+            with user_errors(app):
+                run = app.runs.get(run_id)
+            dagster = instance.get_run_by_id(run.dagster_run_id) if run.dagster_run_id else None
+            phase = str((run.context or {}).get("progress", {}).get("phase", ""))
+            state = (dagster.status.value if dagster else "-", run.status, phase)
+            if state != last and not quiet:
+                stamp = datetime.now().strftime("%H:%M:%S")
+                detail = f" ({phase})" if phase else ""
+                click.echo(f"  {stamp}  Dagster {state[0]}, operation run {run.status}{detail}")
+            last = state
+            if run.status == "completed":
+                return
+            if time.monotonic() >= deadline:
+                raise StillOpen(
+                    f"operation run {run_id} is still {run.status} after {timeout} s; it goes "
+                    f"on (see `opsrecon runs show {run_id}`)"
+                )
+            time.sleep(WAIT_POLL_SECONDS)
+
+
+def _exit_for(summary: dict[str, Any], *, wait: bool, launched: bool) -> None:
+    """After a wait, the exit status says whether the run succeeded (1 when it did not)."""
+    if wait and launched and summary["outcome"] != "succeeded":
+        raise SystemExit(1)
 
 
 @cli.command("reconcile")

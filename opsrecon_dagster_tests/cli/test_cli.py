@@ -102,7 +102,7 @@ def list_runs_now(app: AppContext) -> list[OperationRun]:
         return list(s.scalars(select(OperationRun)).all())
 
 
-def test_operations_start_launches_tagged_job(
+def test_operations_start_in_process_executes_the_tagged_job(
     sqlite_app: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
@@ -121,11 +121,12 @@ def test_operations_start_launches_tagged_job(
 
     monkeypatch.setattr(dg.JobDefinition, "execute_in_process", spy)
     code, out, err = invoke(url, "operations", "start", "inventory.sync", "--environment",
-                            scope.partition_key, "--json")  # fmt: skip
+                            scope.partition_key, "--in-process", "--json")  # fmt: skip
     assert code == 0, err
     data = json.loads(out)
     assert data["created"] is True
-    assert data["launched"]["success"] is True
+    assert data["launched"]["dagster_status"] == "SUCCESS"
+    assert data["launched"]["ui_url"].endswith(f"/runs/{data['launched']['dagster_run_id']}")
     assert data["run"]["status"] == "completed"
     assert data["run"]["outcome"] == "succeeded"
     assert data["run"]["dagster_run_id"] == data["launched"]["dagster_run_id"]

@@ -63,7 +63,15 @@ def _killed_worker(
         FIXTURE_PATH_VAR: str(fixture),
     }
     worker = subprocess.run(
-        [sys.executable, "-m", "opsrecon_dagster.cli.main", "operations", "launch", str(run_id)],
+        [
+            sys.executable,
+            "-m",
+            "opsrecon_dagster.cli.main",
+            "operations",
+            "launch",
+            "--in-process",
+            str(run_id),
+        ],
         env=env,
         capture_output=True,
         timeout=600,
