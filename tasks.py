@@ -80,12 +80,12 @@ def task_demo(args: list[str]) -> int:
 
 
 def task_dev(args: list[str]) -> int:
-    # By default the UI opens the demo's instance and database (run `tasks.py demo` first).
-    home = Path(os.environ.get("DAGSTER_HOME") or ROOT / "data" / "demo" / "dagster_home")
+    # By default the UI opens the one local data location the demo and the CLI use too.
+    home = Path(os.environ.get("DAGSTER_HOME") or ROOT / "data" / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    database = ROOT / "data" / "demo" / "opsrecon.sqlite3"
+    database = ROOT / "data" / "opsrecon.sqlite3"
     env = {
         "OPSRECON_DATABASE_URL": f"sqlite:///{database}",
         **os.environ,

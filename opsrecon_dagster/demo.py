@@ -1,8 +1,10 @@
 """The demo: every artifact family through real Dagster executions, real faults, a real
 killed worker, then reconciliation until nothing is left open.
 
-It uses its own embedded state under ``data/demo`` (SQLite application database and a
-persistent Dagster instance) and resets it on every run, so running it twice works.
+It uses the default data location ``data/`` that the CLI and ``tasks.py dev`` use too (the
+SQLite application database ``data/opsrecon.sqlite3`` and the Dagster instance
+``data/dagster_home``), and resets those on every run, so running it twice works and
+``opsrecon runs list`` and the UI show its runs afterwards.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy import select
 from opsrecon_dagster import run_queue
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.db import migrate
+from opsrecon_dagster.db.engine import DEFAULT_DATA_DIR, DEFAULT_SQLITE_FILE
 from opsrecon_dagster.db.models import BackupSchedule, BaselineProfile, InventoryItem
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.jobs import JOB_BY_TYPE
@@ -40,7 +43,16 @@ from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
 from opsrecon_dagster.settings import AppContext, Settings, dispose_shared
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
-DEMO_DIR = Path("data") / "demo"
+DEMO_DIR = DEFAULT_DATA_DIR
+# What the demo owns in its data folder and removes on every run (nothing else there).
+DEMO_STATE = (
+    DEFAULT_SQLITE_FILE,
+    f"{DEFAULT_SQLITE_FILE}-wal",
+    f"{DEFAULT_SQLITE_FILE}-shm",
+    "dagster_home",
+    "tenants.json",
+    "gates",
+)
 # The demo never waits for a threshold to pass on the wall clock: it asks the reconciler
 # "as of" a later instant (the clock the sensors can be given), after it has made sure, by
 # events (process exit, a file gate, Dagster run status), that the worker is where the
@@ -93,7 +105,7 @@ class Demo:
         self.echo = echo
         self.data_dir = data_dir.resolve()
         self.home = self.data_dir / "dagster_home"
-        self.db_url = f"sqlite:///{self.data_dir / 'opsrecon.sqlite3'}"
+        self.db_url = f"sqlite:///{self.data_dir / DEFAULT_SQLITE_FILE}"
         self.fixture_path = self.data_dir / "tenants.json"
         self.gates = self.data_dir / "gates"
         self.cases: list[Case] = []
@@ -101,12 +113,18 @@ class Demo:
 
     # ------------------------------------------------------------------ setup
     def reset(self) -> None:
-        existed = self.data_dir.exists()
         dispose_shared()  # no pooled connection may outlive the files removed here
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        existed = [self.data_dir / name for name in DEMO_STATE if (self.data_dir / name).exists()]
+        for path in existed:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         self.home.mkdir(parents=True)
         shutil.copy(PROJECT_DAGSTER_YAML, self.home / "dagster.yaml")
-        verb = "reset (previous demo data removed)" if existed else "created"
+        verb = (
+            "reset (the previous database and Dagster instance removed)" if existed else "created"
+        )
         self.echo(f"[1/7] demo state {verb}: {self.data_dir}")
         # The packaged fixture tenants, with the gate folder of this demo's paused worker.
         fixture = json.loads(DEFAULT_FIXTURE_FILE.read_text())

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
+from opsrecon_dagster.cli.main import cli
 from opsrecon_dagster.demo import run_demo
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster_tests.ui_agreement import disagreements, partition_views
@@ -24,13 +27,24 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     ):
         monkeypatch.setenv(name, "")
     monkeypatch.chdir(tmp_path)
-    return tmp_path / "data" / "demo"
+    return tmp_path / "data"
 
 
 def test_demo_decides_every_scenario_as_expected(isolated_env: Path) -> None:
     lines: list[str] = []
+    isolated_env.mkdir(parents=True)
+    (isolated_env / "notes.txt").write_text("mine")  # not the demo's: it stays
     rows = run_demo(lines.append, isolated_env)
     assert len(rows) == 15
+    assert (isolated_env / "notes.txt").read_text() == "mine"
+    # One data location: the CLI's defaults (here, from this working directory) read the
+    # demo's database.
+    listed = CliRunner().invoke(
+        cli, ["runs", "list", "--limit", "100", "--json"],
+        env={"OPSRECON_DATABASE_URL": "", "DAGSTER_HOME": ""},
+    )  # fmt: skip
+    assert listed.exit_code == 0, listed.output
+    assert len(json.loads(listed.output)) >= 15
     assert [(r.label, r.decided) for r in rows if r.decided != r.expected] == []
     by_label = {r.label: r for r in rows}
     assert by_label["worker killed mid-materialization"].reason == "stale_without_proof"
@@ -63,4 +77,6 @@ def test_demo_decides_every_scenario_as_expected(isolated_env: Path) -> None:
         assert len(views) == 12
     again = run_demo(lines.append, isolated_env)
     assert [r.decided for r in again] == [r.decided for r in rows]
-    assert any("reset (previous demo data removed)" in line for line in lines)
+    assert any(
+        "reset (the previous database and Dagster instance removed)" in line for line in lines
+    )

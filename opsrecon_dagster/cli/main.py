@@ -568,7 +568,7 @@ def reconcile_command(
 @cli.command("demo")
 @click.pass_context
 def demo_command(ctx: click.Context) -> None:
-    """Run the end-to-end demo on embedded SQLite and a local Dagster instance (data/demo)."""
+    """Run the end-to-end demo on embedded SQLite and a local Dagster instance (data/)."""
     from opsrecon_dagster.demo import run_demo
 
     app: AppContext = ctx.obj

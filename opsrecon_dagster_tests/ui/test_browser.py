@@ -58,7 +58,7 @@ def _serve_demo(workdir: Path, language: str) -> Iterator[str]:
     )
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     port = _free_port()
-    data = workdir / "data" / "demo"
+    data = workdir / "data"
     env.update(
         DAGSTER_HOME=str(data / "dagster_home"),
         OPSRECON_DATABASE_URL=f"sqlite:///{data / 'opsrecon.sqlite3'}",
