@@ -10,6 +10,7 @@ from opsrecon_dagster.assets.overview import (
     operations_overview_schedule,
     overview_job,
 )
+from opsrecon_dagster.executors import configured_executor
 from opsrecon_dagster.jobs import JOBS
 from opsrecon_dagster.resources.configured import configured_resources
 from opsrecon_dagster.sensors.alerts import decision_alerts_sensor
@@ -34,4 +35,6 @@ defs = dg.Definitions(
     # Wired from the environment of the process that loads the definitions (the code
     # server, the daemon, a run worker): each set variable as an EnvVar.
     resources=configured_resources(os.environ),
+    # The steps' executor from the same environment: Dagster's default, or Celery workers.
+    executor=configured_executor(os.environ),
 )

@@ -61,24 +61,30 @@ def postgres_server_url() -> Iterator[str]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
-def postgres_test_url(postgres_server_url: str) -> Iterator[str]:
-    """A fresh, migrated database on the server, dropped at the end of the session."""
-    server = make_url(postgres_server_url)
-    name = f"opsrecon_test_{uuid.uuid4().hex[:8]}"
+def throwaway_database(server: str, prefix: str, migrated: bool = False) -> Iterator[str]:
+    """Create a database on the server, yield its URL, drop it afterwards (a generator for
+    fixtures: ``yield from``). ``migrated`` upgrades it to the application schema."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
     try:
+        if migrated:
+            engine = make_engine(url)
+            migrate.upgrade(engine)
+            engine.dispose()
         yield url
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_test_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, migrated database on the server, dropped at the end of the session."""
+    yield from throwaway_database(postgres_server_url, "opsrecon_test", migrated=True)
 
 
 @pytest.fixture(scope="session")

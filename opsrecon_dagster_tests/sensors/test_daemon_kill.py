@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +24,8 @@ import dagster as dg
 import pytest
 from dagster._core.scheduler.instigation import SensorInstigatorData
 from sqlalchemy import create_engine, func, select, text, update
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
-from opsrecon_dagster.db import migrate
-from opsrecon_dagster.db.engine import make_engine
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
@@ -38,6 +35,7 @@ from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.reconciliation import TickCursor, reconciliation_sensor
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
+from opsrecon_dagster_tests.conftest import throwaway_database
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 60  # fewer than one batch: the killed tick decides all of them
@@ -46,31 +44,14 @@ RUNS = 60  # fewer than one batch: the killed tick decides all of them
 TIMEOUT_SECONDS = 420
 
 
-def _database(server: str, prefix: str) -> Iterator[str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture
 def dagster_pg(postgres_server_url: str) -> Iterator[str]:
-    yield from _database(postgres_server_url, "dagster_kill")
+    yield from throwaway_database(postgres_server_url, "dagster_kill")
 
 
 @pytest.fixture
 def app_pg(postgres_server_url: str) -> Iterator[str]:
-    for url in _database(postgres_server_url, "opsrecon_kill"):
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        yield url
+    yield from throwaway_database(postgres_server_url, "opsrecon_kill", migrated=True)
 
 
 def _wait(what: str, condition: Callable[[], bool], daemon: subprocess.Popen[bytes]) -> None:
