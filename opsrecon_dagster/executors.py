@@ -3,13 +3,13 @@ Celery workers fed through a Redis broker, chosen by configuration when definiti
 
 Celery is set up so that a worker that dies mid-step loses nothing and holds nothing back:
 
-- ``task_acks_late`` with ``worker_prefetch_multiplier = 1``: a worker reserves only the
-  step it is running, and the broker keeps that step until it has finished, so a SIGKILLed
-  worker strands no other run's step (they go to the surviving workers at once);
-- the killed step itself is handed out again once the broker's ``visibility_timeout`` has
-  passed. It is set well above the longest running threshold, so the reconciler has decided
-  the run from its stale heartbeat by then; the redelivered step finds its row final, does
-  no work, and ends the Dagster run worker that was still waiting for it.
+- a worker reserves only the step it runs (a prefetch of one), and ``task_acks_late`` with
+  ``task_reject_on_worker_lost`` keep a step whose worker died with the broker (Celery's
+  settings for that; with ``--pool solo`` on Redis the redelivery is seen without them too);
+- the lost step is handed out again once the broker's ``visibility_timeout`` has passed. It
+  is set well above the longest running threshold, so the reconciler has decided the run
+  from its stale heartbeat by then; the redelivered step finds its row final, does no work,
+  and ends the Dagster run worker that was still waiting for it.
 """
 
 from __future__ import annotations
