@@ -19,8 +19,10 @@ MAX_RUNTIME_SECONDS = {
 
 def _family_job(asset_key: str) -> dg.UnresolvedAssetJobDefinition:
     # Partitioning is inferred from the selected (environment-partitioned) asset.
+    name = FAMILIES[asset_key].job
+    assert name is not None  # every asset family has its job
     return dg.define_asset_job(
-        FAMILIES[asset_key].job,
+        name,
         selection=[asset_key],
         tags={"dagster/max_runtime": str(MAX_RUNTIME_SECONDS[asset_key])},
     )

@@ -55,7 +55,7 @@ def partition_views(app: AppContext, instance: dg.DagsterInstance) -> list[Parti
     """The UI's status and check of every partition with a completed newest run."""
     views = []
     with app.sessions() as session:
-        for family in FAMILIES.values():
+        for asset_key, family in FAMILIES.items():
             newest = (
                 select(OperationRun.managed_environment_id, func.max(OperationRun.id).label("id"))
                 .where(OperationRun.type == family.op_type.value)
@@ -70,7 +70,7 @@ def partition_views(app: AppContext, instance: dg.DagsterInstance) -> list[Parti
                 )
                 .where(OperationRun.status == "completed")
             ).all()
-            key = dg.AssetKey(family.asset_key)
+            key = dg.AssetKey(asset_key)
             cache = get_and_update_asset_status_cache_value(instance, key, ENVIRONMENTS)
             failed: set[str] = set()
             done: set[str] = set()
@@ -94,7 +94,7 @@ def partition_views(app: AppContext, instance: dg.DagsterInstance) -> list[Parti
                 check, check_run = _check(instance, key, partition)
                 views.append(
                     PartitionView(
-                        family.asset_key,
+                        asset_key,
                         partition,
                         run_id,
                         outcome or "-",

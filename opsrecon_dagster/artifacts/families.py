@@ -13,12 +13,18 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from opsrecon_dagster.artifacts import backup, baseline, inventory, review
+from opsrecon_dagster.artifacts import backup, baseline, inventory, retention, review
 from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope, readiness_blocker
 from opsrecon_dagster.artifacts.proofview import ProofRule, ProofView
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.operations.context import Decision, Evidence, PreconditionCheck, Progress
+from opsrecon_dagster.operations.context import (
+    Decision,
+    Evidence,
+    PreconditionCheck,
+    Progress,
+    RunInputs,
+)
 from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.keepalive import keep_alive
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
@@ -36,12 +42,15 @@ class RunRefused(Exception):
 
 @dataclass(frozen=True)
 class Family:
-    """One artifact family: its asset key, operation type, job step and proof rule."""
+    """One artifact family: its asset key, operation type, job step and proof rule.
 
-    asset_key: str
+    ``asset_key`` and ``job`` are None for a family that is no asset of its own (retention:
+    run inside the backup job's step, decided by its proof rule all the same)."""
+
+    asset_key: str | None
     op_type: OperationType
     adapter: str
-    job: str  # the name of the Dagster job that materializes this family
+    job: str | None  # the name of the Dagster job that materializes this family
     execute: Execute
     proof: ProofFn
     # Checked by the job before any provider call and recorded on the run (blocked rule).
@@ -58,48 +67,58 @@ def _inventory_precondition(_view: ProofView, scope: RunScope) -> str | None:
     return readiness_blocker(scope)
 
 
-FAMILIES: dict[str, Family] = {
-    f.asset_key: f
-    for f in (
-        Family(
-            "inventory_items",
-            OperationType.INVENTORY_SYNC,
-            "inventory_sync",
-            "inventory_sync",
-            inventory.sync_inventory,
-            inventory.inventory_proof,
-            _inventory_precondition,
-        ),
-        Family(
-            "baseline_snapshots",
-            OperationType.BASELINE_CAPTURE,
-            "baseline_capture",
-            "baseline_capture",
-            baseline.capture_baseline,
-            baseline.baseline_proof,
-            baseline.precondition_blocker,
-        ),
-        Family(
-            "backup_sets",
-            OperationType.BACKUP_SCHEDULE_EXECUTE,
-            "backup_schedule_execute",
-            "backup_schedule_execute",
-            backup.execute_backup,
-            backup.backup_proof,
-            backup.precondition_blocker,
-        ),
-        Family(
-            "environment_reviews",
-            OperationType.ENVIRONMENT_REVIEW_COMPOSE,
-            "environment_review_compose",
-            "environment_review_compose",
-            _compose,
-            review.review_proof,
-            review.precondition_blocker,
-        ),
-    )
-}
-FAMILY_BY_TYPE: dict[str, Family] = {f.op_type.value: f for f in FAMILIES.values()}
+_ASSET_FAMILIES = (
+    Family(
+        "inventory_items",
+        OperationType.INVENTORY_SYNC,
+        "inventory_sync",
+        "inventory_sync",
+        inventory.sync_inventory,
+        inventory.inventory_proof,
+        _inventory_precondition,
+    ),
+    Family(
+        "baseline_snapshots",
+        OperationType.BASELINE_CAPTURE,
+        "baseline_capture",
+        "baseline_capture",
+        baseline.capture_baseline,
+        baseline.baseline_proof,
+        baseline.precondition_blocker,
+    ),
+    Family(
+        "backup_sets",
+        OperationType.BACKUP_SCHEDULE_EXECUTE,
+        "backup_schedule_execute",
+        "backup_schedule_execute",
+        backup.execute_backup,
+        backup.backup_proof,
+        backup.precondition_blocker,
+    ),
+    Family(
+        "environment_reviews",
+        OperationType.ENVIRONMENT_REVIEW_COMPOSE,
+        "environment_review_compose",
+        "environment_review_compose",
+        _compose,
+        review.review_proof,
+        review.precondition_blocker,
+    ),
+)
+# The four asset families, by asset key.
+FAMILIES: dict[str, Family] = {f.asset_key: f for f in _ASSET_FAMILIES if f.asset_key is not None}
+RETENTION = Family(
+    None,
+    OperationType.BACKUP_RETENTION_PRUNE,
+    "backup_retention_prune",
+    None,
+    retention.prune_backup_sets,
+    retention.retention_proof,
+    retention.precondition_blocker,
+)
+# Every family with a proof rule, by the name the catalog's ``proven_by`` gives.
+PROOF_FAMILIES: dict[str, Family] = {**FAMILIES, retention.KIND: RETENTION}
+FAMILY_BY_TYPE: dict[str, Family] = {f.op_type.value: f for f in PROOF_FAMILIES.values()}
 
 
 @dataclass(frozen=True)
@@ -162,6 +181,31 @@ def run_job(
     evidence = proof.evidence.model_copy(update={"dagster_run_id": dagster_run_id})
     status = _complete(runs, family, run_id, outcome, reason, evidence)
     return JobReport(run_id, outcome, reason, proof.counts, proof.artifact_id, status, evidence)
+
+
+def enforce_retention(
+    sessions: sessionmaker[Session],
+    runs: OperationRunService,
+    backup_run_id: int,
+    provider_factory: Callable[[], TenantProvider],
+) -> JobReport:
+    """After a successful backup: prune the schedule's sets beyond retention as an operation
+    run of its own (``backup.retention.prune``), decided from its proof like any job."""
+    with sessions() as session:
+        view, backup_run, scope = ProofView.for_run(session, backup_run_id)
+        schedule = view.schedule(scope)
+        inputs = RunInputs(
+            trigger="backup", backup_schedule_id=schedule.id if schedule is not None else None
+        )
+        ws_id, env_id = backup_run.workspace_id, backup_run.managed_environment_id
+    started = runs.start(
+        OperationType.BACKUP_RETENTION_PRUNE,
+        workspace_id=ws_id,
+        environment_id=env_id,
+        inputs=inputs,
+        actor=Actor.JOB,
+    )
+    return run_job(sessions, runs, RETENTION, started.run.id, provider_factory, None)
 
 
 def claim_run(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -30,6 +30,7 @@ from opsrecon_dagster.db.models import (
     OperationRun,
     Workspace,
 )
+from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Evidence
 from opsrecon_dagster.operations.enums import RunOutcome
 
@@ -37,6 +38,9 @@ from opsrecon_dagster.operations.enums import RunOutcome
 def _fingerprint(run: OperationRun) -> str | None:
     fp = (run.context or {}).get("inputs", {}).get("fingerprint")
     return fp if isinstance(fp, str) else None
+
+
+RETENTION_TYPE = OperationType.BACKUP_RETENTION_PRUNE.value
 
 
 @dataclass
@@ -53,6 +57,8 @@ class ProofView:
     schedules: dict[int, list[BackupSchedule]]  # environment id -> schedules (by id)
     inventory_counts: dict[int, int]  # environment id -> inventory items
     reviews: dict[tuple[int, str], list[EnvironmentReview]]  # (environment, fingerprint)
+    # environment id -> backup sets, for the environments of retention runs only
+    backup_sets: dict[int, list[BackupSet]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session, runs: Sequence[OperationRun]) -> ProofView:
@@ -124,6 +130,17 @@ class ProofView:
                     .group_by(InventoryItem.managed_environment_id)
                 )
             }
+        retention_envs = {
+            r.managed_environment_id
+            for r in runs
+            if r.type == RETENTION_TYPE and r.managed_environment_id is not None
+        }
+        backup_sets: dict[int, list[BackupSet]] = defaultdict(list)
+        if retention_envs:
+            for row in session.scalars(
+                select(BackupSet).where(BackupSet.managed_environment_id.in_(retention_envs))
+            ):
+                backup_sets[row.managed_environment_id].append(row)
         return cls(
             workspaces={
                 w.id: w for w in session.scalars(select(Workspace).where(Workspace.id.in_(ws_ids)))
@@ -144,6 +161,7 @@ class ProofView:
             schedules=per_env(BackupSchedule),
             inventory_counts=counts,
             reviews=reviews,
+            backup_sets=backup_sets,
         )
 
     @classmethod
@@ -191,6 +209,14 @@ class ProofView:
             ):
                 return schedule
         return None
+
+    def retention_sets(self, scope: RunScope, schedule_id: int) -> list[BackupSet]:
+        """The backup sets of one schedule in the run's scope (retention runs only)."""
+        return [
+            s
+            for s in self.backup_sets.get(scope.environment_id, [])
+            if s.backup_schedule_id == schedule_id and _in_scope(s, scope)
+        ]
 
     def inventory_count(self, scope: RunScope) -> int:
         return self.inventory_counts.get(scope.environment_id, 0)

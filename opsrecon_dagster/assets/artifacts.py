@@ -12,8 +12,16 @@ from typing import Any
 import dagster as dg
 
 from opsrecon_dagster.artifacts.details import DETAIL_FRAMES
-from opsrecon_dagster.artifacts.families import FAMILIES, Family, JobReport, RunRefused, run_job
+from opsrecon_dagster.artifacts.families import (
+    FAMILIES,
+    Family,
+    JobReport,
+    RunRefused,
+    enforce_retention,
+    run_job,
+)
 from opsrecon_dagster.artifacts.review import current_fingerprint
+from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.reasons import Language, message
@@ -125,6 +133,33 @@ def failures_name_only_the_error_type(what: str) -> Iterator[None]:
         raise dg.Failure(f"{what} ({type(exc).__name__})") from None
 
 
+def _retention(
+    context: dg.AssetExecutionContext,
+    app: AppContext,
+    backup_run_id: int,
+    provider: ProviderResource,
+) -> dict[str, dg.MetadataValue]:
+    """Enforce the schedule's retention after a successful backup (its own operation run).
+    Its failure is its own run's decision: the backup's stands, so it never fails the step."""
+    try:
+        report = enforce_retention(app.sessions, app.runs, backup_run_id, provider.get_provider)
+    except RunRefused as exc:  # e.g. a concurrent backup's retention run is at work
+        context.log.warning(f"backup retention: {exc}")
+        return {}
+    except Exception as exc:  # the retention run is already completed as failed
+        context.log.warning(f"backup retention: job_execution_error ({type(exc).__name__})")
+        return {}
+    context.log.info(
+        f"operation run {report.operation_run_id}: backup.retention.prune "
+        f"{report.outcome.value} ({report.reason_code})"
+    )
+    return {
+        "retention_run_id": dg.MetadataValue.int(report.operation_run_id),
+        "retention_outcome": dg.MetadataValue.text(report.outcome.value),
+        "sets_pruned": dg.MetadataValue.int(report.counts.get("sets_pruned", 0)),
+    }
+
+
 def materialize_family(
     context: dg.AssetExecutionContext,
     family: Family,
@@ -154,6 +189,10 @@ def materialize_family(
                 partition_key=context.partition_key,
             )
             metadata = _metadata(report, family)
+            if family.op_type is OperationType.BACKUP_SCHEDULE_EXECUTE and (
+                report.outcome is RunOutcome.SUCCEEDED
+            ):
+                metadata |= _retention(context, app, run_id, provider)
             if family.asset_key in DETAIL_FRAMES:
                 label, frame_of = DETAIL_FRAMES[family.asset_key]
                 with app.sessions() as session:

@@ -319,6 +319,12 @@ class BackupSet(Base):
     captured_count: Mapped[int] = mapped_column(default=0)
     failed_count: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set by a retention run (``backup.retention.prune``): the set's items are deleted, the
+    # set row stays as the record of what was pruned, by which run.
+    pruned_at: Mapped[datetime | None] = mapped_column(default=None)
+    pruned_by_operation_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("operation_runs.id"), index=True, default=None
+    )
 
 
 class BackupItem(Base):

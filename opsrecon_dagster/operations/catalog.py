@@ -19,6 +19,7 @@ class OperationType(StrEnum):
     INVENTORY_SYNC = "inventory.sync"
     BASELINE_CAPTURE = "baseline.capture"
     BACKUP_SCHEDULE_EXECUTE = "backup.schedule.execute"
+    BACKUP_RETENTION_PRUNE = "backup.retention.prune"
     ENVIRONMENT_REVIEW_COMPOSE = "environment.review.compose"
     POLICY_SYNC = "policy.sync"
     BACKUP_SET_UPDATE = "backup_set.update"
@@ -38,11 +39,18 @@ class CatalogEntry:
     # How long a run may wait in Dagster's own run queue (QUEUED / NOT_STARTED / STARTING)
     # before that wait itself counts as a failure. Long: a busy queue is not a dead worker.
     queue_wait_after: timedelta = timedelta(hours=6)
+    # The proof rule of a type that is not an asset family (None: the asset family's).
+    proof_family: str | None = None
 
     @property
     def supported(self) -> bool:
-        """True when a proof adapter decides this type; others get generic stale handling."""
+        """True when the type has a Dagster job that runs it (an asset family)."""
         return self.asset_family is not None
+
+    @property
+    def proven_by(self) -> str | None:
+        """The family whose proof rule decides this type; None: generic stale handling."""
+        return self.asset_family or self.proof_family
 
 
 _MIN = timedelta(minutes=1)
@@ -67,6 +75,16 @@ DEFAULT_ENTRIES: tuple[CatalogEntry, ...] = (
         "backup_sets",
         10 * _MIN,
         _BEATING,
+    ),
+    # Run by the backup job after a successful backup, in the same step: no asset and no
+    # job of its own, but a proof rule (``artifacts.retention``), so it is decided from proof.
+    CatalogEntry(
+        OperationType.BACKUP_RETENTION_PRUNE,
+        "Backup retention",
+        None,
+        10 * _MIN,
+        _BEATING,
+        proof_family="backup_retention",
     ),
     CatalogEntry(
         OperationType.ENVIRONMENT_REVIEW_COMPOSE,

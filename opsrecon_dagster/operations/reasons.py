@@ -87,6 +87,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "No backup item was captured.",
         "Kein Sicherungselement wurde erfasst.",
     ),
+    # backup.retention.prune
+    "retention_enforced": (
+        "No backup set beyond the schedule's retention is left; protected sets were kept.",
+        "Keine Sicherung über die Aufbewahrung des Zeitplans hinaus ist übrig; "
+        "geschützte Sicherungen wurden behalten.",
+    ),
+    "retention_not_enforced": (
+        "Backup sets beyond the schedule's retention are still there.",
+        "Sicherungen über die Aufbewahrung des Zeitplans hinaus sind noch vorhanden.",
+    ),
+    "retention_not_started": (
+        "The retention run was never started by a worker.",
+        "Der Aufbewahrungslauf wurde von keinem Worker gestartet.",
+    ),
+    "retention_pruned_protected_set": (
+        "The run pruned a set that retention protects (one of the newest, or the newest "
+        "complete one).",
+        "Der Lauf hat eine geschützte Sicherung entfernt (eine der neuesten oder die neueste "
+        "vollständige).",
+    ),
     "backup_no_set": (
         "The run produced no backup set.",
         "Der Lauf hat keinen Sicherungssatz erzeugt.",
@@ -257,6 +277,8 @@ NO_PROOF_REASONS = CORRECTABLE_REASONS | {
     "inventory_no_coverage",
     "baseline_no_snapshot",
     "backup_no_set",
+    "retention_not_enforced",
+    "retention_not_started",
     "review_not_found",
 }
 

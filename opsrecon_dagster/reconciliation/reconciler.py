@@ -459,6 +459,7 @@ def _decision_event(
         # Artifacts that no materialization reports yet: materialize the partition, unless
         # a newer run of the partition has already taken its place.
         materialize=family is not None
+        and family.asset_key is not None
         and partition is not None
         and proven
         and facts.materializations == 0

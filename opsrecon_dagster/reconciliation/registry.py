@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opsrecon_dagster.artifacts.families import FAMILIES, Family
+from opsrecon_dagster.artifacts.families import PROOF_FAMILIES, Family
 from opsrecon_dagster.operations.catalog import OperationCatalog, UnknownOperationType
 
 GENERIC_ADAPTER = "generic_stale"
@@ -55,9 +55,9 @@ class AdapterRegistry:
             entry = self._catalog.get(op_type)
         except UnknownOperationType:
             return GenericStaleAdapter()
-        if entry.asset_family is None:
+        if entry.proven_by is None:
             return GenericStaleAdapter()
-        family = FAMILIES.get(entry.asset_family)
+        family = PROOF_FAMILIES.get(entry.proven_by)
         if family is None:  # a catalog/family mismatch is a programming error, fail loudly
-            raise LookupError(f"no proof family for asset {entry.asset_family!r}")
+            raise LookupError(f"no proof family {entry.proven_by!r}")
         return ProofAdapter(family)

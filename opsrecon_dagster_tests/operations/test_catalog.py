@@ -22,12 +22,17 @@ def test_supported_types_and_their_families() -> None:
         "baseline.capture": "baseline_snapshots",
         "backup.schedule.execute": "backup_sets",
         "environment.review.compose": "environment_reviews",
+        "backup.retention.prune": None,
         "policy.sync": None,
         "backup_set.update": None,
         "restore.execute": None,
         "report.generate": None,
     }
     assert not catalog.get("restore.execute").supported
+    # Retention has no job or asset of its own, but a proof rule.
+    assert not catalog.get("backup.retention.prune").supported
+    assert catalog.get("backup.retention.prune").proven_by == "backup_retention"
+    assert catalog.get("restore.execute").proven_by is None
     assert catalog.family_of("backup_sets").type is OperationType.BACKUP_SCHEDULE_EXECUTE
 
 

@@ -14,12 +14,14 @@ def test_every_catalog_type_resolves_explicitly() -> None:
     catalog = OperationCatalog()
     registry = AdapterRegistry(catalog)
     resolved = {e.type.value: registry.resolve(e.type.value) for e in catalog.entries()}
-    proof = {t: a.family.asset_key for t, a in resolved.items() if isinstance(a, ProofAdapter)}
+    proof = {t: a.family.adapter for t, a in resolved.items() if isinstance(a, ProofAdapter)}
     assert proof == {
-        "inventory.sync": "inventory_items",
-        "baseline.capture": "baseline_snapshots",
-        "backup.schedule.execute": "backup_sets",
-        "environment.review.compose": "environment_reviews",
+        "inventory.sync": "inventory_sync",
+        "baseline.capture": "baseline_capture",
+        "backup.schedule.execute": "backup_schedule_execute",
+        "environment.review.compose": "environment_review_compose",
+        # No asset of its own, decided by its proof rule all the same.
+        "backup.retention.prune": "backup_retention_prune",
     }
     generic = sorted(t for t, a in resolved.items() if isinstance(a, GenericStaleAdapter))
     assert generic == ["backup_set.update", "policy.sync", "report.generate", "restore.execute"]
