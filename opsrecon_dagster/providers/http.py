@@ -29,6 +29,7 @@ from typing import Any, NoReturn, Self
 from urllib.parse import quote, urlsplit
 
 import requests
+import requests.adapters
 import urllib3.exceptions
 import urllib3.util
 
@@ -121,6 +122,12 @@ class HttpTenantProvider:
         self._max_response_bytes = max_response_bytes
         self._sleep = sleep
         self._session = requests.Session()
+        # Retries are urllib3's (counting, which answers, draining the retried response);
+        # only the waits are ours (Retry-After capped, back-off, the injectable sleep).
+        retry = _ProviderRetry(max_retries, pause=sleep, max_retry_after=self._max_retry_after)
+        adapter = requests.adapters.HTTPAdapter(max_retries=retry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
         # The token lives only in the session headers, never in an attribute repr() would show.
         self._session.headers.update(
             {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -200,33 +207,15 @@ class HttpTenantProvider:
         )
 
     def _get_json(self, url: str, policy_type: str, *, not_found: ProviderErrorKind) -> Any:
-        """GET ``url`` with retries and return the decoded JSON body, or raise ProviderError."""
-        retries = 0
-        while True:
-            status, retry_after, body = self._send(url, policy_type)
-            if body is not None:
-                return _decode_json(body, policy_type)
-            delay = self._retry_delay(status, retry_after, retries)
-            if delay is None:
-                _fail(_classify(status, not_found), policy_type, status)
-            if retries >= self._max_retries:
-                kind = (
-                    ProviderErrorKind.THROTTLED if status == 429 else ProviderErrorKind.UNAVAILABLE
-                )
-                _fail(kind, policy_type, status)
-            retries += 1
-            logger.warning(
-                "provider answered HTTP %d for %s; retry %d/%d in %.1fs",
-                status,
-                policy_type,
-                retries,
-                self._max_retries,
-                delay,
-            )
-            self._sleep(delay)
+        """GET ``url`` (urllib3 retries throttling and 5xx) and return the decoded JSON body,
+        or raise ProviderError for the final answer."""
+        status, body = self._send(url, policy_type)
+        if body is None:
+            _fail(_classify(status, not_found), policy_type, status)
+        return _decode_json(body, policy_type)
 
-    def _send(self, url: str, policy_type: str) -> tuple[int, str | None, bytes | None]:
-        """One GET: (status, Retry-After header, body for 2xx else None).
+    def _send(self, url: str, policy_type: str) -> tuple[int, bytes | None]:
+        """One GET, retried by urllib3: (final status, body for 2xx else None).
 
         Error bodies are never read: nothing in them is needed and they may hold secrets.
         """
@@ -238,8 +227,8 @@ class HttpTenantProvider:
             ) as response:
                 status = response.status_code
                 if not 200 <= status < 300:
-                    return status, response.headers.get("Retry-After"), None
-                return status, None, self._read_body(response, policy_type)
+                    return status, None
+                return status, self._read_body(response, policy_type)
         except requests.RequestException as exc:
             failure = _transport_failure(exc)
         # Raised outside the except block so the requests exception (its text holds the URL
@@ -254,15 +243,59 @@ class HttpTenantProvider:
                 _fail(ProviderErrorKind.BAD_RESPONSE, policy_type, response.status_code)
         return bytes(body)
 
-    def _retry_delay(self, status: int, retry_after: str | None, retries: int) -> float | None:
-        """Seconds to wait before retrying, or None when the status is not worth a retry."""
-        if status == 429 or (status == 503 and retry_after is not None):
-            delay = _parse_retry_after(retry_after)
-        elif 500 <= status < 600:
-            delay = BASE_BACKOFF_SECONDS * 2.0**retries
-        else:
-            return None
-        return min(delay, self._max_retry_after)
+
+def _retry_delay(status: int, retry_after: str | None, retries: int, cap: float) -> float:
+    """Seconds to wait before retry number ``retries + 1`` of an answer urllib3 retries."""
+    if status == 429 or (status == 503 and retry_after is not None):
+        delay = _parse_retry_after(retry_after)
+    else:
+        delay = BASE_BACKOFF_SECONDS * 2.0**retries
+    return min(delay, cap)
+
+
+class _ProviderRetry(urllib3.util.Retry):
+    """urllib3's ``Retry`` for GETs answered 429 or 5xx, up to ``total`` retries; the final
+    answer is returned, not raised (its status is classified by the provider). Transport
+    errors are not retried. The wait is ours: ``Retry-After`` (seconds, fractional, or an
+    HTTP date; unreadable means 1 s) capped at ``max_retry_after``, else a doubling back-off,
+    through ``pause`` (tests pass a recorder)."""
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        pause: Callable[[float], None] = time.sleep,
+        max_retry_after: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("connect", 0)
+        kwargs.setdefault("read", False)
+        kwargs.setdefault("redirect", False)
+        kwargs.setdefault("other", 0)
+        kwargs.setdefault("allowed_methods", frozenset({"GET"}))
+        kwargs.setdefault("status_forcelist", frozenset({429, *range(500, 600)}))
+        kwargs.setdefault("raise_on_status", False)
+        kwargs.setdefault("raise_on_redirect", False)
+        super().__init__(total=total, **kwargs)
+        self._pause = pause
+        self._max_retry_after = max_retry_after
+
+    def new(self, **kw: Any) -> Self:
+        # urllib3 makes a new Retry per attempt; the waits' settings go along.
+        retry = super().new(**kw)
+        retry._pause = self._pause
+        retry._max_retry_after = self._max_retry_after
+        return retry
+
+    def sleep(self, response: urllib3.BaseHTTPResponse | None = None) -> None:
+        if response is None:  # not reached: transport errors are not retried
+            return
+        done = len(self.history)  # this answer included
+        delay = _retry_delay(
+            response.status, response.headers.get("Retry-After"), done - 1, self._max_retry_after
+        )
+        logger.warning("provider answered HTTP %d; retry %d in %.1fs", response.status, done, delay)
+        self._pause(delay)
 
 
 def _fail(kind: ProviderErrorKind, policy_type: str, status_code: int | None = None) -> NoReturn:
@@ -290,6 +323,8 @@ def _classify(status: int, not_found: ProviderErrorKind) -> ProviderErrorKind:
         return not_found
     if status == 408:
         return ProviderErrorKind.TIMEOUT
+    if status == 429:  # still throttled after every retry
+        return ProviderErrorKind.THROTTLED
     if 500 <= status < 600:
         return ProviderErrorKind.UNAVAILABLE
     # Redirects and other 4xx: nothing we can act on, and the answer is not what we asked for.
