@@ -109,7 +109,7 @@ def execute_backup(
 
 
 def backup_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
-    """Decide from the backup set this run produced in its own scope (SPEC §6).
+    """Decide from the backup set this run produced in its own scope (docs/decisions.md#backup).
 
     The set's item rows decide, not its status field: a set marked complete with no
     captured item is not a successful backup.

@@ -158,7 +158,7 @@ def capture_baseline(
 
 
 def baseline_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
-    """Decide from the snapshot this run produced in its own scope (SPEC §6).
+    """Decide from the snapshot this run produced in its own scope (docs/decisions.md#baseline).
 
     The snapshot's item and gap rows decide, not its status field: a snapshot marked
     complete that captured nothing is not a successful capture.

@@ -100,7 +100,8 @@ def readiness_blocker(scope: RunScope) -> str | None:
 
 
 def run_blocker(scope: RunScope) -> str | None:
-    """The blocked rule every family shares when the run left no artifact (SPEC §6).
+    """The blocked rule every family shares when the run left no artifact
+    (docs/decisions.md#blocked).
 
     The job's own precondition check, recorded before any provider call, decides. Without
     that record (the worker never got that far), only a readiness problem that already

@@ -150,7 +150,7 @@ def run_job(
     dagster_run_id: str | None,
     partition_key: str | None = None,
 ) -> JobReport:
-    """The job path: guard, mark running, execute, decide from proof, complete (SPEC §5, §6).
+    """The job path: guard, mark running, execute, decide from proof, complete (docs/decisions.md).
 
     Before any provider call the worker checks its row: a run of another type or another
     environment than this job and partition is refused, and so is a row that is already

@@ -117,7 +117,8 @@ def _upsert_items(
 
 
 def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
-    """Decide from the coverage rows this run recorded in its own scope (SPEC §6).
+    """Decide from the coverage rows this run recorded in its own scope
+    (docs/decisions.md#inventory).
 
     Only the requested types count; coverage of a type nobody asked for is ignored (and
     counted in the evidence). No coverage at all: the shared blocked rule, else no proof.

@@ -136,7 +136,7 @@ def compose_review(
 
 
 def review_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
-    """Decide from same-scope reviews with the run's fingerprint (SPEC §6)."""
+    """Decide from same-scope reviews with the run's fingerprint (docs/decisions.md#review)."""
     fingerprint = scope.context.inputs.fingerprint
     _own, wrong_scope = view.own_rows(EnvironmentReview, run, scope)
     base: dict[str, Any] = {

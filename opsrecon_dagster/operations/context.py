@@ -38,7 +38,7 @@ class _Strict(BaseModel):
 
 
 class Evidence(_Strict):
-    """Bounded proof summary recorded with a decision (SPEC §7)."""
+    """Bounded proof summary recorded with a decision (docs/decisions.md)."""
 
     workspace_id: int | None = None
     managed_environment_id: int | None = None

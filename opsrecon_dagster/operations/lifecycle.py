@@ -1,4 +1,4 @@
-"""The lifecycle service: the only code that writes ``operation_runs`` (SPEC §5).
+"""The lifecycle service: the only code that writes ``operation_runs`` (docs/architecture.md).
 
 Every terminal write is a compare-and-set from a non-terminal status, happens once, and
 writes exactly one audit row in the same transaction. Reading code may query the table

@@ -257,7 +257,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 # Every reconciler decision of "failed for lack of proof": a late report with the run's own
-# proof corrects it once (SPEC §6). Proven and blocked outcomes are never corrected.
+# proof corrects it once (docs/decisions.md). Proven and blocked outcomes are never corrected.
 CORRECTABLE_REASONS = frozenset(
     {
         "stale_without_proof",

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from opsrecon_dagster.operations.staleness import DagsterRunInfo
 
-# The Dagster run tag that names a run's operation run (SPEC §9).
+# The Dagster run tag that names a run's operation run (docs/architecture.md).
 RUN_TAG = "opsrecon/operation_run_id"
 # The tenant scope of a run, for the run queue's per-tenant concurrency limits
 # (``deploy/dagster.postgres.yaml``): a throttled tenant's backlog waits in its own lane.

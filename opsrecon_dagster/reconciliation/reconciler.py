@@ -1,4 +1,5 @@
-"""Reconciliation: finalize stale or orphaned runs from proof, in their own scope (SPEC §6).
+"""Reconciliation: finalize stale or orphaned runs from proof, in their own scope
+(docs/decisions.md).
 
 One code path serves the sensor, the run-status sensors and ``opsrecon reconcile``:
 select a bounded batch of open runs by index (skip-locked on PostgreSQL), ask Dagster
@@ -106,7 +107,7 @@ class ReconcileResult:
 def decide(
     family: Family | None, proof: Proof | None, run: OperationRun, facts: RunFacts
 ) -> Verdict:
-    """The decision table shared by every adapter (SPEC §6).
+    """The decision table shared by every adapter (docs/decisions.md).
 
     - alive, or waiting in Dagster's run queue: no decision yet;
     - proof decides when it exists (never success without it), unless a materialization
