@@ -91,6 +91,14 @@ def task_dev(args: list[str]) -> int:
         **os.environ,
         "DAGSTER_HOME": str(home.resolve()),
     }
+    # Its storage is created once here: `dagster dev` starts the webserver and the daemon at
+    # the same time, and two first opens of a fresh SQLite instance can race.
+    init = (
+        "from pathlib import Path; from opsrecon_dagster.launch import initialize_instance as i; "
+    )
+    code = _run(BIN / "python", "-c", f"{init}i(Path({str(home.resolve())!r}))", env=env)
+    if code != 0:
+        return code
     _say(f"Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME={env['DAGSTER_HOME']})")
     return _run(BIN / "dagster", "dev", "-w", "workspace.yaml", *args, env=env)
 

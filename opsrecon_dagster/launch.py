@@ -45,7 +45,17 @@ def ensure_dagster_home() -> Path:
     if not target.exists() and PROJECT_DAGSTER_YAML.exists():
         shutil.copy(PROJECT_DAGSTER_YAML, target)
     os.environ["DAGSTER_HOME"] = str(home)
+    initialize_instance(home)
     return home
+
+
+def initialize_instance(home: Path) -> None:
+    """Create the instance's storage in ``home`` now, before several processes (daemon,
+    webserver, ``dagster job launch``) open it at once: Dagster's SQLite storage stamps its
+    schema version on first open, two first opens at the same time can both stamp it, and
+    every later open then fails ("more than one head"). Opening an initialized one is cheap."""
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
 
 
 class NotLaunchable(ValueError):

@@ -23,7 +23,7 @@ import requests
 from sqlalchemy import select, text
 
 from opsrecon_dagster.db.models import OperationRun
-from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML
+from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, initialize_instance
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import make_scope
 from opsrecon_dagster_tests.graph_server import TOKEN, GraphServer
@@ -44,6 +44,7 @@ def home(tmp_path: Path) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT_DAGSTER_YAML, home / "dagster.yaml")
+    initialize_instance(home)  # as the CLI and `tasks.py dev` do before anything starts
     return home
 
 
