@@ -35,6 +35,7 @@ from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.enums import Readiness
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
+from opsrecon_dagster.operations.queries import list_runs
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import DEFAULT_FIXTURE_FILE, FileGate
 from opsrecon_dagster.reconciliation.reconciler import ReconcileResult
@@ -400,7 +401,7 @@ class Demo:
         from opsrecon_dagster.operations.context import RunContext
 
         rows = []
-        for case in sorted(self.cases, key=lambda c: c.run_id):
+        for case in sorted(self.cases + self._retention_cases(app), key=lambda c: c.run_id):
             run = app.runs.get(case.run_id)
             decision = RunContext.load(run.context).decision
             rows.append(
@@ -417,6 +418,22 @@ class Demo:
             )
         return rows
 
+    def _retention_cases(self, app: AppContext) -> list[Case]:
+        """The retention runs the successful backups started (their own operation runs)."""
+        partitions = {env_id: partition for partition, (_ws, env_id) in self.envs.items()}
+        with app.sessions() as session:
+            runs = list_runs(session, op_type=RETENTION.value)
+        return [
+            Case(
+                "backup: retention after the backup",
+                RETENTION,
+                partitions.get(run.managed_environment_id or 0, "-"),
+                "succeeded",
+                run.id,
+            )
+            for run in runs
+        ]
+
 
 def run_demo(echo: Echo, data_dir: Path = DEMO_DIR) -> list[DemoRow]:
     """Run the whole demo; returns one row per scenario with expected and decided outcome."""
@@ -426,6 +443,7 @@ def run_demo(echo: Echo, data_dir: Path = DEMO_DIR) -> list[DemoRow]:
 INVENTORY = OperationType.INVENTORY_SYNC
 BACKUP = OperationType.BACKUP_SCHEDULE_EXECUTE
 BASELINE = OperationType.BASELINE_CAPTURE
+RETENTION = OperationType.BACKUP_RETENTION_PRUNE
 REVIEW = OperationType.ENVIRONMENT_REVIEW_COMPOSE
 IN_PROCESS_CASES = (
     Case("inventory: complete", INVENTORY, "acme.contoso", "succeeded"),

@@ -35,7 +35,7 @@ def test_demo_decides_every_scenario_as_expected(isolated_env: Path) -> None:
     isolated_env.mkdir(parents=True)
     (isolated_env / "notes.txt").write_text("mine")  # not the demo's: it stays
     rows = run_demo(lines.append, isolated_env)
-    assert len(rows) == 15
+    assert len(rows) == 16  # 15 scenarios and the retention run after the complete backup
     assert (isolated_env / "notes.txt").read_text() == "mine"
     # One data location: the CLI's defaults (here, from this working directory) read the
     # demo's database.
@@ -50,6 +50,12 @@ def test_demo_decides_every_scenario_as_expected(isolated_env: Path) -> None:
     assert by_label["worker killed mid-materialization"].reason == "stale_without_proof"
     assert by_label["late-finishing job (corrected once)"].decided_by == "late_correction"
     assert by_label["launch that never started"].reason == "queued_never_started"
+    retention = by_label["backup: retention after the backup"]
+    assert (retention.environment, retention.decided_by, retention.reason) == (
+        "globex.contoso",
+        "job",
+        "retention_enforced",
+    )
     # The queued run was left alone past the queued threshold, then decided by its own job.
     queued = by_label["waited in Dagster's run queue, then ran"]
     assert (queued.decided_by, queued.reason) == ("job", "inventory_all_types_covered")
