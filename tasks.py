@@ -11,9 +11,11 @@ that file or pyproject.toml changes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -31,6 +33,35 @@ def _say(msg: str) -> None:
 
 def _run(*cmd: object, env: dict[str, str] | None = None) -> int:
     return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+
+
+def _serve(*cmd: object, env: dict[str, str]) -> int:
+    """Run a long-lived command (``dagster dev``) in a process group of its own, and stop the
+    whole group when this process is stopped (Ctrl-C or SIGTERM): SIGINT first, which
+    ``dagster dev`` answers by shutting down its webserver, daemon and code servers; then,
+    after a grace period, SIGKILL for anything in the group still running."""
+    process = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=env, start_new_session=True)
+
+    def stopped(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stopped)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        _say("stopping dagster dev and its processes")
+        _signal_group(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+        return 130
+    finally:
+        _signal_group(process.pid, signal.SIGKILL)  # whatever is left of the group
+        process.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
 
 
 def ensure_env() -> None:
@@ -100,7 +131,7 @@ def task_dev(args: list[str]) -> int:
     if code != 0:
         return code
     _say(f"Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME={env['DAGSTER_HOME']})")
-    return _run(BIN / "dagster", "dev", "-w", "workspace.yaml", *args, env=env)
+    return _serve(BIN / "dagster", "dev", "-w", "workspace.yaml", *args, env=env)
 
 
 TASKS = {"test": task_test, "demo": task_demo, "dev": task_dev}

@@ -1,0 +1,82 @@
+"""``python3 tasks.py dev`` stopped with SIGTERM leaves no process behind: the webserver,
+the daemon and the code servers that ``dagster dev`` started all end with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_SECONDS = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _group_of_child(parent: int) -> int | None:
+    """The process group of ``parent``'s child (``dagster dev`` runs in a group of its own)."""
+    for line in subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,pgid="], capture_output=True, text=True, check=True
+    ).stdout.splitlines():
+        pid, ppid, pgid = (int(x) for x in line.split())
+        if ppid == parent and pgid == pid:
+            return pgid
+    return None
+
+
+def _members(pgid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True)
+    return [
+        int(pid)
+        for pid, group, stat in (line.split() for line in out.stdout.splitlines())
+        if int(group) == pgid and not stat.startswith("Z")
+    ]
+
+
+def test_stopping_tasks_dev_stops_every_process_it_started(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRECON_")}
+    env |= {
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "OPSRECON_DATABASE_URL": f"sqlite:///{tmp_path / 'app.sqlite3'}",
+    }
+    tasks = subprocess.Popen(
+        [sys.executable, "tasks.py", "dev", "-p", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=(tmp_path / "dev.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    group: int | None = None
+    try:
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while True:  # up when the webserver answers (and its group is known)
+            assert tasks.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "dagster dev never answered"
+            group = group or _group_of_child(tasks.pid)
+            try:
+                if group and requests.get(f"http://127.0.0.1:{port}/server_info", timeout=5).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        assert len(_members(group)) >= 3  # dagster dev, its webserver, its daemon (at least)
+
+        tasks.send_signal(signal.SIGTERM)
+        assert tasks.wait(timeout=120) == 130
+        assert _members(group) == []
+    finally:
+        if tasks.poll() is None:
+            tasks.kill()
+        if group is not None and _members(group):
+            os.killpg(group, signal.SIGKILL)
