@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,22 @@ from opsrecon_dagster_tests.graph_server import GraphServer
 from opsrecon_dagster_tests.pg_cluster import ThrowawayCluster, find_pg_bin
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def opsrecon(
+    *args: str, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``opsrecon`` command line in a subprocess, as a user would: this interpreter,
+    the repository as working directory (so a scratch copy's code is what runs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "opsrecon_dagster.cli.main", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _no_postgres(reason: str) -> None:

@@ -30,7 +30,7 @@ from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR
 from opsrecon_dagster.settings import AppContext, Settings
-from opsrecon_dagster_tests.conftest import IN_CI, make_scope, throwaway_database
+from opsrecon_dagster_tests.conftest import IN_CI, make_scope, opsrecon, throwaway_database
 from opsrecon_dagster_tests.redis_server import ThrowawayRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,22 +199,14 @@ def test_celery_workers_one_killed_mid_step_every_run_ends_truthfully(
         processes.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
         ids: dict[str, int] = {}
         for scope in scopes:
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "opsrecon_dagster.cli.main",
-                    "operations",
-                    "start",
-                    "inventory.sync",
-                    "--environment",
-                    scope.partition_key,
-                    "--json",
-                ],
-                cwd=ROOT,
+            done = opsrecon(
+                "operations",
+                "start",
+                "inventory.sync",
+                "--environment",
+                scope.partition_key,
+                "--json",
                 env=env,
-                capture_output=True,
-                text=True,
                 timeout=TIMEOUT_SECONDS,
             )
             assert done.returncode == 0, done.stderr[-3000:]

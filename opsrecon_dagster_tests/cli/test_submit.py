@@ -25,7 +25,7 @@ from sqlalchemy import select, text
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, initialize_instance
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster_tests.conftest import make_scope
+from opsrecon_dagster_tests.conftest import make_scope, opsrecon
 from opsrecon_dagster_tests.graph_server import TOKEN, GraphServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,27 +152,19 @@ def test_a_submitted_sync_runs_through_the_daemon_and_shows_in_the_webserver(
         "DAGSTER_HOME": str(home),
         "OPSRECON_DATABASE_URL": sqlite_app.url.render_as_string(False),
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "opsrecon_dagster.cli.main",
-            "operations",
-            "start",
-            "inventory.sync",
-            "--environment",
-            scope.partition_key,
-            "--policy-type",
-            "deviceConfigurations",
-            "--wait",
-            "--timeout",
-            str(TIMEOUT_SECONDS),
-            "--json",
-        ],
-        cwd=ROOT,
+    done = opsrecon(
+        "operations",
+        "start",
+        "inventory.sync",
+        "--environment",
+        scope.partition_key,
+        "--policy-type",
+        "deviceConfigurations",
+        "--wait",
+        "--timeout",
+        str(TIMEOUT_SECONDS),
+        "--json",
         env=cli_env,
-        capture_output=True,
-        text=True,
         timeout=TIMEOUT_SECONDS + 60,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -218,21 +210,13 @@ def test_without_a_daemon_the_cli_says_the_run_stays_queued(
     scope = make_scope(sqlite_app, "acme", "contoso")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRECON_")}
     env |= {"DAGSTER_HOME": str(home), "OPSRECON_DATABASE_URL": sqlite_app.url.render_as_string()}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "opsrecon_dagster.cli.main",
-            "operations",
-            "start",
-            "inventory.sync",
-            "--environment",
-            scope.partition_key,
-        ],
-        cwd=ROOT,
+    done = opsrecon(
+        "operations",
+        "start",
+        "inventory.sync",
+        "--environment",
+        scope.partition_key,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=TIMEOUT_SECONDS,
     )
     assert done.returncode == 0, done.stderr[-3000:]
