@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -59,6 +60,13 @@ def _no_postgres(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)
     pytest.skip(f"PostgreSQL tests skipped: {reason}")
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A throwaway Dagster instance (temporary folder, in-process run launcher)."""
+    with dg.instance_for_test() as inst:
+        yield inst
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -23,12 +22,6 @@ from opsrecon_dagster.sensors.scheduling import (
 from opsrecon_dagster_tests.reconciliation.conftest import ok_job
 
 SQL_WORDS = ("SELECT", "FROM", "operation_runs", "managed_environments", "no such table")
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ no secret or evidence in any post."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -23,12 +22,6 @@ from opsrecon_dagster_tests.alerts.conftest import SECRET_PATH, Receiver
 from opsrecon_dagster_tests.conftest import Scope
 
 EVIDENCE_MARK = "evidence_that_stays_home"
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 def _decide(app: AppContext, scope: Scope, n: int, outcome: RunOutcome, reason: str) -> int:

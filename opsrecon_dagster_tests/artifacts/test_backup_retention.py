@@ -5,7 +5,6 @@ its proof, audited, and never removing the newest complete set or an open run's 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,12 +30,6 @@ from opsrecon_dagster_tests.conftest import Scope, add_schedule
 
 PRUNE = OperationType.BACKUP_RETENTION_PRUNE.value
 BACKUP_ASSET = ARTIFACT_ASSETS[2]
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ metadata and asset-check result, and the operation run row's outcome.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +52,6 @@ FIXTURE = {
         "acme.noconsent": {"faults": {"consent_missing": True}},
     },
 }
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 @pytest.fixture

@@ -41,12 +41,6 @@ def provider() -> Iterator[FixtureTenantProvider]:
     SHARED.clear()
 
 
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
 def launch(
     app: AppContext,
     instance: dg.DagsterInstance,

@@ -4,7 +4,7 @@ and runs whose worker wrote proof (through the family's real job step) and then 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,12 +56,6 @@ def ok_job() -> None:
 @dg.job
 def failing_job() -> None:
     _boom()
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 @pytest.fixture

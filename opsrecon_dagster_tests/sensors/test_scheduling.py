@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -23,12 +22,6 @@ from opsrecon_dagster.sensors.scheduling import (
 )
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import add_schedule, make_scope
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 def resources(app: AppContext) -> dict[str, object]:
