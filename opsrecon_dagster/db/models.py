@@ -122,6 +122,9 @@ class OperationRun(Base):
             sqlite_where=ACTIVE_RUN,
             postgresql_where=ACTIVE_RUN,
         ),
+        # At most one run ever per once key (a backup schedule's window): a window evaluated
+        # again after its run completed finds that row instead of creating an orphan.
+        Index("uq_operation_runs_once_key", "once_key", unique=True),
         # Open rows by due time: each reconciliation batch is one ordered range that reads
         # exactly the batch, whatever the backlog and the history; the overview reads the
         # open rows from it too.
@@ -166,6 +169,9 @@ class OperationRun(Base):
     reason_code: Mapped[str | None] = mapped_column(String(64))
     input_hash: Mapped[str] = mapped_column(String(64))
     identity_key: Mapped[str] = mapped_column(String(64))
+    # The identity key of a run that may exist only once, whatever its status (``start(...,
+    # once=True)``); NULL for runs that may be repeated once the previous one completed.
+    once_key: Mapped[str | None] = mapped_column(String(64))
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
     dagster_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -123,11 +123,14 @@ class OperationRunService:
         environment_id: int | None,
         inputs: RunInputs | None = None,
         actor: Actor = Actor.OPERATOR,
+        once: bool = False,
     ) -> StartResult:
         """Create a queued run, or return the active run with the same identity.
 
         Identity is type + scope + input hash; the partial unique index on active identities
         settles races: the loser of a concurrent insert reads and returns the winner's row.
+        ``once``: the identity may have one run ever (a schedule's window), so a completed
+        run with it is returned too, and nothing new is created (unique ``once_key``).
         """
         entry = self.catalog.get(op_type)
         inputs = inputs or RunInputs()
@@ -141,7 +144,7 @@ class OperationRunService:
                     with session.begin():
                         if environment_id is not None:
                             self._check_scope(session, workspace_id, environment_id)
-                        existing = self._active_by_identity(session, key)
+                        existing = self._existing(session, key, once)
                         if existing is not None:
                             return StartResult(existing, created=False)
                         now = utcnow()
@@ -152,6 +155,7 @@ class OperationRunService:
                             status=RunStatus.QUEUED.value,
                             input_hash=digest,
                             identity_key=key,
+                            once_key=key if once else None,
                             context=RunContext(inputs=inputs).dump(),
                             created_at=now,
                             last_progress_at=now,
@@ -166,7 +170,7 @@ class OperationRunService:
                 except IntegrityError:
                     pass
                 with session.begin():
-                    winner = self._active_by_identity(session, key)
+                    winner = self._existing(session, key, once)
                 if winner is not None:
                     return StartResult(winner, created=False)
         raise RuntimeError("could not start or find the active run for this identity")
@@ -587,6 +591,16 @@ class OperationRunService:
             raise ScopeError(
                 f"managed environment {environment_id} does not belong to workspace {workspace_id}"
             )
+
+    @classmethod
+    def _existing(cls, session: Session, key: str, once: bool) -> OperationRun | None:
+        """The run ``start`` returns instead of creating one: with ``once``, the identity's
+        run in any status, else only an active one."""
+        if once:
+            run = session.scalars(select(OperationRun).where(OperationRun.once_key == key)).first()
+            if run is not None:
+                return run
+        return cls._active_by_identity(session, key)
 
     @staticmethod
     def _active_by_identity(session: Session, key: str) -> OperationRun | None:

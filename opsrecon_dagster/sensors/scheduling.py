@@ -1,8 +1,13 @@
 """Sensors and schedules that turn the database into Dagster runs.
 
 - environment partitions follow the ``managed_environments`` table;
-- backups follow the cron of each row in ``backup_schedules`` (run keys prevent duplicates);
-- inventory syncs run on a fixed schedule for every environment.
+- backups follow the cron of each row in ``backup_schedules``: one operation run per
+  (schedule, window), ever, even when a window is evaluated again after its run completed;
+- inventory syncs run on a fixed schedule for every environment (one run per tick, likewise).
+
+A run key is used by Dagster once: a second request with it is dropped. So the row behind a
+request is started ``once`` as well; a window whose row is already final gets no request
+(nor a row that no Dagster run would ever pick up).
 """
 
 from datetime import UTC, datetime, timedelta
@@ -13,7 +18,7 @@ from opsrecon_dagster.artifacts.scheduling import due_backups
 from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
-from opsrecon_dagster.operations.enums import Actor
+from opsrecon_dagster.operations.enums import Actor, RunStatus
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.resources import AppDatabaseResource
@@ -22,6 +27,7 @@ from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster.tenancy import all_environments, all_partition_keys
 
 PARTITIONS_NAME = ENVIRONMENTS.name or "managed_environments"
+ACTIVE = tuple(s.value for s in RunStatus.active())
 
 
 def tagged_request(
@@ -31,9 +37,14 @@ def tagged_request(
     inputs: RunInputs,
     *,
     run_key: str,
-) -> dg.RunRequest:
-    """Create (or find, by dedupe) the operation run first, then request its Dagster run
-    tagged with the row's id: no scheduled or sensor-requested run exists without its row."""
+) -> dg.RunRequest | None:
+    """Create (or find) the operation run first, then request its Dagster run tagged with
+    the row's id: no scheduled or sensor-requested run exists without its row.
+
+    The row is started ``once`` (one row per run key, whatever its status). A found row that
+    is still open is requested again under the same run key (Dagster launches it if the
+    first request never arrived); a final one gets no request: None.
+    """
     workspace_id, environment_id, partition_key = scope
     run = app.runs.start(
         op_type,
@@ -41,7 +52,10 @@ def tagged_request(
         environment_id=environment_id,
         inputs=inputs,
         actor=Actor.JOB,
+        once=True,
     ).run
+    if run.status not in ACTIVE:
+        return None
     return dg.RunRequest(
         run_key=run_key, partition_key=partition_key, tags=run_tags(run.id, partition_key)
     )
@@ -97,20 +111,25 @@ def backup_schedules_sensor(
                 due, invalid = due_backups(session, since, now)
             if invalid:
                 context.log.warning(f"{invalid} backup schedule(s) have an invalid cron; skipped")
+            done = 0
             for item in due:
-                requests.append(
-                    tagged_request(
-                        app,
-                        OperationType.BACKUP_SCHEDULE_EXECUTE,
-                        (item.workspace_id, item.environment_id, item.partition_key),
-                        RunInputs(
-                            backup_schedule_id=item.schedule_id,
-                            scheduled_for=item.tick,
-                            trigger="schedule",
-                        ),
-                        run_key=f"backup:{item.schedule_id}:{item.tick.isoformat()}",
-                    )
+                request = tagged_request(
+                    app,
+                    OperationType.BACKUP_SCHEDULE_EXECUTE,
+                    (item.workspace_id, item.environment_id, item.partition_key),
+                    RunInputs(
+                        backup_schedule_id=item.schedule_id,
+                        scheduled_for=item.tick,
+                        trigger="schedule",
+                    ),
+                    run_key=f"backup:{item.schedule_id}:{item.tick.isoformat()}",
                 )
+                if request is None:
+                    done += 1
+                else:
+                    requests.append(request)
+        if done:
+            context.log.info(f"{done} due backup window(s) already have a final run; skipped")
         return dg.SensorResult(run_requests=requests, cursor=now.isoformat())
 
     return guarded_tick(context, "backup schedule evaluation", tick)
@@ -128,8 +147,8 @@ def inventory_sync_schedule(
     """Sync every environment's inventory every six hours (one run per partition).
 
     Each request's operation run is created first (or found: the same tick evaluated twice
-    returns the same active row) and the request carries its id, so a scheduled launch that
-    never starts is still a row the reconciler finalizes.
+    returns the same row; a final one is not requested again) and the request carries its
+    id, so a scheduled launch that never starts is still a row the reconciler finalizes.
     """
     tick = context.scheduled_execution_time
     known = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
@@ -138,13 +157,13 @@ def inventory_sync_schedule(
         with app.sessions() as session:
             environments = [e for e in all_environments(session) if e.partition_key in known]
         for env in environments:
-            requests.append(
-                tagged_request(
-                    app,
-                    OperationType.INVENTORY_SYNC,
-                    (env.workspace_id, env.id, env.partition_key),
-                    RunInputs(scheduled_for=tick, trigger="schedule"),
-                    run_key=f"inventory:{env.partition_key}:{tick.isoformat()}",
-                )
+            request = tagged_request(
+                app,
+                OperationType.INVENTORY_SYNC,
+                (env.workspace_id, env.id, env.partition_key),
+                RunInputs(scheduled_for=tick, trigger="schedule"),
+                run_key=f"inventory:{env.partition_key}:{tick.isoformat()}",
             )
+            if request is not None:
+                requests.append(request)
     return requests

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
-from opsrecon_dagster.operations.context import RunContext
+from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.operations.context import Decision, RunContext, RunInputs
+from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.reconciliation.dagster_view import ENVIRONMENT_TAG, RUN_TAG, WORKSPACE_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
@@ -21,7 +28,7 @@ from opsrecon_dagster.sensors.scheduling import (
     inventory_sync_schedule,
 )
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster_tests.conftest import add_schedule, make_scope
+from opsrecon_dagster_tests.conftest import Scope, add_schedule, make_scope
 
 
 def resources(app: AppContext) -> dict[str, object]:
@@ -85,6 +92,150 @@ def test_backup_sensor_launches_due_schedules_once(
     assert repeat.tags[RUN_TAG] == request.tags[RUN_TAG]
 
 
+def runs_of(app: AppContext, op_type: str) -> list[OperationRun]:
+    with app.sessions() as s:
+        stmt = select(OperationRun).where(OperationRun.type == op_type).order_by(OperationRun.id)
+        return list(s.scalars(stmt))
+
+
+def succeed(app: AppContext, run_id: int, reason: str) -> None:
+    """Finalize a run as its job would, through the lifecycle service."""
+    result = app.runs.complete(
+        run_id,
+        Decision(
+            outcome=RunOutcome.SUCCEEDED,
+            reason_code=reason,
+            adapter="test",
+            decided_by=Actor.JOB,
+            decided_at=datetime.now(UTC),
+        ),
+    )
+    assert result.applied
+
+
+def daily_window(now: datetime) -> tuple[str, datetime]:
+    """A daily cron whose latest tick was two hours ago: the window stays the same for the
+    whole test (a per-minute cron would move on at the next minute)."""
+    tick = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    return f"0 {tick.hour} * * *", tick
+
+
+@pytest.mark.parametrize("evaluated_again_with", ["no_cursor", "rewound_cursor"])
+def test_backup_window_completed_is_never_requested_again(
+    app: AppContext, instance: dg.DagsterInstance, evaluated_again_with: str
+) -> None:
+    """One row per (schedule, window): evaluated again after its run completed (the cursor
+    lost, then rewound past the window), the window gets no second row and no request."""
+    scope = make_scope(app, "acme", "contoso")
+    cron, window = daily_window(datetime.now(UTC))
+    schedule_id = add_schedule(app, scope, cron=cron)
+    before_window = (window - timedelta(hours=1)).isoformat()
+
+    def evaluate(cursor: str | None) -> dg.SensorResult:
+        ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(app))
+        result = backup_schedules_sensor(ctx)
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    [request] = evaluate(before_window).run_requests or []
+    assert request.run_key == f"backup:{schedule_id}:{window.isoformat()}"
+    [run] = runs_of(app, "backup.schedule.execute")
+    assert RunContext.load(run.context).inputs.scheduled_for == window
+    succeed(app, run.id, "backup_all_items_captured")
+
+    if evaluated_again_with == "no_cursor":
+        lost = evaluate(None)  # the cursor lost: initialised again, nothing requested
+        assert not lost.run_requests
+        assert lost.cursor is not None
+    again = evaluate(before_window)  # then rewound past the window (e.g. a restored instance)
+    assert not again.run_requests
+    rows = runs_of(app, "backup.schedule.execute")
+    assert [(r.id, r.status, r.outcome) for r in rows] == [(run.id, "completed", "succeeded")]
+
+
+def test_open_backup_window_is_requested_again_with_its_row(
+    app: AppContext, instance: dg.DagsterInstance
+) -> None:
+    """A window whose row is still open (its request may never have reached Dagster) is
+    requested again under the same run key, tagged with the same row."""
+    scope = make_scope(app, "acme", "contoso")
+    cron, window = daily_window(datetime.now(UTC))
+    add_schedule(app, scope, cron=cron)
+    cursor = (window - timedelta(hours=1)).isoformat()
+    requests = [
+        backup_schedules_sensor(
+            dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(app))
+        )
+        for _ in range(2)
+    ]
+    first, second = [r.run_requests or [] for r in requests if isinstance(r, dg.SensorResult)]
+    assert [(r.run_key, r.tags[RUN_TAG]) for r in first] == [
+        (r.run_key, r.tags[RUN_TAG]) for r in second
+    ]
+    assert len(runs_of(app, "backup.schedule.execute")) == 1
+
+
+def window_inputs(schedule_id: int, window: datetime) -> RunInputs:
+    return RunInputs(backup_schedule_id=schedule_id, scheduled_for=window, trigger="schedule")
+
+
+def test_concurrent_evaluations_of_a_window_create_one_row(app: AppContext, scope: Scope) -> None:
+    """Two sensor evaluations racing on one window: the unique once key lets one insert win;
+    the other finds that row, also after the row completed."""
+    schedule_id = add_schedule(app, scope)
+    window = datetime(2026, 12, 1, 2, tzinfo=UTC)
+    barrier = threading.Barrier(4)
+
+    def start(_i: int) -> int:
+        barrier.wait()
+        return app.runs.start(
+            OperationType.BACKUP_SCHEDULE_EXECUTE,
+            workspace_id=scope.workspace_id,
+            environment_id=scope.environment_id,
+            inputs=window_inputs(schedule_id, window),
+            actor=Actor.JOB,
+            once=True,
+        ).run.id
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ids = set(pool.map(start, range(4)))
+    assert len(ids) == 1
+    [run_id] = ids
+    succeed(app, run_id, "backup_all_items_captured")
+    barrier.reset()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert set(pool.map(start, range(4))) == {run_id}
+    assert [r.id for r in runs_of(app, "backup.schedule.execute")] == [run_id]
+
+
+def test_the_database_refuses_a_second_row_for_a_window(app: AppContext, scope: Scope) -> None:
+    """The guarantee rests on the unique index (migration 0008), not only on the lookup."""
+    schedule_id = add_schedule(app, scope)
+    started = app.runs.start(
+        OperationType.BACKUP_SCHEDULE_EXECUTE,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+        inputs=window_inputs(schedule_id, datetime(2026, 12, 1, 2, tzinfo=UTC)),
+        once=True,
+    )
+    assert started.run.once_key == started.run.identity_key
+    succeed(app, started.run.id, "backup_all_items_captured")
+    row = app.runs.get(started.run.id)
+    copy = {
+        c: getattr(row, c) for c in ("workspace_id", "managed_environment_id", "type", "status")
+    }
+    with pytest.raises(IntegrityError), app.sessions.begin() as s:
+        s.add(
+            OperationRun(
+                **copy,
+                input_hash=row.input_hash,
+                identity_key=row.identity_key,
+                once_key=row.once_key,
+                context={},
+            )
+        )
+
+
 def test_backup_sensor_first_tick_only_sets_cursor(
     app: AppContext, instance: dg.DagsterInstance
 ) -> None:
@@ -126,6 +277,10 @@ def test_inventory_schedule_creates_a_row_per_partition_before_the_runs(
     assert (inputs.scheduled_for, inputs.trigger) == (tick, "schedule")
     # The same tick evaluated again finds the same active rows (no duplicates).
     assert [r.tags[RUN_TAG] for r in evaluate()] == [r.tags[RUN_TAG] for r in requests]
+    # Once a tick's run completed, the tick evaluated again requests nothing for it.
+    succeed(app, rows[0].id, "inventory_all_types_covered")
+    assert [r.tags[RUN_TAG] for r in evaluate()] == [str(rows[1].id)]
+    assert len(runs_of(app, "inventory.sync")) == 2
 
 
 @pytest.mark.parametrize("source", ["schedule", "backup_sensor"])
