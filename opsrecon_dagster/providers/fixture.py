@@ -8,6 +8,18 @@ configuration always yields the same ids, names and content hashes, while a diff
 a different environment yields different ones. Faults are configured per environment (keyed by
 ``EnvironmentRef.partition_key``) and surface exactly as the HTTP provider would report them:
 as ``ProviderError`` with a reason code, the policy type and an HTTP-like status.
+
+Every call of a ``TenantProvider`` method is counted, so a test can prove that a code path
+never talks to the provider (the guard that status and render paths make zero calls):
+
+- in memory, per provider object: ``FixtureTenantProvider.calls``;
+- across processes, when the configuration names a ``call_log`` file: each call appends one
+  line ``<method>\t<partition key>`` to it before the call does anything else. A command line
+  or a daemon whose ``OPSRECON_FIXTURE_PATH`` names such a fixture file thus leaves a trace
+  of every provider call it made, and an absent or empty log proves it made none
+  (``read_call_log``). A listing counts when its first page is asked for, as an HTTP listing
+  sends its first request then. A log that cannot be written fails the call (``OSError``):
+  a lost line would make a call look like none.
 """
 
 from __future__ import annotations
@@ -114,6 +126,10 @@ class FixtureConfig(_Model):
     act while the worker is provably mid-run (files, not sleeps)."""
     gate_timeout_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     """A gate nobody opens lets the worker go on after this long (it never hangs forever)."""
+    call_log: str | None = Field(default=None, min_length=1)
+    """File every provider call appends one line ``<method>\t<partition key>`` to (its folder
+    is created); unset: calls are counted in memory only. Relative paths are relative to the
+    working directory of the process that calls, so give an absolute one."""
 
     @model_validator(mode="after")
     def _duplicates_need_an_original(self) -> Self:
@@ -153,7 +169,9 @@ class FixtureTenantProvider:
     to the call (throttling for listings; not-found and failing items for fetches).
 
     Instances are safe to share between threads: the mutable state is a cache of generated
-    objects (filling it twice is harmless) and the diagnostic ``calls`` counter.
+    objects (filling it twice is harmless) and the diagnostic ``calls`` counter. Every call of
+    ``list_policies``, ``fetch_policy`` and ``checkpoint`` is counted there and, when the
+    configuration names a ``call_log``, appended to that file (see the module docstring).
     """
 
     def __init__(
@@ -170,6 +188,7 @@ class FixtureTenantProvider:
         # (partition key, call name) -> number of calls: lets a test prove that a worker
         # made no provider call at all (e.g. when its guard refused the run).
         self.calls: Counter[tuple[str, str]] = Counter()
+        self._call_log = Path(self._config.call_log) if self._config.call_log else None
 
     @classmethod
     def from_file(
@@ -209,7 +228,7 @@ class FixtureTenantProvider:
         once its first page has been yielded, even when that page held everything: the fault is
         meant to show partial data, so it must fire whatever the object count.
         """
-        self.calls[(env.partition_key, "list_policies")] += 1
+        self._record(env, "list_policies")
         faults = self.environment_config(env.partition_key).faults
         self._check_access(faults, policy_type)
         objects = self._objects(env.partition_key, policy_type).objects
@@ -228,7 +247,7 @@ class FixtureTenantProvider:
         Raises ``NOT_FOUND`` (404) for an unknown id and ``UNAVAILABLE`` (503) for the first
         ``failing_items`` objects of the type in listing order.
         """
-        self.calls[(env.partition_key, "fetch_policy")] += 1
+        self._record(env, "fetch_policy")
         faults = self.environment_config(env.partition_key).faults
         self._check_access(faults, policy_type)
         generated = self._objects(env.partition_key, policy_type)
@@ -246,6 +265,7 @@ class FixtureTenantProvider:
         A real worker death (no exception, no cleanup, no ``finally``), so recovery code is
         exercised against what actually happens when a worker is killed.
         """
+        self._record(env, "checkpoint")
         faults = self.environment_config(env.partition_key).faults
         if faults.pause_at is not None and point == faults.pause_at:
             self._wait_at_gate(env, point)
@@ -261,6 +281,16 @@ class FixtureTenantProvider:
         os.kill(os.getpid(), signal.SIGKILL)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _record(self, env: EnvironmentRef, method: str) -> None:
+        """Count one provider call, in memory and in the call log when one is configured."""
+        self.calls[(env.partition_key, method)] += 1
+        if self._call_log is None:
+            return
+        self._call_log.parent.mkdir(parents=True, exist_ok=True)
+        # One short write in append mode: lines of concurrent processes do not interleave.
+        with self._call_log.open("a", encoding="utf-8") as log:
+            log.write(f"{method}\t{env.partition_key}\n")
 
     def _wait_at_gate(self, env: EnvironmentRef, point: str) -> None:
         if self._config.gate_dir is None:
@@ -345,6 +375,27 @@ class FileGate:
         """Let the waiting worker go on."""
         self.gate_dir.mkdir(parents=True, exist_ok=True)
         self._path("release").write_text("go")
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    """One line of a call log: which provider method was called for which environment."""
+
+    method: str
+    partition_key: str
+
+
+def read_call_log(path: str | os.PathLike[str]) -> list[ProviderCall]:
+    """The calls a ``call_log`` file recorded, in order; none when the file does not exist."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    calls = []
+    for line in text.splitlines():
+        method, _tab, partition_key = line.partition("\t")
+        calls.append(ProviderCall(method, partition_key))
+    return calls
 
 
 def load_fixture_config(path: str | os.PathLike[str]) -> FixtureConfig:
