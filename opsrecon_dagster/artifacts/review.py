@@ -1,18 +1,31 @@
-"""Environment review composition, identified by a fingerprint of its evidence inputs."""
+"""Environment review composition, identified by a fingerprint of its evidence inputs.
+
+The fingerprint is the hash of the inputs actually read at compose time (``ReviewSummary``);
+the run's requested fingerprint is kept beside it when the inputs drifted in between. The
+review's status changes go through ``review_lifecycle`` (docs/decisions.md#review).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope, readiness_blocker
 from opsrecon_dagster.artifacts.proofview import ProofView, no_artifact_proof
+from opsrecon_dagster.artifacts.review_lifecycle import (
+    REUSABLE,
+    event,
+    transition,
+    was_composed,
+)
 from opsrecon_dagster.db.models import (
     BackupSet,
     BaselineSnapshot,
@@ -20,10 +33,25 @@ from opsrecon_dagster.db.models import (
     InventoryItem,
     OperationRun,
 )
-from opsrecon_dagster.operations.context import Progress
-from opsrecon_dagster.operations.enums import ReviewStatus, RunOutcome
+from opsrecon_dagster.operations.context import Evidence, Progress
+from opsrecon_dagster.operations.enums import Actor, ReviewStatus, RunOutcome
 
-PROOF_STATUSES = (ReviewStatus.READY.value, ReviewStatus.PUBLISHED.value)
+REUSABLE_STATUSES = tuple(s.value for s in REUSABLE)
+
+
+class ReviewSummary(BaseModel):
+    """The evidence a review is composed from, as stored in ``environment_reviews.summary``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inventory_item_count: int
+    inventory_digest: str
+    baseline_snapshot_id: int | None
+    backup_set_id: int | None
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.model_dump())
 
 
 def precondition_blocker(view: ProofView, scope: RunScope) -> str | None:
@@ -36,7 +64,7 @@ def precondition_blocker(view: ProofView, scope: RunScope) -> str | None:
     return None
 
 
-def review_inputs(session: Session, workspace_id: int, environment_id: int) -> dict[str, Any]:
+def review_inputs(session: Session, workspace_id: int, environment_id: int) -> ReviewSummary:
     """The evidence a review is composed from: inventory state, latest snapshot and backup."""
     hashes = session.scalars(
         select(InventoryItem.content_hash)
@@ -54,36 +82,54 @@ def review_inputs(session: Session, workspace_id: int, environment_id: int) -> d
     backup_set_id = session.scalar(
         select(func.max(BackupSet.id)).where(BackupSet.managed_environment_id == environment_id)
     )
-    return {
-        "inventory_item_count": len(hashes),
-        "inventory_digest": hashlib.sha256("".join(hashes).encode()).hexdigest(),
-        "baseline_snapshot_id": snapshot_id,
-        "backup_set_id": backup_set_id,
-    }
+    return ReviewSummary(
+        inventory_item_count=len(hashes),
+        inventory_digest=hashlib.sha256("".join(hashes).encode()).hexdigest(),
+        baseline_snapshot_id=snapshot_id,
+        backup_set_id=backup_set_id,
+    )
 
 
-def fingerprint_of(inputs: dict[str, Any]) -> str:
+def fingerprint_of(inputs: Mapping[str, Any]) -> str:
     """Hash of a review's inputs: the same evidence always gives the same fingerprint."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(dict(inputs), sort_keys=True).encode()).hexdigest()
+
+
+def summary_matches(review: EnvironmentReview) -> bool:
+    """Whether the stored fingerprint is the hash of the stored summary."""
+    try:
+        summary = ReviewSummary.model_validate(review.summary)
+    except ValidationError:
+        return False
+    return summary.fingerprint == review.fingerprint
 
 
 def current_fingerprint(session: Session, workspace_id: int, environment_id: int) -> str:
-    return fingerprint_of(review_inputs(session, workspace_id, environment_id))
+    """The fingerprint a review composed now would have (a run records it when started)."""
+    return review_inputs(session, workspace_id, environment_id).fingerprint
 
 
-def _mutable_review(
+def _same_fingerprint(
     session: Session, scope: RunScope, fingerprint: str
-) -> EnvironmentReview | None:
-    return session.scalars(
-        select(EnvironmentReview)
-        .where(
-            EnvironmentReview.workspace_id == scope.workspace_id,
-            EnvironmentReview.managed_environment_id == scope.environment_id,
-            EnvironmentReview.fingerprint == fingerprint,
-            EnvironmentReview.status.in_([s.value for s in ReviewStatus.mutable()]),
+) -> list[EnvironmentReview]:
+    """Mutable or reusable reviews with this fingerprint in the run's scope, oldest first."""
+    statuses = {s.value for s in (*ReviewStatus.mutable(), *REUSABLE)}
+    return list(
+        session.scalars(
+            select(EnvironmentReview)
+            .where(
+                EnvironmentReview.workspace_id == scope.workspace_id,
+                EnvironmentReview.managed_environment_id == scope.environment_id,
+                EnvironmentReview.fingerprint == fingerprint,
+                EnvironmentReview.status.in_(statuses),
+            )
+            .order_by(EnvironmentReview.id)
         )
-        .order_by(EnvironmentReview.id)
-    ).first()
+    )
+
+
+def _reusable(rows: list[EnvironmentReview]) -> EnvironmentReview | None:
+    return next((r for r in rows if r.status in REUSABLE_STATUSES), None)
 
 
 def compose_review(
@@ -91,54 +137,88 @@ def compose_review(
     scope: RunScope,
     heartbeat: Heartbeat,
 ) -> tuple[int, bool]:
-    """Compose the review for the run's fingerprint; returns (review id, adopted existing).
+    """Compose the review of the environment's current inputs; returns (id, adopted).
 
-    A same-fingerprint mutable review is adopted instead of composing a second one: checked
-    before composing, and again after a unique-index violation when a concurrent compose won.
+    A same-fingerprint ``ready`` or ``published`` review is adopted instead of composing a
+    second one: checked before composing, and again after a unique-index violation when a
+    concurrent compose won. A same-fingerprint ``draft`` or ``failed`` review is superseded
+    by the new one, so neither can block composing.
     """
-    fingerprint = scope.context.inputs.fingerprint
-    if fingerprint is None:
+    requested = scope.context.inputs.fingerprint
+    if requested is None:
         raise ValueError("a review compose run needs a fingerprint in its inputs")
     with sessions() as session:
-        existing = _mutable_review(session, scope, fingerprint)
-        if existing is not None and existing.status != ReviewStatus.FAILED.value:
-            return existing.id, True
         summary = review_inputs(session, scope.workspace_id, scope.environment_id)
-    heartbeat(Progress(phase="composing", counts={"inputs": len(summary)}))
-    now = datetime.now(UTC)
+        fingerprint = summary.fingerprint
+        adopted = _reusable(_same_fingerprint(session, scope, fingerprint))
+        if adopted is not None:
+            return adopted.id, True
+    heartbeat(Progress(phase="composing", counts={"inputs": len(ReviewSummary.model_fields)}))
     try:
-        with sessions.begin() as session:
-            if existing is not None:  # a failed mutable review is replaced by this compose
-                stale = session.get(EnvironmentReview, existing.id)
-                if stale is not None:
-                    stale.status = ReviewStatus.SUPERSEDED.value
-                    stale.updated_at = now
-                    session.flush()
-            review = EnvironmentReview(
-                workspace_id=scope.workspace_id,
-                managed_environment_id=scope.environment_id,
-                fingerprint=fingerprint,
-                status=ReviewStatus.READY.value,
-                operation_run_id=scope.run_id,
-                summary=summary,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(review)
-            session.flush()
-            return review.id, False
+        return _insert_ready(sessions, scope, summary, requested), False
     except IntegrityError:
         with sessions() as session:
-            winner = _mutable_review(session, scope, fingerprint)
+            winner = _reusable(_same_fingerprint(session, scope, fingerprint))
         if winner is None:
             raise
         return winner.id, True
 
 
+def _insert_ready(
+    sessions: sessionmaker[Session], scope: RunScope, summary: ReviewSummary, requested: str
+) -> int:
+    """One transaction: supersede same-fingerprint draft/failed reviews, insert a ready one."""
+    now = datetime.now(UTC)
+    fingerprint = summary.fingerprint
+    with sessions.begin() as session:
+        replaced = [
+            r for r in _same_fingerprint(session, scope, fingerprint) if r.status not in REUSABLE
+        ]
+        for old in replaced:
+            transition(
+                session,
+                old,
+                ReviewStatus.SUPERSEDED,
+                action="superseded",
+                actor=Actor.JOB,
+                now=now,
+                operation_run_id=scope.run_id,
+            )
+        session.flush()  # free the mutable-fingerprint slot before the insert
+        review = EnvironmentReview(
+            workspace_id=scope.workspace_id,
+            managed_environment_id=scope.environment_id,
+            fingerprint=fingerprint,
+            requested_fingerprint=requested if requested != fingerprint else None,
+            status=ReviewStatus.READY.value,
+            operation_run_id=scope.run_id,
+            summary=summary.model_dump(),
+            composed_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(review)
+        session.flush()
+        details = {"fingerprint_drift": requested != fingerprint}
+        session.add(
+            event(
+                review, "composed", Actor.JOB, None, ReviewStatus.READY, now, scope.run_id, details
+            )
+        )
+        for old in replaced:
+            old.superseded_by_id = review.id
+        return review.id
+
+
 def review_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
-    """Decide from same-scope reviews with the run's fingerprint (docs/decisions.md#review)."""
+    """Decide from same-scope reviews (docs/decisions.md#review).
+
+    The run's own composed review proves it whatever its status now (published, superseded
+    or archived later), if its stored fingerprint is the hash of its summary. Otherwise one
+    reusable review with the run's requested fingerprint is reuse.
+    """
     fingerprint = scope.context.inputs.fingerprint
-    _own, wrong_scope = view.own_rows(EnvironmentReview, run, scope)
+    own, wrong_scope = view.own_rows(EnvironmentReview, run, scope)
     base: dict[str, Any] = {
         "artifact_kind": "environment_review",
         "fingerprint_prefix": fingerprint[:12] if fingerprint else None,
@@ -146,29 +226,35 @@ def review_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
     }
     if fingerprint is None:
         return Proof(RunOutcome.FAILED, "review_fingerprint_missing", scope.base_evidence(**base))
-    rows = view.same_fingerprint_reviews(scope, fingerprint)
-    own_failed = [r for r in rows if r.operation_run_id == run.id and r.status == "failed"]
-    candidates = [r for r in rows if r.status in PROOF_STATUSES]
+    composed = [r for r in own if was_composed(r)]
+    own_ids = {r.id for r in own}
+    reusable = [
+        r
+        for r in view.same_fingerprint_reviews(scope, fingerprint)
+        if r.status in REUSABLE_STATUSES and r.id not in own_ids
+    ]
+    considered = sorted({r.id for r in own} | {r.id for r in reusable})
+    ids, total = Evidence.capped_ids(considered)
+    candidates = composed or reusable
     evidence = scope.base_evidence(
         **base,
-        considered_ids=sorted(r.id for r in rows)[:20],
-        considered_total=len(rows),
+        considered_ids=ids,
+        considered_total=total,
         artifact_ids=sorted(r.id for r in candidates)[:20],
         artifact_statuses=sorted({r.status for r in candidates}),
     )
-    counts = {"candidates": len(candidates)}
-    # Composed by this run only if it carries the run's id and does not predate the run;
-    # anything older with the same fingerprint is reuse.
-    produced = [
-        r for r in candidates if r.operation_run_id == run.id and r.created_at >= run.created_at
-    ]
-    if len(produced) == 1:
-        return Proof(RunOutcome.SUCCEEDED, "review_composed", evidence, counts, produced[0].id)
-    if len(candidates) == 1 and not produced:
-        return Proof(RunOutcome.SUCCEEDED, "review_reused", evidence, counts, candidates[0].id)
+    # 1 when the run's own review was composed from inputs that changed after it started.
+    drift = int(any(r.fingerprint != fingerprint for r in composed))
+    counts = {"candidates": len(candidates), "fingerprint_drift": drift}
     if len(candidates) > 1:
         return Proof(RunOutcome.FAILED, "proof_ambiguous", evidence, counts)
-    if own_failed:
+    if composed:
+        if not summary_matches(composed[0]):
+            return Proof(RunOutcome.FAILED, "review_fingerprint_mismatch", evidence, counts)
+        return Proof(RunOutcome.SUCCEEDED, "review_composed", evidence, counts, composed[0].id)
+    if reusable:
+        return Proof(RunOutcome.SUCCEEDED, "review_reused", evidence, counts, reusable[0].id)
+    if any(r.status == ReviewStatus.FAILED.value for r in own):
         return Proof(RunOutcome.FAILED, "review_compose_failed", evidence, counts)
     missing = no_artifact_proof(scope, "review_not_found", base)
     return Proof(missing.outcome, missing.reason_code, evidence, counts)

@@ -368,10 +368,37 @@ class EnvironmentReview(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     operation_run_id: Mapped[int] = mapped_column(ForeignKey("operation_runs.id"), index=True)
-    # {"inventory_item_count": n, "baseline_snapshot_id": id|null, "backup_set_id": id|null, ...}
+    # The inputs the review was composed from (artifacts.review.ReviewSummary); its hash is
+    # the fingerprint, which the proof checks.
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # When it became ready; kept after it is published, superseded or archived, so a review
+    # that was composed still proves its run (a superseded draft never was).
+    composed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The fingerprint the run asked for, when the inputs had changed by compose time.
+    requested_fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    superseded_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("environment_reviews.id"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewEvent(Base):
+    """One row per review status change (compose, publish, supersede, archive): who and why."""
+
+    __tablename__ = "environment_review_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("environment_reviews.id"), index=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int] = mapped_column(ForeignKey("managed_environments.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    operation_run_id: Mapped[int | None] = mapped_column(ForeignKey("operation_runs.id"))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DecisionOutbox(Base):

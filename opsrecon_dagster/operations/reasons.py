@@ -144,6 +144,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The run does not name a review fingerprint.",
         "Der Lauf nennt keinen Fingerabdruck für die Überprüfung.",
     ),
+    "review_fingerprint_mismatch": (
+        "The review's fingerprint is not the hash of its stored inputs; failing closed.",
+        "Der Fingerabdruck der Überprüfung passt nicht zu ihren gespeicherten Eingaben; "
+        "sicherheitshalber fehlgeschlagen.",
+    ),
     # shared proof rules
     "proof_ambiguous": (
         "Several candidate artifacts disagree; failing closed.",
