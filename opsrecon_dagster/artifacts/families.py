@@ -32,7 +32,6 @@ from opsrecon_dagster.providers.base import TenantProvider
 
 Execute = Callable[[sessionmaker[Session], RunScope, TenantProvider, Heartbeat], object]
 Precondition = Callable[[ProofView, RunScope], str | None]
-ProofFn = ProofRule
 
 
 class RunRefused(Exception):
@@ -52,7 +51,7 @@ class Family:
     adapter: str
     job: str | None  # the name of the Dagster job that materializes this family
     execute: Execute
-    proof: ProofFn
+    proof: ProofRule
     # Checked by the job before any provider call and recorded on the run (blocked rule).
     precondition: Precondition
 

@@ -174,16 +174,6 @@ class OperationCatalog:
         """All entries, supported types first, in catalog order."""
         return tuple(self._entries.values())
 
-    def supported_types(self) -> tuple[OperationType, ...]:
-        return tuple(e.type for e in self._entries.values() if e.supported)
-
-    def family_of(self, asset_family: str) -> CatalogEntry:
-        """Return the entry whose proof lives in ``asset_family``."""
-        for entry in self._entries.values():
-            if entry.asset_family == asset_family:
-                return entry
-        raise KeyError(asset_family)
-
 
 class UnknownOperationType(CatalogConfigError):
     """A type name that is not in the catalog."""

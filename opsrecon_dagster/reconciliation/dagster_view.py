@@ -53,24 +53,3 @@ class DagsterView(Protocol):
         run's creation: none can name a run before it existed), per operation run id that
         their metadata carries: the outcome each one reports (``""`` when it names none)."""
         ...
-
-
-class NoDagster:
-    """A view that knows no Dagster runs (e.g. a CLI without an instance)."""
-
-    def runs(self, dagster_run_ids: Sequence[str]) -> Mapping[str, DagsterRunInfo]:
-        return {}
-
-    def runs_tagged(
-        self, operation_run_ids: Sequence[int]
-    ) -> Mapping[int, Sequence[DagsterRunInfo]]:
-        return {}
-
-    def materializations(
-        self,
-        asset_key: str,
-        partition_keys: Sequence[str],
-        operation_run_ids: Sequence[int],
-        since: datetime,
-    ) -> Mapping[int, Sequence[str]]:
-        return {}

@@ -33,7 +33,6 @@ def test_supported_types_and_their_families() -> None:
     assert not catalog.get("backup.retention.prune").supported
     assert catalog.get("backup.retention.prune").proven_by == "backup_retention"
     assert catalog.get("restore.execute").proven_by is None
-    assert catalog.family_of("backup_sets").type is OperationType.BACKUP_SCHEDULE_EXECUTE
 
 
 def test_thresholds_are_overridable_from_json() -> None:

@@ -15,9 +15,9 @@ from opsrecon_dagster.db.models import AuditLog
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.staleness import DagsterRunInfo
-from opsrecon_dagster.reconciliation.dagster_view import NoDagster
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster_tests.conftest import truncate_all
+from opsrecon_dagster_tests.doubles import NoDagster
 from opsrecon_dagster_tests.reconciliation.conftest import World
 
 
