@@ -31,9 +31,9 @@ from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG, run_tags
 from opsrecon_dagster.reconciliation.outbox import DecisionEvent
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
-from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
 from opsrecon_dagster.sensors.gc_pacing import paced_collection
 from opsrecon_dagster.sensors.guard import guarded_tick, sanitized_failure
+from opsrecon_dagster.sensors.instance_view import InstanceDagsterView
 
 # Decisions per batch (one transaction each); a tick runs batches until the backlog is empty
 # or its budget is spent, well inside Dagster's 60 s limit for a sensor evaluation.

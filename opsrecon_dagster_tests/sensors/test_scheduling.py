@@ -20,7 +20,7 @@ from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.reconciliation.dagster_view import ENVIRONMENT_TAG, RUN_TAG, WORKSPACE_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
-from opsrecon_dagster.resources.dagster_view import InstanceDagsterView
+from opsrecon_dagster.sensors.instance_view import InstanceDagsterView
 from opsrecon_dagster.sensors.scheduling import (
     PARTITIONS_NAME,
     backup_schedules_sensor,
