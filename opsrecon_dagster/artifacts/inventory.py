@@ -18,7 +18,12 @@ from opsrecon_dagster.artifacts.proofview import ProofView, no_artifact_proof
 from opsrecon_dagster.db.models import InventoryCoverage, InventoryItem, OperationRun
 from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.operations.enums import CoverageStatus, RunOutcome
-from opsrecon_dagster.providers.base import PolicyObject, ProviderError, TenantProvider
+from opsrecon_dagster.providers.base import (
+    PolicyObject,
+    ProviderError,
+    ProviderErrorKind,
+    TenantProvider,
+)
 
 PRECONDITION_REASONS = {
     "provider_consent_missing",
@@ -28,6 +33,8 @@ PRECONDITION_REASONS = {
     "environment_disabled",
 }
 DEFAULT_POLICY_TYPES = ("deviceConfigurations", "compliancePolicies", "appProtectionPolicies")
+# Failures that hold for the whole environment: the types after one are not attempted.
+ABORTS_SYNC = {ProviderErrorKind.CONSENT_MISSING}
 
 
 def requested_types(scope: RunScope) -> list[str]:
@@ -42,21 +49,28 @@ def sync_inventory(
 ) -> None:
     """Read every requested type from the provider, then write items and coverage at once.
 
+    Coverage per type: ``succeeded``, ``failed`` (attempted, with the provider's reason) or
+    ``skipped`` (not attempted, with the reason that stopped the sync: a readiness blocker,
+    or a failure such as missing consent that holds for every type after it).
+
     The write is one transaction at the end: a worker that dies mid-sync leaves no coverage,
     so nothing can later be mistaken for proof.
     """
     types = requested_types(scope)
-    blocker = readiness_blocker(scope)
+    stopped_by = readiness_blocker(scope)
     listed: dict[str, list[PolicyObject]] = {}
     failures: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for index, policy_type in enumerate(types):
-        if blocker is not None:
-            failures[policy_type] = blocker
+        if stopped_by is not None:
+            skipped[policy_type] = stopped_by
             continue
         try:
             listed[policy_type] = list(provider.list_policies(scope.env_ref, policy_type))
         except ProviderError as err:
             failures[policy_type] = err.reason_code
+            if err.kind in ABORTS_SYNC:
+                stopped_by = err.reason_code
         heartbeat(
             Progress(phase="listing", counts={"types_done": index + 1, "types_total": len(types)})
         )
@@ -67,21 +81,35 @@ def sync_inventory(
     with sessions.begin() as session:
         _upsert_items(session, scope, [o for objs in listed.values() for o in objs], now)
         for policy_type in types:
-            ok = policy_type in listed
+            status, reason = _coverage(policy_type, listed, failures, skipped)
             session.add(
                 InventoryCoverage(
                     operation_run_id=scope.run_id,
                     workspace_id=scope.workspace_id,
                     managed_environment_id=scope.environment_id,
                     policy_type=policy_type,
-                    status=(CoverageStatus.SUCCEEDED if ok else CoverageStatus.FAILED).value,
-                    reason_code=None if ok else failures.get(policy_type),
+                    status=status.value,
+                    reason_code=reason,
                     item_count=len(listed.get(policy_type, [])),
                     recorded_at=now,
                 )
             )
     # Artifacts committed, the run not yet completed nor its materialization reported.
     provider.checkpoint(scope.env_ref, "inventory.after_write")
+
+
+def _coverage(
+    policy_type: str,
+    listed: dict[str, list[PolicyObject]],
+    failures: dict[str, str],
+    skipped: dict[str, str],
+) -> tuple[CoverageStatus, str | None]:
+    """One requested type's coverage status and reason code."""
+    if policy_type in listed:
+        return CoverageStatus.SUCCEEDED, None
+    if policy_type in skipped:
+        return CoverageStatus.SKIPPED, skipped[policy_type]
+    return CoverageStatus.FAILED, failures.get(policy_type)
 
 
 def _upsert_items(
@@ -121,18 +149,32 @@ def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proo
     (docs/decisions.md#inventory).
 
     Only the requested types count; coverage of a type nobody asked for is ignored (and
-    counted in the evidence). No coverage at all: the shared blocked rule, else no proof.
+    counted in the evidence). Skipped types (not attempted) are counted apart from failed
+    ones and decide like them: they keep a run from ``succeeded``, and with no type covered
+    the run is ``blocked`` only if every reason, failed or skipped, is an access problem.
+    No coverage at all: the shared blocked rule, else no proof.
     """
     rows, wrong_scope = view.own_rows(InventoryCoverage, run, scope)
     requested = requested_types(scope)
     by_type = {row.policy_type: row for row in rows if row.policy_type in requested}
     succeeded = [t for t, r in by_type.items() if r.status == CoverageStatus.SUCCEEDED.value]
-    failed = {t: r.reason_code or "unknown" for t, r in by_type.items() if t not in succeeded}
+    skipped = {
+        t: r.reason_code or "unknown"
+        for t, r in by_type.items()
+        if r.status == CoverageStatus.SKIPPED.value
+    }
+    # Any other status counts as failed (fail closed).
+    failed = {
+        t: r.reason_code or "unknown"
+        for t, r in by_type.items()
+        if t not in succeeded and t not in skipped
+    }
     missing = [t for t in requested if t not in by_type]
     counts = {
         "types_requested": len(requested),
         "types_succeeded": len(succeeded),
         "types_failed": len(failed),
+        "types_skipped": len(skipped),
         "types_missing": len(missing),
         "types_unrequested": len({r.policy_type for r in rows} - set(requested)),
         "items_seen": sum(r.item_count for r in by_type.values()),
@@ -154,10 +196,11 @@ def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proo
         artifact_ids=sorted(r.id for r in by_type.values())[:20],
         counts=counts,
     )
-    if not failed and not missing:
+    if not failed and not skipped and not missing:
         return Proof(RunOutcome.SUCCEEDED, "inventory_all_types_covered", evidence, counts)
     if succeeded:
         return Proof(RunOutcome.PARTIALLY_SUCCEEDED, "inventory_partial_coverage", evidence, counts)
-    if not missing and all(reason in PRECONDITION_REASONS for reason in failed.values()):
+    reasons = [*failed.values(), *skipped.values()]
+    if not missing and all(reason in PRECONDITION_REASONS for reason in reasons):
         return Proof(RunOutcome.BLOCKED, "inventory_access_missing", evidence, counts)
     return Proof(RunOutcome.FAILED, "inventory_no_type_covered", evidence, counts)
