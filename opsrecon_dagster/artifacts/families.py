@@ -1,42 +1,24 @@
-"""The four artifact families and the job path every one of them follows.
+"""The artifact families: for each, its asset key, operation type, job step and proof rule.
 
-A job marks its run running, does its work through the provider, then completes the run
-with the outcome that its own proof (the rows it wrote, re-read in the run's scope)
-supports. It never reports success from having merely finished.
+The job path every family follows is ``artifacts.execution``; the reconciler finds a
+type's proof rule here (``reconciliation.registry``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.artifacts import backup, baseline, inventory, retention, review
-from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope, readiness_blocker
+from opsrecon_dagster.artifacts.common import Heartbeat, RunScope, readiness_blocker
 from opsrecon_dagster.artifacts.proofview import ProofRule, ProofView
-from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.operations.context import (
-    Decision,
-    Evidence,
-    PreconditionCheck,
-    Progress,
-    RunInputs,
-)
-from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
-from opsrecon_dagster.operations.keepalive import keep_alive
-from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
 from opsrecon_dagster.providers.base import TenantProvider
 
 Execute = Callable[[sessionmaker[Session], RunScope, TenantProvider, Heartbeat], object]
 Precondition = Callable[[ProofView, RunScope], str | None]
-
-
-class RunRefused(Exception):
-    """The worker must not work on this operation run. The message names only ids, types,
-    partitions and the row's decision, so it is safe for Dagster's log."""
 
 
 @dataclass(frozen=True)
@@ -118,160 +100,3 @@ RETENTION = Family(
 # Every family with a proof rule, by the name the catalog's ``proven_by`` gives.
 PROOF_FAMILIES: dict[str, Family] = {**FAMILIES, retention.KIND: RETENTION}
 FAMILY_BY_TYPE: dict[str, Family] = {f.op_type.value: f for f in PROOF_FAMILIES.values()}
-
-
-@dataclass(frozen=True)
-class JobReport:
-    """What a job run did and decided, for Dagster metadata and logs (safe values only)."""
-
-    operation_run_id: int
-    outcome: RunOutcome
-    reason_code: str
-    counts: dict[str, int] = field(default_factory=dict)
-    artifact_id: int | None = None
-    recorded: TransitionStatus = TransitionStatus.APPLIED
-    evidence: Evidence = field(default_factory=Evidence)
-
-
-def read_proof(sessions: sessionmaker[Session], family: Family, run_id: int) -> Proof:
-    """Re-read the run's proof in its own scope (the same rules the reconciler applies)."""
-    with sessions() as session:
-        view, run, scope = ProofView.for_run(session, run_id)
-        return family.proof(view, run, scope)
-
-
-def run_job(
-    sessions: sessionmaker[Session],
-    runs: OperationRunService,
-    family: Family,
-    run_id: int,
-    provider_factory: Callable[[], TenantProvider],
-    dagster_run_id: str | None,
-    partition_key: str | None = None,
-) -> JobReport:
-    """The job path: guard, mark running, execute, decide from proof, complete (docs/decisions.md).
-
-    Before any provider call the worker checks its row: a run of another type or another
-    environment than this job and partition is refused, and so is a row that is already
-    final or claimed by another Dagster run (``RunRefused``). The precondition check is
-    recorded with the transition to running; a blocker completes the run ``blocked``
-    without touching the provider. The provider is built inside the guarded section, so a
-    provider that cannot even be configured still ends the run as ``failed``.
-    """
-    scope, blocker = claim_run(sessions, runs, family, run_id, dagster_run_id, partition_key)
-    if blocker is not None:
-        evidence = scope.base_evidence(dagster_run_id=dagster_run_id)
-        status = _complete(runs, family, run_id, RunOutcome.BLOCKED, blocker, evidence)
-        return JobReport(run_id, RunOutcome.BLOCKED, blocker, {}, None, status, evidence)
-
-    def heartbeat(progress: Progress) -> None:
-        runs.heartbeat(run_id, progress)
-
-    try:
-        with keep_alive(lambda: runs.heartbeat(run_id)):
-            family.execute(sessions, scope, provider_factory(), heartbeat)
-    except Exception:
-        # An execution error is a truthful ``failed``; its text stays out of the row.
-        _complete(runs, family, run_id, RunOutcome.FAILED, "job_execution_error", Evidence())
-        raise
-    proof = read_proof(sessions, family, run_id)
-    outcome = proof.outcome or RunOutcome.FAILED
-    reason = proof.reason_code if proof.outcome else "job_finished_without_proof"
-    evidence = proof.evidence.model_copy(update={"dagster_run_id": dagster_run_id})
-    status = _complete(runs, family, run_id, outcome, reason, evidence)
-    return JobReport(run_id, outcome, reason, proof.counts, proof.artifact_id, status, evidence)
-
-
-def enforce_retention(
-    sessions: sessionmaker[Session],
-    runs: OperationRunService,
-    backup_run_id: int,
-    provider_factory: Callable[[], TenantProvider],
-) -> JobReport:
-    """After a successful backup: prune the schedule's sets beyond retention as an operation
-    run of its own (``backup.retention.prune``), decided from its proof like any job."""
-    with sessions() as session:
-        view, backup_run, scope = ProofView.for_run(session, backup_run_id)
-        schedule = view.schedule(scope)
-        inputs = RunInputs(
-            trigger="backup", backup_schedule_id=schedule.id if schedule is not None else None
-        )
-        ws_id, env_id = backup_run.workspace_id, backup_run.managed_environment_id
-    started = runs.start(
-        OperationType.BACKUP_RETENTION_PRUNE,
-        workspace_id=ws_id,
-        environment_id=env_id,
-        inputs=inputs,
-        actor=Actor.JOB,
-    )
-    return run_job(sessions, runs, RETENTION, started.run.id, provider_factory, None)
-
-
-def claim_run(
-    sessions: sessionmaker[Session],
-    runs: OperationRunService,
-    family: Family,
-    run_id: int,
-    dagster_run_id: str | None,
-    partition_key: str | None = None,
-) -> tuple[RunScope, str | None]:
-    """The worker guard and precondition check, before any provider call.
-
-    Returns the run's scope and its blocker (None: go ahead); raises ``RunRefused`` when
-    this worker must not touch the row.
-    """
-    with sessions() as session:
-        view, run, scope = ProofView.for_run(session, run_id)
-        _check_assignment(family, run, scope, partition_key)
-        blocker = family.precondition(view, scope)
-    check = PreconditionCheck(checked_at=datetime.now(UTC), blocker=blocker)
-    marked = runs.mark_running(run_id, dagster_run_id, precondition=check)
-    if marked.status not in (TransitionStatus.APPLIED, TransitionStatus.UNCHANGED):
-        raise RunRefused(_refusal(marked.run))
-    return scope, blocker
-
-
-def _check_assignment(
-    family: Family, run: OperationRun, scope: RunScope, partition_key: str | None
-) -> None:
-    if run.type != family.op_type.value:
-        raise RunRefused(
-            f"operation run {run.id} is a {run.type} run, not {family.op_type.value}: "
-            "refused (launch it with its own job)"
-        )
-    if partition_key is not None and scope.partition_key != partition_key:
-        raise RunRefused(
-            f"operation run {run.id} belongs to partition {scope.partition_key}, not "
-            f"{partition_key}: refused (launch it on its own partition)"
-        )
-
-
-def _refusal(run: OperationRun) -> str:
-    if run.status == RunStatus.COMPLETED.value:
-        return (
-            f"operation run {run.id} is already final: {run.outcome} ({run.reason_code}); "
-            "not worked on"
-        )
-    return (
-        f"operation run {run.id} is {run.status} with Dagster run {run.dagster_run_id}; "
-        "not worked on a second time"
-    )
-
-
-def _complete(
-    runs: OperationRunService,
-    family: Family,
-    run_id: int,
-    outcome: RunOutcome,
-    reason: str,
-    evidence: Evidence,
-) -> TransitionStatus:
-    decision = Decision(
-        outcome=outcome,
-        reason_code=reason,
-        adapter=family.adapter,
-        decided_by=Actor.JOB,
-        decided_at=datetime.now(UTC),
-        evidence=evidence,
-    )
-    return runs.complete(run_id, decision).status

@@ -12,14 +12,8 @@ from typing import Any
 import dagster as dg
 
 from opsrecon_dagster.artifacts.details import DETAIL_FRAMES
-from opsrecon_dagster.artifacts.families import (
-    FAMILIES,
-    Family,
-    JobReport,
-    RunRefused,
-    enforce_retention,
-    run_job,
-)
+from opsrecon_dagster.artifacts.execution import JobReport, RunRefused, enforce_retention, run_job
+from opsrecon_dagster.artifacts.families import FAMILIES, Family
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext, RunInputs

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from opsrecon_dagster.artifacts.common import RunScope
-from opsrecon_dagster.artifacts.families import RETENTION, run_job
+from opsrecon_dagster.artifacts.execution import run_job
+from opsrecon_dagster.artifacts.families import RETENTION
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.artifacts.retention import retention_plan, retention_proof
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from opsrecon_dagster.artifacts import inventory
-from opsrecon_dagster.artifacts.families import FAMILIES, read_proof, run_job
+from opsrecon_dagster.artifacts.execution import read_proof, run_job
+from opsrecon_dagster.artifacts.families import FAMILIES
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import InventoryCoverage
 from opsrecon_dagster.operations.catalog import OperationType

@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 
 from opsrecon_dagster.artifacts.common import load_scope
-from opsrecon_dagster.artifacts.families import FAMILIES, FAMILY_BY_TYPE, claim_run
+from opsrecon_dagster.artifacts.execution import claim_run
+from opsrecon_dagster.artifacts.families import FAMILIES, FAMILY_BY_TYPE
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
