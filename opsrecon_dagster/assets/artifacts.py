@@ -241,7 +241,8 @@ def inventory_items(
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Policy objects of one managed environment, synced from the provider per policy type.
 
-    Each sync records per-type coverage (succeeded / failed with a reason) for its run.
+    Each sync records per-type coverage for its run: succeeded, failed, or skipped when
+    never attempted, with a reason.
     """
     yield from materialize_family(context, FAMILIES["inventory_items"], app_db, provider)
 
