@@ -3,6 +3,7 @@
 
     python3 tasks.py demo    # the main job: the end-to-end demo on embedded SQLite
     python3 tasks.py test    # format check, lint, types, then the whole test suite
+    python3 tasks.py test --fast   # the same checks, then the tests without real processes
     python3 tasks.py dev     # the Dagster UI (dagster dev) on the demo's instance and data
 
 The virtual environment lives in .venv and is (re)installed from requirements.lock whenever
@@ -74,21 +75,41 @@ def ensure_env() -> None:
     if not (BIN / "python").exists():
         _say("creating .venv")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    _say("installing locked dependencies (first run takes a few minutes)")
+    first = not STAMP.exists()
+    _say(
+        "installing locked dependencies (about 100 packages; the first run takes a few "
+        "minutes and lists each package as pip collects it)"
+        if first
+        else "updating locked dependencies"
+    )
     pip: list[object] = [
         BIN / "python",
         "-m",
         "pip",
         "install",
         "--disable-pip-version-check",
-        "-q",
+        "--progress-bar",
+        "off",
+        # Quiet on updates; on the first install pip's "Collecting ..." lines are the progress.
+        *([] if first else ["-q"]),
     ]
     if _run(*pip, "-r", "requirements.lock") != 0 or _run(*pip, "--no-deps", "-e", ".") != 0:
         sys.exit("[tasks] dependency installation failed")
     STAMP.write_text(digest)
 
 
+def _workers() -> str:
+    """pytest-xdist workers: one per core, at most four (each starts its own PostgreSQL)."""
+    return str(max(1, min(os.cpu_count() or 1, 4)))
+
+
 def task_test(args: list[str]) -> int:
+    fast = "--fast" in args
+    args = [a for a in args if a != "--fast"]
+    if fast:
+        args = ["-m", "not slow", *args]
+    if not any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args):
+        args = ["-n", _workers(), *args]
     checks: list[tuple[str, list[object]]] = [
         ("format", [BIN / "ruff", "format", "--check", "."]),
         ("lint", [BIN / "ruff", "check", "."]),
@@ -102,7 +123,7 @@ def task_test(args: list[str]) -> int:
         if _run(*cmd) != 0:
             _say(f"{name} check failed")
             return 1
-    _say("tests: pytest")
+    _say(f"tests: pytest {' '.join(args)}")
     return _run(BIN / "pytest", *args)
 
 

@@ -33,6 +33,8 @@ from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster_tests.conftest import IN_CI, make_scope, opsrecon, throwaway_database
 from opsrecon_dagster_tests.redis_server import ThrowawayRedis
 
+pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CONFIG = ROOT / "deploy" / "dagster.postgres.yaml"

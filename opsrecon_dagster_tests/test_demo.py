@@ -15,6 +15,8 @@ from opsrecon_dagster.demo import run_demo
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster_tests.ui_agreement import disagreements, partition_views
 
+pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
+
 
 @pytest.fixture
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:

@@ -11,7 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
+
+pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_SECONDS = 300

@@ -28,6 +28,8 @@ from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import make_scope, opsrecon
 from opsrecon_dagster_tests.graph_server import TOKEN, GraphServer
 
+pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TIMEOUT_SECONDS = 300

@@ -29,6 +29,8 @@ from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope
 
+pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
+
 ASSET = dg.AssetKey("inventory_items")
 LATER = timedelta(hours=3)
 

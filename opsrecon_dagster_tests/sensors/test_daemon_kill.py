@@ -37,6 +37,8 @@ from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 from opsrecon_dagster_tests.conftest import throwaway_database
 
+pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 60  # fewer than one batch: the killed tick decides all of them
 # Bounds for waiting on events; the restarted daemon's tick comes one sensor interval (60 s)
