@@ -32,7 +32,7 @@ from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, launch_operation_run
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.operations.context import RunInputs
+from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.operations.enums import Readiness
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.queries import list_runs
@@ -398,8 +398,6 @@ class Demo:
         )
 
     def _rows(self, app: AppContext) -> list[DemoRow]:
-        from opsrecon_dagster.operations.context import RunContext
-
         rows = []
         for case in sorted(self.cases + self._retention_cases(app), key=lambda c: c.run_id):
             run = app.runs.get(case.run_id)

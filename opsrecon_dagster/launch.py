@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from opsrecon_dagster.db.models import ManagedEnvironment
+from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
@@ -158,8 +159,6 @@ def launch_operation_run(
     """Execute the run's job in this process (``--in-process``, the demo) for its
     environment partition, tagged with the run id, on the application's database and
     ``provider`` (default: as this process's environment configures it)."""
-    from opsrecon_dagster.definitions import defs
-
     prepared = prepare_launch(app, run_id, instance)
     return defs.resolve_job_def(prepared.job_name).execute_in_process(
         instance=instance,
