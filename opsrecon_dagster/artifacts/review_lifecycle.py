@@ -106,7 +106,6 @@ class ReviewLifecycle:
         now = datetime.now(UTC)
         with self.sessions.begin() as session:
             review = self._locked(session, review_id)
-            transition(session, review, S.PUBLISHED, action="published", actor=actor, now=now)
             earlier = session.scalars(
                 select(EnvironmentReview).where(
                     EnvironmentReview.workspace_id == review.workspace_id,
@@ -115,6 +114,15 @@ class ReviewLifecycle:
                     EnvironmentReview.id != review.id,
                 )
             ).all()
+            transition(
+                session,
+                review,
+                S.PUBLISHED,
+                action="published",
+                actor=actor,
+                now=now,
+                details={"superseded_ids": sorted(r.id for r in earlier)} if earlier else None,
+            )
             for old in earlier:
                 self._supersede(session, old, review.id, actor, now)
             return S.PUBLISHED
@@ -147,6 +155,33 @@ class ReviewLifecycle:
             review = self._locked(session, review_id)
             transition(session, review, S.ARCHIVED, action="archived", actor=actor, now=now)
             return S.ARCHIVED
+
+    def get(self, review_id: int) -> EnvironmentReview:
+        """One review; ``ReviewNotFoundError`` when there is none with that id."""
+        with self.sessions() as session:
+            review = session.get(EnvironmentReview, review_id)
+            if review is None:
+                raise ReviewNotFoundError(f"review {review_id} does not exist")
+            return review
+
+    def find(
+        self,
+        *,
+        workspace_id: int | None = None,
+        environment_id: int | None = None,
+        status: ReviewStatus | None = None,
+        limit: int = 100,
+    ) -> list[EnvironmentReview]:
+        """Reviews, newest first, optionally of one workspace, environment or status."""
+        query = select(EnvironmentReview).order_by(EnvironmentReview.id.desc()).limit(limit)
+        if workspace_id is not None:
+            query = query.where(EnvironmentReview.workspace_id == workspace_id)
+        if environment_id is not None:
+            query = query.where(EnvironmentReview.managed_environment_id == environment_id)
+        if status is not None:
+            query = query.where(EnvironmentReview.status == status.value)
+        with self.sessions() as session:
+            return list(session.scalars(query))
 
     def events(self, review_id: int) -> list[ReviewEvent]:
         """The review's status changes, oldest first."""
