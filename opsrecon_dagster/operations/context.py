@@ -189,6 +189,9 @@ class AuditDetails(_Strict):
     dagster_run_id: DagsterRunId | None = None
     previous_outcome: RunOutcome | None = None
     previous_reason_code: SnakeCase | None = None
+    # A late job report that was not applied (``run.late_report_ignored``): what it said.
+    reported_outcome: RunOutcome | None = None
+    reported_reason_code: SnakeCase | None = None
     evidence: Evidence | None = None
 
 

@@ -504,6 +504,7 @@ class OperationRunService:
         if not correct:
             run.context = ctx.model_copy(update={"late_completions": history}).dump()
             session.flush()
+            self._audit_ignored_report(session, run, decision)
             return TransitionResult(TransitionStatus.ALREADY_FINAL, run)
         previous = ctx.decision
         assert previous is not None
@@ -534,7 +535,10 @@ class OperationRunService:
             .execution_options(synchronize_session=False)
         )
         if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
-            return TransitionResult(TransitionStatus.ALREADY_FINAL, self._reload(session, run))
+            # Another late report corrected the decision first: this one is not applied.
+            run = self._reload(session, run)
+            self._audit_ignored_report(session, run, decision)
+            return TransitionResult(TransitionStatus.ALREADY_FINAL, run)
         for name, value in (
             ("outcome", corrected.outcome.value),
             ("reason_code", corrected.reason_code),
@@ -555,6 +559,23 @@ class OperationRunService:
             ),
         )
         return TransitionResult(TransitionStatus.CORRECTED, run)
+
+    @classmethod
+    def _audit_ignored_report(cls, session: Session, run: OperationRun, report: Decision) -> None:
+        """Audit a job's late report that was not applied: what it reported (outcome and
+        reason code only), beside the decision that stands."""
+        cls._audit(
+            session,
+            run,
+            "run.late_report_ignored",
+            report.decided_by,
+            from_status=run.status,
+            details=AuditDetails(
+                adapter=report.adapter,
+                reported_outcome=report.outcome,
+                reported_reason_code=report.reason_code,
+            ),
+        )
 
     @staticmethod
     def _correctable(ctx: RunContext) -> bool:

@@ -149,10 +149,23 @@ def test_complete_is_compare_and_set(app: AppContext, scope: Scope) -> None:
         "inventory_partial",
     )
     assert stored.completed_at is not None
-    # The late report is kept, the decision is not overwritten, and no audit row is added.
+    # The late report is kept and audited as not applied; the decision is not overwritten.
     ctx = RunContext.load(stored.context)
     assert [lc.reported_outcome for lc in ctx.late_completions] == [RunOutcome.FAILED]
-    assert [a.action for a in audit_rows(app, run.id)] == ["run.queued", "run.completed"]
+    trail = audit_rows(app, run.id)
+    assert [a.action for a in trail] == ["run.queued", "run.completed", "run.late_report_ignored"]
+    ignored = trail[-1]
+    assert (ignored.from_status, ignored.to_status, ignored.actor) == (
+        "completed",
+        "completed",
+        "job",
+    )
+    assert (ignored.outcome, ignored.reason_code) == ("partially_succeeded", "inventory_partial")
+    assert ignored.details == {
+        "adapter": "inventory_sync",
+        "reported_outcome": "failed",
+        "reported_reason_code": "job_failed",
+    }
     assert not app.runs.heartbeat(run.id)
     assert app.runs.mark_running(run.id, None).status is TransitionStatus.NOT_ACTIVE
 
@@ -179,8 +192,11 @@ def test_concurrent_completes_have_exactly_one_winner(app: AppContext, scope: Sc
     )
     stored = app.runs.get(run.id)
     assert stored.outcome == outcomes[winners[0]].value
-    completed = [a for a in audit_rows(app, run.id) if a.to_status == "completed"]
+    trail = audit_rows(app, run.id)
+    completed = [a for a in trail if a.to_status == "completed" and a.from_status != "completed"]
     assert len(completed) == 1 and completed[0].outcome == stored.outcome
+    # Each loser's report is audited as not applied.
+    assert [a.action for a in trail].count("run.late_report_ignored") == len(outcomes) - 1
 
 
 def test_repeated_reconciliation_changes_nothing(app: AppContext, scope: Scope) -> None:
@@ -269,7 +285,7 @@ def test_late_completion_with_proof_corrects_once(app: AppContext, scope: Scope)
     again = app.runs.complete(run_id, decision(RunOutcome.SUCCEEDED, "inventory_all_types_covered"))
     assert again.status is TransitionStatus.ALREADY_FINAL
     assert app.runs.get(run_id).outcome == "partially_succeeded"
-    assert len(audit_rows(app, run_id)) == 4
+    assert [a.action for a in audit_rows(app, run_id)][4:] == ["run.late_report_ignored"]
 
 
 def test_late_completion_without_proof_stays_failed(app: AppContext, scope: Scope) -> None:
@@ -282,7 +298,10 @@ def test_late_completion_without_proof_stays_failed(app: AppContext, scope: Scop
     assert [(lc.reason_code, lc.applied) for lc in ctx.late_completions] == [
         ("job_finished_without_proof", False)
     ]
-    assert [a.action for a in audit_rows(app, run_id)][-1] == "run.reconciled"
+    assert [a.action for a in audit_rows(app, run_id)][-2:] == [
+        "run.reconciled",
+        "run.late_report_ignored",
+    ]
 
 
 def test_proven_outcome_is_never_downgraded(app: AppContext, scope: Scope) -> None:
