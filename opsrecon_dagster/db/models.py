@@ -142,6 +142,9 @@ class OperationRun(Base):
             "created_at",
         ),
         Index("ix_operation_runs_type_created", "type", "created_at"),
+        # Listings newest first (``queries.page_runs``) without a type or environment
+        # filter: read in this order, a page costs its own size whatever the history.
+        Index("ix_operation_runs_created", "created_at", "id"),
         # "Is there a newer run of this type in this environment?" (superseded runs): one
         # index probe per candidate, whatever the history.
         Index("ix_operation_runs_env_type_id", "managed_environment_id", "type", "id"),

@@ -294,3 +294,32 @@ def message(code: str, language: Language = "en") -> str:
     if pair is None:
         return code
     return pair[0] if language == "en" else pair[1]
+
+
+# Labels of the evidence fields (``operations.context.Evidence``) for people, English and
+# German; the key itself stays the stable name in JSON.
+EVIDENCE_LABELS: dict[str, tuple[str, str]] = {
+    "workspace_id": ("Workspace id", "Arbeitsbereich-ID"),
+    "managed_environment_id": ("Environment id", "Umgebungs-ID"),
+    "artifact_kind": ("Artifact kind", "Artefaktart"),
+    "artifact_ids": ("Artifact ids", "Artefakt-IDs"),
+    "artifact_statuses": ("Artifact statuses", "Artefaktstatus"),
+    "counts": ("Counts", "Anzahlen"),
+    "fingerprint_prefix": ("Fingerprint (prefix)", "Fingerabdruck (Anfang)"),
+    "considered_ids": ("Considered ids", "Geprüfte IDs"),
+    "considered_total": ("Considered in total", "Insgesamt geprüft"),
+    "rejected_wrong_scope": ("Rejected (wrong scope)", "Abgelehnt (falscher Bereich)"),
+    "dagster_run_id": ("Dagster run id", "Dagster-Lauf-ID"),
+    "dagster_run_status": ("Dagster run status", "Dagster-Laufstatus"),
+    "materialization_count": ("Materializations", "Materialisierungen"),
+    "observed_at": ("Observed at", "Beobachtet um"),
+    "artifact_created_at": ("Artifact created at", "Artefakt erstellt um"),
+}
+
+
+def evidence_label(key: str, language: Language = "en") -> str:
+    """The label of an evidence field; unknown keys fall back to the key itself."""
+    pair = EVIDENCE_LABELS.get(key)
+    if pair is None:
+        return key
+    return pair[0] if language == "en" else pair[1]
