@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from opsrecon_dagster.db.models import ManagedEnvironment, Workspace
+from opsrecon_dagster.db.models import (
+    BackupSchedule,
+    BaselineProfile,
+    ManagedEnvironment,
+    Workspace,
+)
 from opsrecon_dagster.operations.enums import Readiness
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -123,3 +128,45 @@ def resolve_workspace(session: Session, ref: str) -> Workspace:
     if ws is None:
         raise TenancyError(f"no workspace {ref!r}")
     return ws
+
+
+def environment_profile(
+    session: Session, env: ManagedEnvironment, profile_id: int
+) -> BaselineProfile:
+    """The baseline profile ``profile_id`` of this environment; raises ``TenancyError``
+    when there is none (or it belongs to another environment)."""
+    profile = session.get(BaselineProfile, profile_id)
+    if (
+        profile is None
+        or profile.managed_environment_id != env.id
+        or profile.workspace_id != env.workspace_id
+    ):
+        raise TenancyError(f"{env.partition_key} has no baseline profile {profile_id}")
+    return profile
+
+
+def environment_schedules(session: Session, env: ManagedEnvironment) -> Sequence[BackupSchedule]:
+    """The backup schedules of this environment, by id."""
+    return session.scalars(
+        select(BackupSchedule)
+        .where(
+            BackupSchedule.managed_environment_id == env.id,
+            BackupSchedule.workspace_id == env.workspace_id,
+        )
+        .order_by(BackupSchedule.id)
+    ).all()
+
+
+def environment_schedule(
+    session: Session, env: ManagedEnvironment, schedule_id: int
+) -> BackupSchedule:
+    """The backup schedule ``schedule_id`` of this environment; raises ``TenancyError``
+    when there is none (or it belongs to another environment)."""
+    schedule = session.get(BackupSchedule, schedule_id)
+    if (
+        schedule is None
+        or schedule.managed_environment_id != env.id
+        or schedule.workspace_id != env.workspace_id
+    ):
+        raise TenancyError(f"{env.partition_key} has no backup schedule {schedule_id}")
+    return schedule

@@ -8,31 +8,57 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from opsrecon_dagster.db import migrate
-from opsrecon_dagster.db.engine import DatabaseUrlError, describe_url
-from opsrecon_dagster.operations.catalog import CatalogConfigError, parse_operation_type
-from opsrecon_dagster.operations.enums import RunStatus
+from opsrecon_dagster.db.engine import DatabaseUrlError, describe_url, sqlite_file
+from opsrecon_dagster.operations.catalog import (
+    CatalogConfigError,
+    OperationType,
+    parse_operation_type,
+)
+from opsrecon_dagster.operations.enums import RunOutcome, RunStatus
 from opsrecon_dagster.operations.lifecycle import RunNotFoundError, ScopeError
-from opsrecon_dagster.operations.queries import list_runs, partition_keys, run_detail, run_summary
+from opsrecon_dagster.operations.queries import (
+    RunFilter,
+    evidence_lines,
+    page_runs,
+    partition_keys,
+    run_detail,
+    run_summary,
+)
 from opsrecon_dagster.operations.reasons import (
     LANGUAGES,
+    Language,
     UnknownLanguageError,
     message,
     parse_language,
 )
+from opsrecon_dagster.providers.fixture import FixtureConfigError
 from opsrecon_dagster.settings import LANGUAGE_VAR, AppContext, Settings
-from opsrecon_dagster.tenancy import TenancyError, resolve_workspace
+from opsrecon_dagster.tenancy import (
+    TenancyError,
+    environment_profile,
+    environment_schedule,
+    environment_schedules,
+    resolve_environment,
+    resolve_workspace,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +70,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TenancyError,
     CatalogConfigError,
     UnknownLanguageError,
+    FixtureConfigError,
 )
 
 
@@ -71,6 +98,8 @@ def user_errors(app: AppContext | None = None) -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         raise UserError(str(exc)) from None
+    except ValidationError as exc:
+        raise UserError(validation_message(exc)) from None
     except OperationalError:
         where = describe_url(app.url) if app is not None else "the application database"
         raise UserError(
@@ -80,11 +109,93 @@ def user_errors(app: AppContext | None = None) -> Iterator[None]:
         raise UserError(f"database error ({type(exc).__name__})") from None
 
 
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error as one line: where and what (never the offending value)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "value"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid input: {where}: {first['msg']}{more}"
+
+
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
-@click.group()
+def console() -> Console:
+    """Where tables go: the terminal's width and colours on a TTY; 100 columns and no
+    colour otherwise (pipes, files, tests)."""
+    tty = sys.stdout.isatty()
+    return Console(
+        width=None if tty else 100,
+        no_color=not tty,
+        color_system="auto" if tty else None,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=False,
+    )
+
+
+def table(*columns: str, wrap: tuple[str, ...] = ()) -> Table:
+    """A plain table; only the columns named in ``wrap`` may wrap (the others never do)."""
+    t = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        header_style="bold",
+    )
+    for name in columns:
+        t.add_column(name, no_wrap=name not in wrap, overflow="fold", min_width=len(name))
+    return t
+
+
+def cells(*values: object) -> list[Text]:
+    """Table cells as plain text (data is never read as markup)."""
+    return [Text("-" if v is None or v == "" else str(v)) for v in values]
+
+
+def print_reason_legend(codes: list[str | None], language: Language) -> None:
+    """Each distinct reason code of a table once, with its message in ``language``."""
+    seen = [c for i, c in enumerate(codes) if c and c not in codes[:i]]
+    if not seen:
+        return
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for code in seen:
+        grid.add_row(Text(code), Text(message(code, language)))
+    out = console()
+    out.print("Reasons:")
+    out.print(grid)
+
+
+class _RootGroup(click.Group):
+    """The root command: a usage mistake (unknown option, bad value, missing argument) is
+    one ``error:`` line and exit code 2, like every other user error."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "opsrecon"
+            click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort as exc:
+            interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+            click.echo("interrupted" if interrupted else "aborted", err=True)
+            sys.exit(130 if interrupted else 1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_RootGroup)
 @click.option(
     "--database-url",
     envvar="OPSRECON_DATABASE_URL",
@@ -115,8 +226,18 @@ def cli(ctx: click.Context, database_url: str | None, language: str | None) -> N
 
 
 def _app(ctx: click.Context, *, migrated: bool = True) -> AppContext:
+    """The application context; ``migrated``: the database must exist and be current.
+
+    Only ``db upgrade`` creates a database: a SQLite file that does not exist is an error
+    here, before anything (file or folder) is created."""
     app: AppContext = ctx.obj
     if migrated:
+        path = sqlite_file(app.url)
+        if path is not None and not path.exists():
+            raise UserError(
+                f"the application database {describe_url(app.url)} does not exist; "
+                "run `opsrecon db upgrade` first"
+            )
         with user_errors(app):
             migrate.ensure_current(app.engine)
     return app
@@ -146,47 +267,225 @@ def runs() -> None:
     """List and inspect operation runs."""
 
 
+# Columns of the run tables that may wrap to fit 100 columns (ids and states never do).
+WRAPPED = ("ENVIRONMENT", "REASON", "SCENARIO", "DECIDED")
+STATUSES = tuple(s.value for s in RunStatus)
+OUTCOMES = tuple(o.value for o in RunOutcome)
+_RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_status(value: str) -> str:
+    """A run status; an outcome given as a status says where it belongs."""
+    lowered = value.strip().lower()
+    if lowered in STATUSES:
+        return lowered
+    if lowered in OUTCOMES:
+        raise UserError(
+            f"{lowered} is an outcome, not a status: use --outcome {lowered} "
+            f"(statuses: {', '.join(STATUSES)})"
+        )
+    raise UserError(f"unknown status {value!r} (statuses: {', '.join(STATUSES)})")
+
+
+def parse_outcome(value: str) -> str:
+    """A run outcome; a status given as an outcome says where it belongs."""
+    lowered = value.strip().lower()
+    if lowered in OUTCOMES:
+        return lowered
+    if lowered in STATUSES:
+        raise UserError(f"{lowered} is a status, not an outcome: use --status {lowered}")
+    raise UserError(f"unknown outcome {value!r} (outcomes: {', '.join(OUTCOMES)})")
+
+
+def parse_when(value: str, option: str, now: datetime) -> datetime:
+    """An ISO date or datetime (naive means UTC), or a time ago such as ``30m``, ``2h``,
+    ``7d``, ``1w``. A date alone given to ``--until`` covers that whole day."""
+    text = value.strip()
+    relative = _RELATIVE.match(text.lower())
+    if relative:
+        amount, unit = int(relative.group(1)), _UNITS[relative.group(2)]
+        return now - timedelta(**{unit: amount})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(
+            f"{option} {value!r} is not a time: use an ISO date or datetime "
+            "(2026-05-01, 2026-05-01T08:00, 2026-05-01T08:00+02:00) or a time ago "
+            "(30m, 2h, 7d, 1w)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if option == "--until" and _DATE_ONLY.match(text):
+        when += timedelta(days=1)
+    return when
+
+
 @runs.command("list")
-@click.option("--status", type=click.Choice([s.value for s in RunStatus]), default=None)
+@click.option("--status", default=None, help=f"Run status: {', '.join(STATUSES)}.")
+@click.option("--outcome", default=None, help=f"Decided outcome: {', '.join(OUTCOMES)}.")
 @click.option("--type", "op_type", default=None, help="Operation type, e.g. inventory.sync.")
 @click.option("--workspace", default=None, help="Workspace id or slug.")
+@click.option(
+    "--environment",
+    default=None,
+    help="Environment id, partition key (acme.contoso) or workspace/environment.",
+)
+@click.option("--since", default=None, help="Created at or after: ISO date/datetime, or 2h, 7d.")
+@click.option("--until", default=None, help="Created before: ISO date/datetime, or 2h, 7d.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option(
+    "--before-id",
+    type=click.IntRange(1),
+    default=None,
+    help="Next page: the runs listed after this run (the last id of the previous page).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def runs_list(
     ctx: click.Context,
     status: str | None,
+    outcome: str | None,
     op_type: str | None,
     workspace: str | None,
+    environment: str | None,
+    since: str | None,
+    until: str | None,
     limit: int,
+    before_id: int | None,
     as_json: bool,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, one page at a time (filters combine)."""
+    now = datetime.now(UTC)
+    flt = RunFilter(
+        status=parse_status(status) if status else None,
+        outcome=parse_outcome(outcome) if outcome else None,
+        since=parse_when(since, "--since", now) if since else None,
+        until=parse_when(until, "--until", now) if until else None,
+        before_id=before_id,
+        limit=limit,
+    )
+    if flt.since and flt.until and flt.since >= flt.until:
+        raise UserError("--since must be earlier than --until")
     app = _app(ctx)
     with user_errors(app), app.sessions() as session:
         type_name = parse_operation_type(op_type).value if op_type else None
         ws_id = resolve_workspace(session, workspace).id if workspace else None
-        rows = list_runs(session, status=status, op_type=type_name, workspace_id=ws_id, limit=limit)
-        keys = partition_keys(session, rows)
-        data = [run_summary(r, keys.get(r.managed_environment_id or -1)) for r in rows]
+        env_id = None
+        if environment:
+            env = resolve_environment(session, environment)
+            if ws_id is not None and env.workspace_id != ws_id:
+                raise UserError(
+                    f"environment {env.partition_key} is not in workspace {workspace!r}"
+                )
+            ws_id, env_id = env.workspace_id, env.id
+        flt = replace(flt, op_type=type_name, workspace_id=ws_id, environment_id=env_id)
+        page = page_runs(session, flt)
+        keys = partition_keys(session, page.runs)
+        data = [run_summary(r, keys.get(r.managed_environment_id or -1)) for r in page.runs]
     if as_json:
         _emit_json(data)
         return
     if not data:
-        click.echo("no operation runs")
+        click.echo("no operation runs" + (" before that one" if before_id else ""))
         return
-    header = f"{'ID':>5}  {'TYPE':<27} {'ENVIRONMENT':<24} {'STATUS':<10} {'OUTCOME':<20} REASON"
-    click.echo(header)
+    # STATE: the outcome once completed, else the status (queued, running).
+    t = table("ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE", "REASON", wrap=WRAPPED)
     for d in data:
-        click.echo(
-            f"{d['id']:>5}  {d['type']:<27} {d['partition_key'] or '-':<24} {d['status']:<10} "
-            f"{d['outcome'] or '-':<20} {_reason(d['reason_code'], app)}"
+        t.add_row(
+            *cells(
+                d["id"],
+                _short_time(d["created_at"]),
+                d["type"],
+                d["partition_key"],
+                d["outcome"] or d["status"],
+                d["reason_code"],
+            )
         )
+    console().print(t)
+    print_reason_legend([d["reason_code"] for d in data], app.language)
+    if page.next_before_id is not None:
+        click.echo(f"more runs: add --before-id {page.next_before_id} for the next page")
 
 
-def _reason(code: str | None, app: AppContext) -> str:
+def _short_time(iso: str | None) -> str | None:
+    """``2026-05-01T08:00:12.3+00:00`` as ``2026-05-01 08:00`` (UTC) for tables."""
+    if iso is None:
+        return None
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _reason(code: str | None, app: AppContext | Language) -> str:
     """A reason in the configured language, with its stable code beside it."""
-    return f"{message(code, app.language)} [{code}]" if code else "-"
+    language = app if isinstance(app, str) else app.language
+    return f"{message(code, language)} [{code}]" if code else "-"
+
+
+def dagster_run_url(dagster_run_id: str) -> str:
+    """The run's page in the Dagster UI, as ``launch.ui_link`` builds it (kept here so
+    that reading a run does not import Dagster; a test keeps the two equal)."""
+    base = (os.environ.get("OPSRECON_DAGSTER_UI_URL") or "http://127.0.0.1:3000").rstrip("/")
+    return f"{base}/runs/{dagster_run_id}"
+
+
+def _detail(app: AppContext, run_id: int) -> dict[str, Any]:
+    with user_errors(app), app.sessions() as session:
+        return run_detail(session, app.runs.get(run_id), app.catalog, dagster_run_url)
+
+
+def _echo_evidence(evidence: dict[str, Any] | None, language: Language, indent: str) -> None:
+    lines = evidence_lines(evidence, language)
+    if not lines:
+        click.echo(f"{indent}-")
+    for line in lines:
+        click.echo(f"{indent}{line['label']}: {line['value']}")
+
+
+def _echo_links(detail: dict[str, Any]) -> None:
+    links = detail["links"]
+    click.echo("Links:")
+    dagster = links["dagster_run_id"] or "-"
+    url = f"  {links['dagster_run_url']}" if links["dagster_run_url"] else ""
+    click.echo(f"  Dagster run      {dagster}{url}")
+    if links["asset_key"]:
+        click.echo(f"  asset partition  {links['asset_key']} / {links['asset_partition'] or '-'}")
+    else:
+        click.echo("  asset partition  - (this type has no asset)")
+    ids = ", ".join(str(i) for i in links["artifact_ids"]) or "-"
+    kind = f"{links['artifact_kind']} " if links["artifact_kind"] else ""
+    click.echo(f"  artifacts        {kind}{ids}")
+
+
+def _echo_audit(detail: dict[str, Any], language: Language) -> None:
+    """The audit trail, oldest first: one line per row, then what a decision row proved
+    (evidence), what it replaced, and what an ignored late report said."""
+    click.echo("Audit trail:")
+    for a in detail["audit"]:
+        via = f" via {a['adapter']}" if a["adapter"] else ""
+        decided = f"  {a['outcome']}: {_reason(a['reason_code'], language)}" if a["outcome"] else ""
+        click.echo(
+            f"  {_short_time(a['created_at'])}  {a['action']}  {a['from_status'] or '-'} -> "
+            f"{a['to_status']}  by {a['actor']}{via}{decided}"
+        )
+        if a["previous_decision"]:
+            prev = a["previous_decision"]
+            click.echo(
+                f"      replaces {prev['outcome']}: {_reason(prev['reason_code'], language)}"
+            )
+        if a["reported"]:
+            rep = a["reported"]
+            click.echo(
+                f"      reported {rep['outcome']}: {_reason(rep['reason_code'], language)}"
+                " (not applied)"
+            )
+        if a["evidence"]:
+            for line in evidence_lines(a["evidence"], language):
+                click.echo(f"      {line['label']}: {line['value']}")
+
+
+def _language(app: AppContext, lang: str | None) -> Language:
+    return parse_language(lang) if lang else app.language
 
 
 @runs.command("explain")
@@ -197,14 +496,22 @@ def _reason(code: str | None, app: AppContext) -> str:
     default=None,
     help="Message language (default: the global --lang / OPSRECON_LANGUAGE).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
-def runs_explain(ctx: click.Context, run_id: int, lang: str | None) -> None:
-    """Why a run has its outcome: decision first, then evidence, then history and raw context."""
+def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: bool) -> None:
+    """Why a run has its outcome: decision, evidence, links, history, raw context."""
     app = _app(ctx)
-    language = parse_language(lang) if lang else app.language
-    with user_errors(app), app.sessions() as session:
-        detail = run_detail(session, app.runs.get(run_id))
+    language = _language(app, lang)
+    detail = _detail(app, run_id)
     d = detail["decision"]
+    if as_json:
+        explanation = {
+            "language": language,
+            "message": message(d["reason_code"], language) if d else None,
+            "evidence": evidence_lines(d.get("evidence") if d else None, language),
+        }
+        _emit_json({**detail, "explanation": explanation})
+        return
     click.echo(f"Run {detail['id']} ({detail['type']}) in {detail['partition_key'] or '-'}")
     if d is None:
         click.echo(f"Decision: none yet (status {detail['status']})")
@@ -217,21 +524,22 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None) -> None:
             f" (attempt {d.get('attempt', 1)})"
         )
         click.echo("Evidence:")
-        for key, value in d.get("evidence", {}).items():
-            click.echo(f"  {key}: {value}")
-    ctx_raw = detail["context"]
-    for prev in ctx_raw.get("previous_decisions", []):
+        _echo_evidence(d.get("evidence"), language, "  ")
+    _echo_links(detail)
+    for prev in detail["previous_decisions"]:
         click.echo(
-            f"Earlier decision: {prev['outcome']} [{prev['reason_code']}] by {prev['decided_by']}"
+            f"Earlier decision: {prev['outcome']}: {_reason(prev['reason_code'], language)}"
+            f" by {prev['decided_by']}"
         )
-    for late in ctx_raw.get("late_completions", []):
-        state = "applied" if late["applied"] else "recorded only"
-        click.echo(f"Late job report: {late['reported_outcome']} [{late['reason_code']}] ({state})")
-    click.echo("Audit trail:")
-    for a in detail["audit"]:
-        click.echo(f"  {a['created_at']}  {a['action']:<15} -> {a['to_status']:<9} by {a['actor']}")
+    for late in detail["late_reports"]:
+        state = "applied" if late["applied"] else "not applied"
+        click.echo(
+            f"Late job report: {late['reported_outcome']}: "
+            f"{_reason(late['reason_code'], language)} ({state})"
+        )
+    _echo_audit(detail, language)
     click.echo("Raw context:")
-    click.echo(json.dumps(ctx_raw, indent=2))
+    click.echo(json.dumps(detail["context"], indent=2))
 
 
 @runs.command("show")
@@ -239,10 +547,9 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
-    """Show one run: decision first, then the audit trail, then raw context."""
+    """Show one run: decision first, then links and the audit trail, then raw context."""
     app = _app(ctx)
-    with user_errors(app), app.sessions() as session:
-        detail = run_detail(session, app.runs.get(run_id))
+    detail = _detail(app, run_id)
     if as_json:
         _emit_json(detail)
         return
@@ -251,17 +558,14 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     click.echo(f"  status   {detail['status']}")
     if decision:
         click.echo(f"  outcome  {decision['outcome']}: {_reason(decision['reason_code'], app)}")
-        click.echo(f"  decided  by {decision['decided_by']} via {decision['adapter']}")
+        click.echo(
+            f"  decided  by {decision['decided_by']} via {decision['adapter']}"
+            f" at {decision['decided_at']}"
+        )
     else:
         click.echo("  outcome  - (no decision yet)")
-    click.echo(f"  dagster  {detail['dagster_run_id'] or '-'}")
-    click.echo("Audit trail:")
-    for a in detail["audit"]:
-        click.echo(
-            f"  {a['created_at']}  {a['action']:<15} {a['from_status'] or '-':>8} -> "
-            f"{a['to_status']:<9} by {a['actor']}"
-            + (f"  {a['outcome']}: {_reason(a['reason_code'], app)}" if a["outcome"] else "")
-        )
+    _echo_links(detail)
+    _echo_audit(detail, app.language)
     click.echo("Raw context:")
     click.echo(json.dumps(detail["context"], indent=2))
 
@@ -325,19 +629,30 @@ def operations_start(
     timeout: int,
     as_json: bool,
 ) -> None:
-    """Start an operation for one environment; an identical active run is returned instead."""
+    """Start an operation for one environment; an identical active run is returned instead.
+
+    Every option is checked against the catalog and the database before the row is
+    written or anything is launched."""
     from opsrecon_dagster.artifacts.review import current_fingerprint
     from opsrecon_dagster.operations.context import RunInputs
-    from opsrecon_dagster.tenancy import resolve_environment
 
     app = _app(ctx)
     with user_errors(app):
         parsed = parse_operation_type(op_type)
+        _check_applicable(parsed, policy_types, profile_id, schedule_id)
         with app.sessions() as session:
             env = resolve_environment(session, environment)
+            if policy_types:
+                _check_policy_types(policy_types, env.partition_key)
+            if profile_id is not None:
+                environment_profile(session, env, profile_id)
+            if parsed in NEEDS_SCHEDULE:
+                if schedule_id is None:
+                    raise UserError(_schedule_needed(parsed, session, env))
+                environment_schedule(session, env, schedule_id)
             fingerprint = (
                 current_fingerprint(session, env.workspace_id, env.id)
-                if parsed.value == "environment.review.compose"
+                if parsed is OperationType.ENVIRONMENT_REVIEW_COMPOSE
                 else None
             )
             ws_id, env_id = env.workspace_id, env.id
@@ -363,15 +678,108 @@ def operations_start(
     if launched is not None and wait and not in_process:
         _wait_for_decision(app, run.id, timeout, quiet=as_json)
     with user_errors(app), app.sessions() as session:
-        summary = run_summary(app.runs.get(run.id), partition_keys(session, [run]).get(env_id))
+        final = app.runs.get(run.id)
+        summary = run_summary(final, partition_keys(session, [run]).get(env_id))
+        review_id = (
+            _review_of(final) if parsed is OperationType.ENVIRONMENT_REVIEW_COMPOSE else None
+        )
     if as_json:
-        _emit_json({"created": started.created, "launched": launched, "run": summary})
+        out: dict[str, Any] = {"created": started.created, "launched": launched, "run": summary}
+        if parsed is OperationType.ENVIRONMENT_REVIEW_COMPOSE:
+            out["review_id"] = review_id
+        _emit_json(out)
     else:
         click.echo(
             f"status {summary['status']}, outcome {summary['outcome'] or '-'}"
             f" ({summary['reason_code'] or '-'})"
         )
+        if review_id is not None:
+            verb = "reused" if summary["reason_code"] == "review_reused" else "composed"
+            click.echo(f"review {review_id} {verb}")
     _exit_for(summary, wait=wait or in_process, launched=launched is not None)
+
+
+# Which ``operations start`` options each type takes (the others are refused).
+TYPE_OPTIONS: dict[OperationType, frozenset[str]] = {
+    OperationType.INVENTORY_SYNC: frozenset({"--policy-type"}),
+    OperationType.BASELINE_CAPTURE: frozenset({"--profile"}),
+    OperationType.BACKUP_SCHEDULE_EXECUTE: frozenset({"--schedule"}),
+    OperationType.BACKUP_RETENTION_PRUNE: frozenset({"--schedule"}),
+}
+NEEDS_SCHEDULE = frozenset(
+    {OperationType.BACKUP_SCHEDULE_EXECUTE, OperationType.BACKUP_RETENTION_PRUNE}
+)
+
+
+def _check_applicable(
+    op_type: OperationType,
+    policy_types: tuple[str, ...],
+    profile_id: int | None,
+    schedule_id: int | None,
+) -> None:
+    """Refuse options the type does not take (they would change nothing but its identity)."""
+    given = {
+        name
+        for name, present in (
+            ("--policy-type", bool(policy_types)),
+            ("--profile", profile_id is not None),
+            ("--schedule", schedule_id is not None),
+        )
+        if present
+    }
+    takes = TYPE_OPTIONS.get(op_type, frozenset())
+    for name in sorted(given - takes):
+        accepted = ", ".join(sorted(takes)) or "none of --policy-type, --profile, --schedule"
+        raise UserError(f"{name} does not apply to {op_type.value} (it takes: {accepted})")
+
+
+def known_policy_types(partition_key: str) -> set[str]:
+    """The policy types an inventory sync may ask for: the product's own (the types synced
+    by default), and with the fixture provider the types its fixture gives the environment."""
+    from opsrecon_dagster.artifacts.inventory import DEFAULT_POLICY_TYPES
+    from opsrecon_dagster.providers.fixture import (
+        DEFAULT_FIXTURE_FILE,
+        FixtureEnvironment,
+        load_fixture_config,
+    )
+
+    known = set(DEFAULT_POLICY_TYPES)
+    if (os.environ.get("OPSRECON_PROVIDER") or "fixture") == "fixture":
+        config = load_fixture_config(
+            os.environ.get("OPSRECON_FIXTURE_PATH") or DEFAULT_FIXTURE_FILE
+        )
+        env = config.environments.get(partition_key) or FixtureEnvironment()
+        known |= set(config.policy_types_of(env))
+    return known
+
+
+def _check_policy_types(policy_types: tuple[str, ...], partition_key: str) -> None:
+    known = known_policy_types(partition_key)
+    for i, policy_type in enumerate(policy_types):
+        if policy_type not in known:
+            raise UserError(
+                f"unknown policy type {policy_type!r} (known: {', '.join(sorted(known))})"
+            )
+        if policy_type in policy_types[:i]:
+            raise UserError(f"policy type {policy_type!r} is given twice")
+
+
+def _schedule_needed(op_type: OperationType, session: Any, env: Any) -> str:
+    schedules = environment_schedules(session, env)
+    listed = ", ".join(f"{s.id} ({s.name})" for s in schedules) or "none"
+    return f"{op_type.value} needs --schedule ID; schedules of {env.partition_key}: {listed}"
+
+
+def _review_of(run: Any) -> int | None:
+    """The review a finished compose run composed or reused: the one its proof names."""
+    from opsrecon_dagster.operations.context import RunContext
+
+    if run.status != RunStatus.COMPLETED.value or run.outcome != RunOutcome.SUCCEEDED.value:
+        return None
+    ctx = RunContext.load_or_none(run.context)
+    if ctx is None or ctx.decision is None or len(ctx.decision.evidence.artifact_ids) != 1:
+        return None
+    return ctx.decision.evidence.artifact_ids[0]
 
 
 @operations.command("launch")
@@ -557,12 +965,21 @@ def reconcile_command(
     if not rows:
         click.echo("no stale operation runs")
         return
+    t = table("ID", "TYPE", "ENVIRONMENT", "OUTCOME", "WRITTEN", "REASON", wrap=WRAPPED)
     for row in rows:
         verb = "would decide" if dry_run else (row["written"] or "no decision")
-        click.echo(
-            f"{row['id']:>5}  {row['type']:<27} {row['partition_key'] or '-':<20} "
-            f"{row['outcome'] or '-':<20} {verb:<13} {_reason(str(row['reason_code']), app)}"
+        t.add_row(
+            *cells(
+                row["id"],
+                row["type"],
+                row["partition_key"],
+                row["outcome"],
+                verb,
+                row["reason_code"],
+            )
         )
+    console().print(t)
+    print_reason_legend([str(r["reason_code"]) for r in rows], app.language)
 
 
 @cli.command("demo")
@@ -575,16 +992,15 @@ def demo_command(ctx: click.Context) -> None:
     os.environ[LANGUAGE_VAR] = app.language  # its jobs, workers and reconciler speak it too
     rows = run_demo(click.echo)
     click.echo("")
-    click.echo(
-        f"{'RUN':>4}  {'SCENARIO':<44} {'TYPE':<27} {'ENVIRONMENT':<16} {'EXPECTED':<20} "
-        f"{'DECIDED':<20} {'BY':<16} REASON"
-    )
+    # DECIDED says "MISMATCH" beside a decision that is not the expected one.
+    t = table("RUN", "SCENARIO", "ENVIRONMENT", "DECIDED", "BY", "REASON", wrap=WRAPPED)
     for r in rows:
-        mark = "" if r.expected == r.decided else "  <-- MISMATCH"
-        click.echo(
-            f"{r.run_id:>4}  {r.label:<44} {r.op_type:<27} {r.environment:<16} "
-            f"{r.expected:<20} {r.decided:<20} {r.decided_by:<16} {_reason(r.reason, app)}{mark}"
+        decided = (
+            r.decided if r.expected == r.decided else f"{r.decided} MISMATCH, expected {r.expected}"
         )
+        t.add_row(*cells(r.run_id, r.label, r.environment, decided, r.decided_by, r.reason))
+    console().print(t)
+    print_reason_legend([r.reason for r in rows], app.language)
     mismatches = [r for r in rows if r.expected != r.decided]
     if mismatches:
         raise UserError(f"{len(mismatches)} run(s) decided differently than expected")
@@ -597,7 +1013,7 @@ def demo_command(ctx: click.Context) -> None:
 def main() -> None:
     """Console-script entry point."""
     try:
-        cli(standalone_mode=True)
+        cli(standalone_mode=True, prog_name="opsrecon")
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
