@@ -11,29 +11,32 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
-from pydantic import ValidationError
-from rich import box
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from opsrecon_dagster.cli.common import (
+    UserError,
+    app_of,
+    cells,
+    console,
+    emit_json,
+    table,
+    user_errors,
+)
+from opsrecon_dagster.cli.reviews import reviews
 from opsrecon_dagster.db import migrate
-from opsrecon_dagster.db.engine import DatabaseUrlError, describe_url, sqlite_file
+from opsrecon_dagster.db.engine import describe_url
 from opsrecon_dagster.operations.catalog import (
-    CatalogConfigError,
     OperationType,
     parse_operation_type,
 )
 from opsrecon_dagster.operations.enums import RunOutcome, RunStatus
-from opsrecon_dagster.operations.lifecycle import RunNotFoundError, ScopeError
 from opsrecon_dagster.operations.queries import (
     RunFilter,
     evidence_lines,
@@ -45,14 +48,11 @@ from opsrecon_dagster.operations.queries import (
 from opsrecon_dagster.operations.reasons import (
     LANGUAGES,
     Language,
-    UnknownLanguageError,
     message,
     parse_language,
 )
-from opsrecon_dagster.providers.fixture import FixtureConfigError
 from opsrecon_dagster.settings import LANGUAGE_VAR, AppContext, Settings
 from opsrecon_dagster.tenancy import (
-    TenancyError,
     environment_profile,
     environment_schedule,
     environment_schedules,
@@ -61,24 +61,6 @@ from opsrecon_dagster.tenancy import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-USER_ERRORS: tuple[type[Exception], ...] = (
-    DatabaseUrlError,
-    migrate.SchemaNotCurrentError,
-    RunNotFoundError,
-    ScopeError,
-    TenancyError,
-    CatalogConfigError,
-    UnknownLanguageError,
-    FixtureConfigError,
-)
-
-
-class UserError(click.ClickException):
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.message}", err=True)
 
 
 class StillOpen(UserError):
@@ -89,71 +71,6 @@ class StillOpen(UserError):
 
 # How often ``--wait`` looks at the row: a person watching, not a synchronization.
 WAIT_POLL_SECONDS = 1.0
-
-
-@contextmanager
-def user_errors(app: AppContext | None = None) -> Iterator[None]:
-    """Turn known failures into one-line errors; raw driver text is never printed."""
-    try:
-        yield
-    except USER_ERRORS as exc:
-        raise UserError(str(exc)) from None
-    except ValidationError as exc:
-        raise UserError(validation_message(exc)) from None
-    except OperationalError:
-        where = describe_url(app.url) if app is not None else "the application database"
-        raise UserError(
-            f"cannot use the application database at {where} (is it reachable and writable?)"
-        ) from None
-    except SQLAlchemyError as exc:
-        raise UserError(f"database error ({type(exc).__name__})") from None
-
-
-def validation_message(exc: ValidationError) -> str:
-    """A pydantic error as one line: where and what (never the offending value)."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "value"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"invalid input: {where}: {first['msg']}{more}"
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
-
-
-def console() -> Console:
-    """Where tables go: the terminal's width and colours on a TTY; 100 columns and no
-    colour otherwise (pipes, files, tests)."""
-    tty = sys.stdout.isatty()
-    return Console(
-        width=None if tty else 100,
-        no_color=not tty,
-        color_system="auto" if tty else None,
-        highlight=False,
-        markup=False,
-        emoji=False,
-        soft_wrap=False,
-    )
-
-
-def table(*columns: str, wrap: tuple[str, ...] = ()) -> Table:
-    """A plain table; only the columns named in ``wrap`` may wrap (the others never do)."""
-    t = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        show_edge=False,
-        padding=(0, 1),
-        collapse_padding=True,
-        header_style="bold",
-    )
-    for name in columns:
-        t.add_column(name, no_wrap=name not in wrap, overflow="fold", min_width=len(name))
-    return t
-
-
-def cells(*values: object) -> list[Text]:
-    """Table cells as plain text (data is never read as markup)."""
-    return [Text("-" if v is None or v == "" else str(v)) for v in values]
 
 
 def print_reason_legend(codes: list[str | None], language: Language) -> None:
@@ -225,24 +142,6 @@ def cli(ctx: click.Context, database_url: str | None, language: str | None) -> N
     ctx.call_on_close(app.dispose)
 
 
-def _app(ctx: click.Context, *, migrated: bool = True) -> AppContext:
-    """The application context; ``migrated``: the database must exist and be current.
-
-    Only ``db upgrade`` creates a database: a SQLite file that does not exist is an error
-    here, before anything (file or folder) is created."""
-    app: AppContext = ctx.obj
-    if migrated:
-        path = sqlite_file(app.url)
-        if path is not None and not path.exists():
-            raise UserError(
-                f"the application database {describe_url(app.url)} does not exist; "
-                "run `opsrecon db upgrade` first"
-            )
-        with user_errors(app):
-            migrate.ensure_current(app.engine)
-    return app
-
-
 @cli.group()
 def db() -> None:
     """Application database schema."""
@@ -252,7 +151,7 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply migrations up to the newest schema (safe to repeat)."""
-    app = _app(ctx, migrated=False)
+    app = app_of(ctx, migrated=False)
     with user_errors(app):
         before, after = migrate.upgrade(app.engine)
     where = describe_url(app.url)
@@ -368,7 +267,7 @@ def runs_list(
     )
     if flt.since and flt.until and flt.since >= flt.until:
         raise UserError("--since must be earlier than --until")
-    app = _app(ctx)
+    app = app_of(ctx)
     with user_errors(app), app.sessions() as session:
         type_name = parse_operation_type(op_type).value if op_type else None
         ws_id = resolve_workspace(session, workspace).id if workspace else None
@@ -385,7 +284,7 @@ def runs_list(
         keys = partition_keys(session, page.runs)
         data = [run_summary(r, keys.get(r.managed_environment_id or -1)) for r in page.runs]
     if as_json:
-        _emit_json(data)
+        emit_json(data)
         return
     if not data:
         click.echo("no operation runs" + (" before that one" if before_id else ""))
@@ -500,7 +399,7 @@ def _language(app: AppContext, lang: str | None) -> Language:
 @click.pass_context
 def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: bool) -> None:
     """Why a run has its outcome: decision, evidence, links, history, raw context."""
-    app = _app(ctx)
+    app = app_of(ctx)
     language = _language(app, lang)
     detail = _detail(app, run_id)
     d = detail["decision"]
@@ -510,7 +409,7 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: boo
             "message": message(d["reason_code"], language) if d else None,
             "evidence": evidence_lines(d.get("evidence") if d else None, language),
         }
-        _emit_json({**detail, "explanation": explanation})
+        emit_json({**detail, "explanation": explanation})
         return
     click.echo(f"Run {detail['id']} ({detail['type']}) in {detail['partition_key'] or '-'}")
     if d is None:
@@ -548,10 +447,10 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: boo
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     """Show one run: decision first, then links and the audit trail, then raw context."""
-    app = _app(ctx)
+    app = app_of(ctx)
     detail = _detail(app, run_id)
     if as_json:
-        _emit_json(detail)
+        emit_json(detail)
         return
     decision = detail["decision"]
     click.echo(f"Run {detail['id']}  {detail['type']}  in {detail['partition_key'] or '-'}")
@@ -636,7 +535,7 @@ def operations_start(
     from opsrecon_dagster.artifacts.review import current_fingerprint
     from opsrecon_dagster.operations.context import RunInputs
 
-    app = _app(ctx)
+    app = app_of(ctx)
     with user_errors(app):
         parsed = parse_operation_type(op_type)
         _check_applicable(parsed, policy_types, profile_id, schedule_id)
@@ -687,7 +586,7 @@ def operations_start(
         out: dict[str, Any] = {"created": started.created, "launched": launched, "run": summary}
         if parsed is OperationType.ENVIRONMENT_REVIEW_COMPOSE:
             out["review_id"] = review_id
-        _emit_json(out)
+        emit_json(out)
     else:
         click.echo(
             f"status {summary['status']}, outcome {summary['outcome'] or '-'}"
@@ -791,7 +690,7 @@ def operations_launch(
     ctx: click.Context, run_id: int, in_process: bool, wait: bool, timeout: int, as_json: bool
 ) -> None:
     """Launch the Dagster job of a queued operation run (e.g. one created with --no-launch)."""
-    app = _app(ctx)
+    app = app_of(ctx)
     with user_errors(app):
         run = app.runs.get(run_id)
         if run.status != "queued":
@@ -807,7 +706,7 @@ def operations_launch(
         run = app.runs.get(run_id)
     summary = {"status": run.status, "outcome": run.outcome, "reason_code": run.reason_code}
     if as_json:
-        _emit_json({"launched": launched, **summary})
+        emit_json({"launched": launched, **summary})
     else:
         click.echo(
             f"operation run {run_id}: {run.status} {run.outcome or ''} ({run.reason_code or '-'})"
@@ -926,7 +825,7 @@ def reconcile_command(
     from opsrecon_dagster.resources import AppDatabaseResource
     from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
 
-    app = _app(ctx)
+    app = app_of(ctx)
     with user_errors(app):
         type_name = parse_operation_type(op_type).value if op_type else None
         with app.sessions() as session:
@@ -960,7 +859,7 @@ def reconcile_command(
         for r in results
     ]
     if as_json:
-        _emit_json({"dry_run": dry_run, "runs": rows})
+        emit_json({"dry_run": dry_run, "runs": rows})
         return
     if not rows:
         click.echo("no stale operation runs")
@@ -1008,6 +907,9 @@ def demo_command(ctx: click.Context) -> None:
         f"\nall {len(rows)} runs decided as expected. Next: python3 tasks.py dev "
         "(opens this demo's Dagster instance in the UI)"
     )
+
+
+cli.add_command(reviews)
 
 
 def main() -> None:

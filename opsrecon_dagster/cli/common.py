@@ -1,0 +1,137 @@
+"""What every ``opsrecon`` command shares: user errors, the application context, output.
+
+User mistakes (bad URL, unknown id, unmigrated database, unreachable server, invalid input)
+end with a one-line ``error:`` message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from opsrecon_dagster.db import migrate
+from opsrecon_dagster.db.engine import DatabaseUrlError, describe_url, sqlite_file
+from opsrecon_dagster.operations.catalog import CatalogConfigError
+from opsrecon_dagster.operations.lifecycle import RunNotFoundError, ScopeError
+from opsrecon_dagster.operations.reasons import UnknownLanguageError
+from opsrecon_dagster.providers.fixture import FixtureConfigError
+from opsrecon_dagster.settings import AppContext
+from opsrecon_dagster.tenancy import TenancyError
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUrlError,
+    migrate.SchemaNotCurrentError,
+    RunNotFoundError,
+    ScopeError,
+    TenancyError,
+    CatalogConfigError,
+    UnknownLanguageError,
+    FixtureConfigError,
+)
+
+
+class UserError(click.ClickException):
+    """A user mistake: printed as one ``error:`` line, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+@contextmanager
+def user_errors(
+    app: AppContext | None = None, also: tuple[type[Exception], ...] = ()
+) -> Iterator[None]:
+    """Turn known failures (and those in ``also``) into one-line errors; raw driver text is
+    never printed."""
+    try:
+        yield
+    except (*USER_ERRORS, *also) as exc:
+        raise UserError(str(exc)) from None
+    except ValidationError as exc:
+        raise UserError(validation_message(exc)) from None
+    except OperationalError:
+        where = describe_url(app.url) if app is not None else "the application database"
+        raise UserError(
+            f"cannot use the application database at {where} (is it reachable and writable?)"
+        ) from None
+    except SQLAlchemyError as exc:
+        raise UserError(f"database error ({type(exc).__name__})") from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error as one line: where and what (never the offending value)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "value"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid input: {where}: {first['msg']}{more}"
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as indented JSON (the ``--json`` output of every command)."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def console() -> Console:
+    """Where tables go: the terminal's width and colours on a TTY; 100 columns and no
+    colour otherwise (pipes, files, tests)."""
+    tty = sys.stdout.isatty()
+    return Console(
+        width=None if tty else 100,
+        no_color=not tty,
+        color_system="auto" if tty else None,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=False,
+    )
+
+
+def table(*columns: str, wrap: tuple[str, ...] = ()) -> Table:
+    """A plain table; only the columns named in ``wrap`` may wrap (the others never do)."""
+    t = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        header_style="bold",
+    )
+    for name in columns:
+        t.add_column(name, no_wrap=name not in wrap, overflow="fold", min_width=len(name))
+    return t
+
+
+def cells(*values: object) -> list[Text]:
+    """Table cells as plain text (data is never read as markup)."""
+    return [Text("-" if v is None or v == "" else str(v)) for v in values]
+
+
+def app_of(ctx: click.Context, *, migrated: bool = True) -> AppContext:
+    """The application context; ``migrated``: the database must exist and be current.
+
+    Only ``db upgrade`` creates a database: a SQLite file that does not exist is an error
+    here, before anything (file or folder) is created."""
+    app: AppContext = ctx.obj
+    if migrated:
+        path = sqlite_file(app.url)
+        if path is not None and not path.exists():
+            raise UserError(
+                f"the application database {describe_url(app.url)} does not exist; "
+                "run `opsrecon db upgrade` first"
+            )
+        with user_errors(app):
+            migrate.ensure_current(app.engine)
+    return app
