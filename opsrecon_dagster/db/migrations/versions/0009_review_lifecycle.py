@@ -27,9 +27,7 @@ JSON = sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")
 def upgrade() -> None:
     with op.batch_alter_table("environment_reviews", schema=None) as batch_op:
         batch_op.add_column(sa.Column("composed_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(
-            sa.Column("requested_fingerprint", sa.String(length=64), nullable=True)
-        )
+        batch_op.add_column(sa.Column("requested_fingerprint", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("superseded_by_id", ID, nullable=True))
         batch_op.create_foreign_key(
             "fk_environment_reviews_superseded_by_id_environment_reviews",
