@@ -29,11 +29,11 @@ from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import DEFAULT_DATA_DIR, DEFAULT_SQLITE_FILE
 from opsrecon_dagster.db.models import BackupSchedule, BaselineProfile, InventoryItem
 from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, launch_operation_run
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext, RunInputs
-from opsrecon_dagster.operations.enums import Readiness
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.queries import list_runs
 from opsrecon_dagster.partitions import ENVIRONMENTS

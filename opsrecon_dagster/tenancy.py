@@ -15,7 +15,7 @@ from opsrecon_dagster.db.models import (
     ManagedEnvironment,
     Workspace,
 )
-from opsrecon_dagster.operations.enums import Readiness
+from opsrecon_dagster.enums import Readiness
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 

@@ -31,7 +31,7 @@ from opsrecon_dagster.db.models import (
     ManagedEnvironment,
     Workspace,
 )
-from opsrecon_dagster.operations.enums import Readiness
+from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 from opsrecon_dagster_tests.graph_server import GraphServer

@@ -19,8 +19,8 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import AlertDelivery, ManagedEnvironment, OperationRun, Workspace
+from opsrecon_dagster.enums import RunOutcome, RunStatus
 from opsrecon_dagster.operations.context import SnakeCase
-from opsrecon_dagster.operations.enums import RunOutcome, RunStatus
 from opsrecon_dagster.operations.reasons import Language, message
 
 ATTENTION = frozenset({RunOutcome.BLOCKED, RunOutcome.FAILED, RunOutcome.PARTIALLY_SUCCEEDED})

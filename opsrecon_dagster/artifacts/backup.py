@@ -15,8 +15,8 @@ from opsrecon_dagster.artifacts.common import (
 )
 from opsrecon_dagster.artifacts.proofview import ProofView, artifact_proof
 from opsrecon_dagster.db.models import BackupItem, BackupSet, OperationRun
+from opsrecon_dagster.enums import BackupItemStatus, BackupSetStatus, RunOutcome
 from opsrecon_dagster.operations.context import Progress
-from opsrecon_dagster.operations.enums import BackupItemStatus, BackupSetStatus, RunOutcome
 from opsrecon_dagster.providers.base import ProviderError, TenantProvider
 
 LISTING_FAILED = "*"  # external id of the item that records a failed listing of a whole type

@@ -23,8 +23,8 @@ from opsrecon_dagster.db.models import (
     InventoryItem,
     OperationRun,
 )
+from opsrecon_dagster.enums import GapKind, RunOutcome, SnapshotStatus
 from opsrecon_dagster.operations.context import Progress
-from opsrecon_dagster.operations.enums import GapKind, RunOutcome, SnapshotStatus
 from opsrecon_dagster.providers.base import ProviderError, TenantProvider
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun, Workspace
+from opsrecon_dagster.enums import Readiness, RunOutcome
 from opsrecon_dagster.operations.context import Evidence, Progress, RunContext
-from opsrecon_dagster.operations.enums import Readiness, RunOutcome
 from opsrecon_dagster.providers.base import EnvironmentRef
 
 Heartbeat = Callable[[Progress], None]

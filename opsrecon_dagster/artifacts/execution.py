@@ -17,6 +17,7 @@ from opsrecon_dagster.artifacts.common import Proof, RunScope
 from opsrecon_dagster.artifacts.families import RETENTION, Family
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import (
     Decision,
@@ -25,7 +26,6 @@ from opsrecon_dagster.operations.context import (
     Progress,
     RunInputs,
 )
-from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.keepalive import keep_alive
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
 from opsrecon_dagster.providers.base import TenantProvider

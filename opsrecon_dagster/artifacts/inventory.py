@@ -16,8 +16,8 @@ from opsrecon_dagster.artifacts.common import (
 )
 from opsrecon_dagster.artifacts.proofview import ProofView, no_artifact_proof
 from opsrecon_dagster.db.models import InventoryCoverage, InventoryItem, OperationRun
+from opsrecon_dagster.enums import CoverageStatus, RunOutcome
 from opsrecon_dagster.operations.context import Progress
-from opsrecon_dagster.operations.enums import CoverageStatus, RunOutcome
 from opsrecon_dagster.providers.base import (
     PolicyObject,
     ProviderError,

@@ -30,9 +30,9 @@ from opsrecon_dagster.db.models import (
     OperationRun,
     Workspace,
 )
+from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Evidence
-from opsrecon_dagster.operations.enums import RunOutcome
 
 
 def _fingerprint(run: OperationRun) -> str | None:

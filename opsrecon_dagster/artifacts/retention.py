@@ -21,8 +21,8 @@ from opsrecon_dagster.artifacts import backup
 from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import BackupItem, BackupSet, OperationRun
+from opsrecon_dagster.enums import BackupSetStatus, RunOutcome, RunStatus
 from opsrecon_dagster.operations.context import Evidence, Progress
-from opsrecon_dagster.operations.enums import BackupSetStatus, RunOutcome, RunStatus
 from opsrecon_dagster.providers.base import TenantProvider
 
 KIND = "backup_retention"

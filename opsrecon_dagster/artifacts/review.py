@@ -33,8 +33,8 @@ from opsrecon_dagster.db.models import (
     InventoryItem,
     OperationRun,
 )
+from opsrecon_dagster.enums import Actor, ReviewStatus, RunOutcome
 from opsrecon_dagster.operations.context import Evidence, Progress
-from opsrecon_dagster.operations.enums import Actor, ReviewStatus, RunOutcome
 
 REUSABLE_STATUSES = tuple(s.value for s in REUSABLE)
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.db.models import EnvironmentReview, ManagedEnvironment, ReviewEvent
-from opsrecon_dagster.operations.enums import Actor, ReviewStatus
+from opsrecon_dagster.enums import Actor, ReviewStatus
 
 S = ReviewStatus
 TRANSITIONS: dict[ReviewStatus, frozenset[ReviewStatus]] = {

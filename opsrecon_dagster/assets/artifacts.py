@@ -15,9 +15,9 @@ from opsrecon_dagster.artifacts.details import DETAIL_FRAMES
 from opsrecon_dagster.artifacts.execution import JobReport, RunRefused, enforce_retention, run_job
 from opsrecon_dagster.artifacts.families import FAMILIES, Family
 from opsrecon_dagster.artifacts.review import current_fingerprint
+from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext, RunInputs
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.reasons import Language, message
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG

@@ -32,11 +32,11 @@ from opsrecon_dagster.cli.common import (
 from opsrecon_dagster.cli.reviews import reviews
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import describe_url
+from opsrecon_dagster.enums import RunOutcome, RunStatus
 from opsrecon_dagster.operations.catalog import (
     OperationType,
     parse_operation_type,
 )
-from opsrecon_dagster.operations.enums import RunOutcome, RunStatus
 from opsrecon_dagster.operations.queries import (
     RunFilter,
     evidence_lines,

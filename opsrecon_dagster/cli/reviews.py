@@ -18,7 +18,7 @@ from opsrecon_dagster.artifacts.review_lifecycle import (
 )
 from opsrecon_dagster.cli.common import app_of, cells, console, emit_json, table, user_errors
 from opsrecon_dagster.db.models import EnvironmentReview, ManagedEnvironment, ReviewEvent
-from opsrecon_dagster.operations.enums import ReviewStatus
+from opsrecon_dagster.enums import ReviewStatus
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster.tenancy import resolve_environment, resolve_workspace
 

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from opsrecon_dagster.operations.enums import ReviewStatus, RunStatus
+from opsrecon_dagster.enums import ReviewStatus, RunStatus
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
+from opsrecon_dagster.enums import Actor, RunOutcome
 
 MAX_LISTED_IDS = 20
 MAX_COUNT_KEYS = 24

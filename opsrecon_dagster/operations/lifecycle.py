@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from opsrecon_dagster.db import bulk
 from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun
+from opsrecon_dagster.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.catalog import OperationCatalog, OperationType
 from opsrecon_dagster.operations.context import (
     MAX_HISTORY,
@@ -33,7 +34,6 @@ from opsrecon_dagster.operations.context import (
     RunContext,
     RunInputs,
 )
-from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.reasons import CORRECTABLE_REASONS, NO_PROOF_REASONS
 from opsrecon_dagster.operations.staleness import StalenessRule
 

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import ACTIVE_RUN, ManagedEnvironment, OperationRun, Workspace
+from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.context import RunContext
-from opsrecon_dagster.operations.enums import RunOutcome
 from opsrecon_dagster.operations.reasons import Language, message
 from opsrecon_dagster.operations.staleness import StalenessRule
 

@@ -23,8 +23,8 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement
 
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.enums import RunStatus
 from opsrecon_dagster.operations.catalog import OperationCatalog
-from opsrecon_dagster.operations.enums import RunStatus
 
 # Dagster run statuses, by name (this module does not import Dagster).
 WAITING_STATUSES = frozenset({"QUEUED", "NOT_STARTED", "STARTING"})

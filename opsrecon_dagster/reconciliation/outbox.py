@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db import bulk
 from opsrecon_dagster.db.models import DecisionOutbox
+from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.context import (
     MAX_COUNT_KEYS,
     Count,
     DagsterRunId,
     SnakeCase,
 )
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
 
 logger = logging.getLogger(__name__)
 

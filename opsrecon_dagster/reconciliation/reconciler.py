@@ -24,9 +24,9 @@ from opsrecon_dagster.artifacts.common import Proof
 from opsrecon_dagster.artifacts.families import Family
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import ACTIVE_RUN, OperationRun
+from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import Decision, Evidence, RunContext
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
 from opsrecon_dagster.operations.queries import partition_keys, superseded_runs
 from opsrecon_dagster.operations.staleness import (

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from opsrecon_dagster.alerts.ledger import ATTENTION, UnknownOutcomeError, parse_outcomes
 from opsrecon_dagster.alerts.webhook import Webhook
-from opsrecon_dagster.operations.enums import RunOutcome
+from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.reasons import parse_language
 from opsrecon_dagster.providers.base import TenantProvider
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider

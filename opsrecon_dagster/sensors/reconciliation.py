@@ -23,7 +23,7 @@ from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
-from opsrecon_dagster.operations.enums import RunOutcome
+from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.reasons import Language
 from opsrecon_dagster.reconciliation import outbox

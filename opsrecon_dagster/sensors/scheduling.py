@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from opsrecon_dagster.artifacts.scheduling import due_backups
+from opsrecon_dagster.enums import Actor, RunStatus
 from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
-from opsrecon_dagster.operations.enums import Actor, RunStatus
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.resources import AppDatabaseResource

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, Evidence, RunInputs
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.reasons import message
 from opsrecon_dagster.resources import AlertWebhookResource, AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.alerts import AlertCursor, decision_alerts_sensor

@@ -19,9 +19,9 @@ from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.artifacts.retention import retention_plan, retention_proof
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
 from opsrecon_dagster.db.models import AuditLog, BackupItem, BackupSchedule, BackupSet, OperationRun
+from opsrecon_dagster.enums import Actor
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext, RunInputs
-from opsrecon_dagster.operations.enums import Actor
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource

@@ -17,9 +17,9 @@ from opsrecon_dagster.artifacts.execution import read_proof, run_job
 from opsrecon_dagster.artifacts.families import FAMILIES
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import InventoryCoverage
+from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Progress, RunContext, RunInputs
-from opsrecon_dagster.operations.enums import Readiness
 from opsrecon_dagster.providers.base import (
     EnvironmentRef,
     PolicyObject,

@@ -25,9 +25,9 @@ from opsrecon_dagster.db.models import (
     InventoryItem,
     OperationRun,
 )
+from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext, RunInputs
-from opsrecon_dagster.operations.enums import Readiness
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from opsrecon_dagster.assets.artifacts import backup_sets, inventory_items
 from opsrecon_dagster.db.models import BackupSet, InventoryCoverage
+from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.base import TenantProvider
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider
@@ -174,8 +174,8 @@ def test_consent_missing_is_blocked_before_any_provider_call(
     app: AppContext, instance: dg.DagsterInstance, provider: FixtureTenantProvider
 ) -> None:
     """The recorded precondition check blocks the run without asking the provider."""
+    from opsrecon_dagster.enums import Readiness
     from opsrecon_dagster.operations.context import RunContext
-    from opsrecon_dagster.operations.enums import Readiness
 
     scope = make_scope(app, "acme", "fabrikam", readiness=Readiness.CONSENT_MISSING)
     run_id = start(app, scope, OperationType.INVENTORY_SYNC)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.context import MAX_LISTED_IDS, Decision, Evidence, RunContext
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
 
 
 def test_token_like_field_is_rejected() -> None:

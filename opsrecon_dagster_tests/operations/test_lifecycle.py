@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from opsrecon_dagster.db.models import AuditLog, OperationRun
+from opsrecon_dagster.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, Evidence, Progress, RunContext, RunInputs
-from opsrecon_dagster.operations.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.lifecycle import (
     RunNotFoundError,
     ScopeError,

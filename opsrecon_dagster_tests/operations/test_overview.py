@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, Evidence, RunInputs
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.overview import build_overview
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, make_scope

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationCatalog, OperationType
 from opsrecon_dagster.operations.context import Decision, Evidence, RunInputs
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.staleness import (
     DagsterRunInfo,
     Liveness,

@@ -39,9 +39,9 @@ from opsrecon_dagster.db.models import (
     OperationRun,
 )
 from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.enums import Actor
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
-from opsrecon_dagster.operations.enums import Actor
 from opsrecon_dagster.operations.overview import build_overview
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers import fixture as fixture_module

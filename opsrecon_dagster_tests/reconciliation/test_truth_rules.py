@@ -15,9 +15,9 @@ from opsrecon_dagster.db.models import (
     InventoryCoverage,
     ManagedEnvironment,
 )
+from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext
-from opsrecon_dagster.operations.enums import Readiness
 from opsrecon_dagster.tenancy import set_readiness
 from opsrecon_dagster_tests.conftest import Scope, make_scope
 from opsrecon_dagster_tests.reconciliation.conftest import World

@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, RunContext, RunInputs
-from opsrecon_dagster.operations.enums import Actor, RunOutcome
 from opsrecon_dagster.reconciliation.dagster_view import ENVIRONMENT_TAG, RUN_TAG, WORKSPACE_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource

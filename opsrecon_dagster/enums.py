@@ -1,4 +1,5 @@
-"""Closed vocabularies shared by the database, the lifecycle service and the Dagster layer."""
+"""Closed vocabularies shared by every layer (the database models included): the lowest
+module of the package, importing none of it."""
 
 from __future__ import annotations
 
