@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -130,18 +131,24 @@ def resolve_workspace(session: Session, ref: str) -> Workspace:
     return ws
 
 
+def _owned(session: Session, model: Any, row_id: int, env: ManagedEnvironment, what: str) -> Any:
+    """Row ``row_id`` of ``model`` if it belongs to this environment (and its workspace);
+    ``TenancyError`` naming ``what`` otherwise."""
+    row = session.get(model, row_id)
+    if row is None or (row.managed_environment_id, row.workspace_id) != (
+        env.id,
+        env.workspace_id,
+    ):
+        raise TenancyError(f"{env.partition_key} has no {what} {row_id}")
+    return row
+
+
 def environment_profile(
     session: Session, env: ManagedEnvironment, profile_id: int
 ) -> BaselineProfile:
     """The baseline profile ``profile_id`` of this environment; raises ``TenancyError``
     when there is none (or it belongs to another environment)."""
-    profile = session.get(BaselineProfile, profile_id)
-    if (
-        profile is None
-        or profile.managed_environment_id != env.id
-        or profile.workspace_id != env.workspace_id
-    ):
-        raise TenancyError(f"{env.partition_key} has no baseline profile {profile_id}")
+    profile: BaselineProfile = _owned(session, BaselineProfile, profile_id, env, "baseline profile")
     return profile
 
 
@@ -162,11 +169,5 @@ def environment_schedule(
 ) -> BackupSchedule:
     """The backup schedule ``schedule_id`` of this environment; raises ``TenancyError``
     when there is none (or it belongs to another environment)."""
-    schedule = session.get(BackupSchedule, schedule_id)
-    if (
-        schedule is None
-        or schedule.managed_environment_id != env.id
-        or schedule.workspace_id != env.workspace_id
-    ):
-        raise TenancyError(f"{env.partition_key} has no backup schedule {schedule_id}")
+    schedule: BackupSchedule = _owned(session, BackupSchedule, schedule_id, env, "backup schedule")
     return schedule

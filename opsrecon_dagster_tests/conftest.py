@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ from opsrecon_dagster.db.models import (
     BackupSchedule,
     Base,
     BaselineProfile,
+    InventoryItem,
     ManagedEnvironment,
     Workspace,
 )
-from opsrecon_dagster.enums import Readiness
+from opsrecon_dagster.enums import Actor, Readiness, RunOutcome
+from opsrecon_dagster.operations.context import Decision, Evidence
 from opsrecon_dagster.settings import AppContext, Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 from opsrecon_dagster_tests.graph_server import GraphServer
@@ -183,6 +186,46 @@ def make_scope(
 def scope(app: AppContext) -> Scope:
     """One ready environment ``acme.contoso`` in workspace ``acme``."""
     return make_scope(app, "acme", "contoso")
+
+
+def decide(
+    app: AppContext,
+    run_id: int,
+    outcome: RunOutcome,
+    reason: str,
+    adapter: str = "inventory_sync",
+    **evidence: Any,
+) -> None:
+    """Complete a run with a job decision (``evidence``: fields of ``Evidence``)."""
+    app.runs.complete(
+        run_id,
+        Decision(
+            outcome=outcome,
+            reason_code=reason,
+            adapter=adapter,
+            decided_by=Actor.JOB,
+            decided_at=datetime.now(UTC),
+            evidence=Evidence(**evidence),
+        ),
+    )
+
+
+def add_inventory_item(
+    app: AppContext, scope: Scope, run_id: int, external_id: str, content_hash: str = "0" * 64
+) -> None:
+    """One inventory item of the scope's environment, last seen by ``run_id``."""
+    with app.sessions.begin() as s:
+        s.add(
+            InventoryItem(
+                workspace_id=scope.workspace_id,
+                managed_environment_id=scope.environment_id,
+                policy_type="deviceConfigurations",
+                external_id=external_id,
+                display_name=external_id,
+                content_hash=content_hash,
+                last_seen_operation_run_id=run_id,
+            )
+        )
 
 
 ALL_TYPES = ["deviceConfigurations", "compliancePolicies", "appProtectionPolicies"]

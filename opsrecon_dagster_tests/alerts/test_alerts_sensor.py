@@ -10,16 +10,16 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from opsrecon_dagster.enums import Actor, RunOutcome
+from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.operations.context import Decision, Evidence, RunInputs
+from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.reasons import message
 from opsrecon_dagster.resources import AlertWebhookResource, AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.alerts import AlertCursor, decision_alerts_sensor
 from opsrecon_dagster.sensors.guard import SensorTickError
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.alerts.conftest import SECRET_PATH, Receiver
-from opsrecon_dagster_tests.conftest import Scope
+from opsrecon_dagster_tests.conftest import Scope, decide
 
 EVIDENCE_MARK = "evidence_that_stays_home"
 
@@ -32,17 +32,7 @@ def _decide(app: AppContext, scope: Scope, n: int, outcome: RunOutcome, reason: 
         inputs=RunInputs(scheduled_for=datetime(2026, 1, 1, n, tzinfo=UTC)),
     ).run.id
     app.runs.mark_running(run_id, None)
-    app.runs.complete(
-        run_id,
-        Decision(
-            outcome=outcome,
-            reason_code=reason,
-            adapter="inventory_sync",
-            decided_by=Actor.JOB,
-            decided_at=datetime.now(UTC),
-            evidence=Evidence(artifact_kind=EVIDENCE_MARK),
-        ),
-    )
+    decide(app, run_id, outcome, reason, artifact_kind=EVIDENCE_MARK)
     return run_id
 
 

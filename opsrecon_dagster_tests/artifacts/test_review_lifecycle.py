@@ -20,28 +20,13 @@ from opsrecon_dagster.artifacts.review_lifecycle import (
     ReviewNotFoundError,
     ReviewTransitionError,
 )
-from opsrecon_dagster.db.models import EnvironmentReview, InventoryItem, OperationRun, ReviewEvent
+from opsrecon_dagster.db.models import EnvironmentReview, OperationRun, ReviewEvent
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster_tests.conftest import Scope
+from opsrecon_dagster_tests.conftest import Scope, add_inventory_item
 
 _hours = iter(range(24 * 365))
-
-
-def _add_item(app: AppContext, scope: Scope, run_id: int, external_id: str) -> None:
-    with app.sessions.begin() as s:
-        s.add(
-            InventoryItem(
-                workspace_id=scope.workspace_id,
-                managed_environment_id=scope.environment_id,
-                policy_type="deviceConfigurations",
-                external_id=external_id,
-                display_name=external_id,
-                content_hash=f"{external_id:0>64}"[:64],
-                last_seen_operation_run_id=run_id,
-            )
-        )
 
 
 def _start(app: AppContext, scope: Scope) -> int:
@@ -86,7 +71,7 @@ def _review(app: AppContext, review_id: int) -> EnvironmentReview:
 @pytest.fixture
 def inventoried(app: AppContext, scope: Scope) -> Scope:
     seed = _start(app, scope)
-    _add_item(app, scope, seed, "a")
+    add_inventory_item(app, scope, seed, "a")
     return scope
 
 
@@ -135,7 +120,7 @@ def test_fingerprint_is_computed_from_the_inputs_used_at_compose_time(
     app: AppContext, inventoried: Scope
 ) -> None:
     run_id = _start(app, inventoried)
-    _add_item(app, inventoried, run_id, "b")  # the inputs change after the run started
+    add_inventory_item(app, inventoried, run_id, "b")  # the inputs change after the run started
     review_id, _ = _compose(app, run_id)
     review = _review(app, review_id)
     with app.sessions() as s:
@@ -209,7 +194,7 @@ def test_publishing_supersedes_the_previously_published_review(
     lifecycle = ReviewLifecycle(app.sessions)
     first, _ = _compose(app, _start(app, inventoried))
     assert lifecycle.publish(first) == "published"
-    _add_item(app, inventoried, _start(app, inventoried), "c")
+    add_inventory_item(app, inventoried, _start(app, inventoried), "c")
     second, adopted = _compose(app, _start(app, inventoried))
     assert not adopted
     lifecycle.publish(second)

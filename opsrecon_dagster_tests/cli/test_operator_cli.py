@@ -19,27 +19,13 @@ from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, Evidence, RunInputs
 from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.cli.test_cli import invoke
-from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule, make_scope
+from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule, decide, make_scope
 
 NOW = datetime.now(UTC)
 
 
 def url_of(app: AppContext) -> str:
     return app.url.render_as_string(hide_password=False)
-
-
-def decide(app: AppContext, run_id: int, outcome: RunOutcome, reason: str, **ev: Any) -> None:
-    app.runs.complete(
-        run_id,
-        Decision(
-            outcome=outcome,
-            reason_code=reason,
-            adapter="inventory_sync",
-            decided_by=Actor.JOB,
-            decided_at=datetime.now(UTC),
-            evidence=Evidence(**ev),
-        ),
-    )
 
 
 def start(app: AppContext, scope: Scope, op: OperationType, tag: str, age: timedelta) -> int:

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 from opsrecon_dagster.artifacts.common import load_scope
 from opsrecon_dagster.artifacts.review import compose_review, current_fingerprint
 from opsrecon_dagster.cli.main import cli
-from opsrecon_dagster.db.models import EnvironmentReview, InventoryItem, OperationRun
+from opsrecon_dagster.db.models import EnvironmentReview, OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster_tests.conftest import Scope
+from opsrecon_dagster_tests.conftest import Scope, add_inventory_item
 
 
 def _invoke(app: AppContext, *args: str) -> tuple[int, str, str]:
@@ -32,18 +32,7 @@ def _composed(app: AppContext, scope: Scope, item: str) -> int:
         environment_id=scope.environment_id,
         inputs=RunInputs(fingerprint=fp, trigger=item),
     ).run.id
-    with app.sessions.begin() as s:
-        s.add(
-            InventoryItem(
-                workspace_id=scope.workspace_id,
-                managed_environment_id=scope.environment_id,
-                policy_type="deviceConfigurations",
-                external_id=item,
-                display_name=item,
-                content_hash="0" * 64,
-                last_seen_operation_run_id=run_id,
-            )
-        )
+    add_inventory_item(app, scope, run_id, item)
     with app.sessions() as s:
         run = s.get(OperationRun, run_id)
         assert run is not None

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 from opsrecon_dagster.db.models import OperationRun
-from opsrecon_dagster.enums import Actor, RunOutcome
+from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.operations.context import Decision, Evidence, RunInputs
+from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.overview import build_overview
 from opsrecon_dagster.settings import AppContext
-from opsrecon_dagster_tests.conftest import Scope, make_scope
+from opsrecon_dagster_tests.conftest import Scope, decide, make_scope
 
 DAGSTER_RUN = "0f3c2b1a-aaaa-bbbb-cccc-00000000000a"
 
@@ -29,17 +29,7 @@ def _start(app: AppContext, scope: Scope, op: OperationType, n: int) -> int:
 
 def _complete(app: AppContext, run_id: int, outcome: RunOutcome, reason: str) -> None:
     app.runs.mark_running(run_id, DAGSTER_RUN if outcome is RunOutcome.FAILED else None)
-    app.runs.complete(
-        run_id,
-        Decision(
-            outcome=outcome,
-            reason_code=reason,
-            adapter="inventory_sync",
-            decided_by=Actor.JOB,
-            decided_at=datetime.now(UTC),
-            evidence=Evidence(),
-        ),
-    )
+    decide(app, run_id, outcome, reason)
 
 
 def seed_overview_world(app: AppContext, scope: Scope) -> dict[str, int]:
