@@ -40,6 +40,7 @@ from seeding import Row, bench_app, bench_scopes, bulk_insert, settle
 from sqlalchemy import BigInteger, any_, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.bulk import insert_rows
 from opsrecon_dagster.db.models import AuditLog, DecisionOutbox, InventoryCoverage, OperationRun
 from opsrecon_dagster.definitions import defs
@@ -48,7 +49,6 @@ from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.gc_pacing import paced_collection
 from opsrecon_dagster.sensors.reconciliation import BATCH_SIZE, drain, pool_connections
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.doubles import NoDagster
 
 TYPES = ("deviceConfigurations", "compliancePolicies", "appProtectionPolicies")

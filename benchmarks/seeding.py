@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.exc import DBAPIError
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db import migrate
-from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.settings import Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
 CHUNK = 20_000

@@ -40,11 +40,11 @@ from pathlib import Path
 import dagster as dg
 from seeding import bench_app, bench_scopes
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG, run_tags
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR
-from opsrecon_dagster.settings import AppContext
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

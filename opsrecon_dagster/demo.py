@@ -24,6 +24,7 @@ import dagster as dg
 from sqlalchemy import select
 
 from opsrecon_dagster import run_queue
+from opsrecon_dagster.app import AppContext, dispose_shared
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import DEFAULT_DATA_DIR, DEFAULT_SQLITE_FILE
@@ -41,7 +42,7 @@ from opsrecon_dagster.providers.fixture import DEFAULT_FIXTURE_FILE, FileGate
 from opsrecon_dagster.reconciliation.reconciler import ReconcileResult
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
 from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
-from opsrecon_dagster.settings import AppContext, Settings, dispose_shared
+from opsrecon_dagster.settings import Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
 DEMO_DIR = DEFAULT_DATA_DIR

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import ManagedEnvironment
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.jobs import JOB_BY_TYPE
@@ -26,7 +27,6 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.resources.configured import configured_resources
-from opsrecon_dagster.settings import AppContext
 
 DEFAULT_DAGSTER_HOME = Path("data") / "dagster_home"
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"

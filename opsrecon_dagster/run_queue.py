@@ -25,8 +25,8 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
-from opsrecon_dagster.settings import AppContext
 
 IN_PROCESS: dict[str, object] = {
     "execution": {"config": {"in_process": {}}},

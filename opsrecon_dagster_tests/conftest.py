@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import make_engine, normalize_url
 from opsrecon_dagster.db.models import (
@@ -35,7 +36,7 @@ from opsrecon_dagster.db.models import (
 )
 from opsrecon_dagster.enums import Actor, Readiness, RunOutcome
 from opsrecon_dagster.operations.context import Decision, Evidence
-from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.settings import Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 from opsrecon_dagster_tests.graph_server import GraphServer
 from opsrecon_dagster_tests.pg_cluster import ThrowawayCluster, find_pg_bin

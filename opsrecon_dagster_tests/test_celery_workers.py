@@ -26,10 +26,11 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR
-from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.settings import Settings
 from opsrecon_dagster_tests.conftest import IN_CI, make_scope, opsrecon, throwaway_database
 from opsrecon_dagster_tests.redis_server import ThrowawayRedis
 

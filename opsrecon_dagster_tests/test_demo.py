@@ -10,9 +10,10 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.cli.main import cli
 from opsrecon_dagster.demo import run_demo
-from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.settings import Settings
 from opsrecon_dagster_tests.ui_agreement import disagreements, partition_views
 
 pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out

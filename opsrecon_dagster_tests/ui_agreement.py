@@ -17,11 +17,11 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 from sqlalchemy import func, select
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.families import FAMILIES
 from opsrecon_dagster.assets.artifacts import PROOF_CHECK
 from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.settings import AppContext
 
 NOT_ENDED = [
     dg.DagsterRunStatus.QUEUED,

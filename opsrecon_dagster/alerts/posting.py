@@ -9,8 +9,8 @@ from datetime import datetime
 
 from opsrecon_dagster.alerts import ledger
 from opsrecon_dagster.alerts.webhook import Webhook, WebhookError
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.enums import RunOutcome
-from opsrecon_dagster.settings import AppContext
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.details import DETAIL_FRAMES
 from opsrecon_dagster.artifacts.execution import JobReport, RunRefused, enforce_retention, run_job
 from opsrecon_dagster.artifacts.families import FAMILIES, Family
@@ -22,7 +23,6 @@ from opsrecon_dagster.operations.reasons import Language, message
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster.tenancy import TenancyError, environment_by_partition
 
 PROOF_CHECK = "proof"

@@ -20,13 +20,13 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import DatabaseUrlError, describe_url, sqlite_file
 from opsrecon_dagster.operations.catalog import CatalogConfigError
 from opsrecon_dagster.operations.lifecycle import RunNotFoundError, ScopeError
 from opsrecon_dagster.operations.reasons import UnknownLanguageError
 from opsrecon_dagster.providers.fixture import FixtureConfigError
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster.tenancy import TenancyError
 
 USER_ERRORS: tuple[type[Exception], ...] = (

@@ -20,6 +20,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.cli.common import (
     UserError,
     app_of,
@@ -51,7 +52,7 @@ from opsrecon_dagster.operations.reasons import (
     message,
     parse_language,
 )
-from opsrecon_dagster.settings import LANGUAGE_VAR, AppContext, Settings
+from opsrecon_dagster.settings import LANGUAGE_VAR, Settings
 from opsrecon_dagster.tenancy import (
     environment_profile,
     environment_schedule,

@@ -11,6 +11,7 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.review_lifecycle import (
     ReviewLifecycle,
     ReviewNotFoundError,
@@ -19,7 +20,6 @@ from opsrecon_dagster.artifacts.review_lifecycle import (
 from opsrecon_dagster.cli.common import app_of, cells, console, emit_json, table, user_errors
 from opsrecon_dagster.db.models import EnvironmentReview, ManagedEnvironment, ReviewEvent
 from opsrecon_dagster.enums import ReviewStatus
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster.tenancy import resolve_environment, resolve_workspace
 
 REVIEW_ERRORS = (ReviewNotFoundError, ReviewTransitionError)

@@ -12,12 +12,13 @@ from pydantic import Field
 
 from opsrecon_dagster.alerts.ledger import ATTENTION, UnknownOutcomeError, parse_outcomes
 from opsrecon_dagster.alerts.webhook import Webhook
+from opsrecon_dagster.app import AppContext, shared_app
 from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.reasons import parse_language
 from opsrecon_dagster.providers.base import TenantProvider
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider
 from opsrecon_dagster.providers.http import HttpTenantProvider
-from opsrecon_dagster.settings import AppContext, Settings, shared_app
+from opsrecon_dagster.settings import Settings
 
 FIXTURE_PATH_VAR = "OPSRECON_FIXTURE_PATH"
 

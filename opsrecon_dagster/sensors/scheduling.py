@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.scheduling import due_backups
 from opsrecon_dagster.enums import Actor, RunStatus
 from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
@@ -23,7 +24,6 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.resources import AppDatabaseResource
 from opsrecon_dagster.sensors.guard import guarded_tick
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster.tenancy import all_environments, all_partition_keys
 
 PARTITIONS_NAME = ENVIRONMENTS.name or "managed_environments"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
@@ -17,7 +18,6 @@ from opsrecon_dagster.operations.reasons import message
 from opsrecon_dagster.resources import AlertWebhookResource, AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.alerts import AlertCursor, decision_alerts_sensor
 from opsrecon_dagster.sensors.guard import SensorTickError
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.alerts.conftest import SECRET_PATH, Receiver
 from opsrecon_dagster_tests.conftest import Scope, decide
 

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import func, select, update
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.common import RunScope
 from opsrecon_dagster.artifacts.execution import run_job
 from opsrecon_dagster.artifacts.families import RETENTION
@@ -26,7 +27,6 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.sensors.reconciliation import reconcile_batch
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, add_schedule
 
 PRUNE = OperationType.BACKUP_RETENTION_PRUNE.value

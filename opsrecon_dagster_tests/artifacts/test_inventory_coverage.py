@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts import inventory
 from opsrecon_dagster.artifacts.execution import read_proof, run_job
 from opsrecon_dagster.artifacts.families import FAMILIES
@@ -32,7 +33,6 @@ from opsrecon_dagster.providers.fixture import (
     FixtureFaults,
     FixtureTenantProvider,
 )
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import ALL_TYPES, Scope
 
 FAMILY = FAMILIES["inventory_items"]

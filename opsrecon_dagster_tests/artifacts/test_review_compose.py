@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.common import load_scope
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.artifacts.review import compose_review, current_fingerprint, review_proof
@@ -15,7 +16,6 @@ from opsrecon_dagster.db.models import EnvironmentReview, OperationRun
 from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.common import Proof, load_scope
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.artifacts.review import (
@@ -23,7 +24,6 @@ from opsrecon_dagster.artifacts.review_lifecycle import (
 from opsrecon_dagster.db.models import EnvironmentReview, OperationRun, ReviewEvent
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, add_inventory_item
 
 _hours = iter(range(24 * 365))

@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
 from opsrecon_dagster.db.models import (
     BackupItem,
@@ -31,7 +32,6 @@ from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import ALL_TYPES, Scope, add_profile, add_schedule, make_scope
 
 TYPES = ALL_TYPES

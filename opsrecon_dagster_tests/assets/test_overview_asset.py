@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.assets.overview import operations_overview, operations_overview_schedule
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope
 from opsrecon_dagster_tests.operations.test_overview import DAGSTER_RUN, seed_overview_world
 

@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.cli.main import cli
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import make_scope
 
 

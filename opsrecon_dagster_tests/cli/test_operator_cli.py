@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.cli import main as cli_main
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, Evidence, RunInputs
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.cli.test_cli import invoke
 from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule, decide, make_scope
 

@@ -6,13 +6,13 @@ import json
 
 from click.testing import CliRunner
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.common import load_scope
 from opsrecon_dagster.artifacts.review import compose_review, current_fingerprint
 from opsrecon_dagster.cli.main import cli
 from opsrecon_dagster.db.models import EnvironmentReview, OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, add_inventory_item
 
 

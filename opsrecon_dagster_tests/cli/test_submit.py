@@ -22,9 +22,9 @@ import pytest
 import requests
 from sqlalchemy import select, text
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, initialize_instance
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import make_scope, opsrecon
 from opsrecon_dagster_tests.graph_server import TOKEN, GraphServer
 

@@ -7,10 +7,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import make_engine
 from opsrecon_dagster.db.models import Base
-from opsrecon_dagster.settings import AppContext
 
 
 def test_migrated_schema_matches_models(app: AppContext) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.keepalive import keep_alive
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope
 
 

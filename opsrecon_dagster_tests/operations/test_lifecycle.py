@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import AuditLog, OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.catalog import OperationType
@@ -21,7 +22,6 @@ from opsrecon_dagster.operations.lifecycle import (
     TransitionStatus,
 )
 from opsrecon_dagster.operations.reasons import CORRECTABLE_REASONS
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, make_scope
 
 INV = OperationType.INVENTORY_SYNC

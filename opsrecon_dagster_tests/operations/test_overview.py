@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.overview import build_overview
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, decide, make_scope
 
 DAGSTER_RUN = "0f3c2b1a-aaaa-bbbb-cccc-00000000000a"

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.engine import Engine
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Evidence
 from opsrecon_dagster.operations.queries import RunFilter, evidence_lines, format_value, page_runs
 from opsrecon_dagster.operations.reasons import EVIDENCE_LABELS, LANGUAGES
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, make_scope
 
 HISTORY_RUNS = 30_000

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationCatalog, OperationType
@@ -23,7 +24,6 @@ from opsrecon_dagster.operations.staleness import (
     StalenessRule,
     liveness,
 )
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import make_scope
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.common import load_scope
 from opsrecon_dagster.artifacts.execution import claim_run
 from opsrecon_dagster.artifacts.families import FAMILIES, FAMILY_BY_TYPE
@@ -23,7 +24,6 @@ from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.providers.fixture import FixtureConfig, FixtureTenantProvider
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 from opsrecon_dagster.sensors.instance_view import InstanceDagsterView
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule, make_scope
 
 TYPES = ["deviceConfigurations", "compliancePolicies", "appProtectionPolicies"]

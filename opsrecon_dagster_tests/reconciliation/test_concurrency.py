@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import AuditLog
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.operations.staleness import DagsterRunInfo
-from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.settings import Settings
 from opsrecon_dagster_tests.conftest import truncate_all
 from opsrecon_dagster_tests.doubles import NoDagster
 from opsrecon_dagster_tests.reconciliation.conftest import World

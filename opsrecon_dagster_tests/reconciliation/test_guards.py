@@ -27,6 +27,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import Table, select, update
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.common import load_scope
 from opsrecon_dagster.artifacts.families import RETENTION
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
@@ -58,7 +59,6 @@ from opsrecon_dagster.resources import (
     ProviderResource,
 )
 from opsrecon_dagster.sensors.reconciliation import reconciliation_sensor
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import opsrecon
 from opsrecon_dagster_tests.reconciliation.conftest import FIXTURE, World
 from opsrecon_dagster_tests.reconciliation.test_truth_table import died_after_work

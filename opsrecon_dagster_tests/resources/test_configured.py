@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import text
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.engine import default_database_url
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.operations.catalog import OperationType
@@ -23,7 +24,6 @@ from opsrecon_dagster.providers.http import HttpTenantProvider
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.resources import ProviderResource
 from opsrecon_dagster.resources.configured import configured_resources
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import make_scope
 from opsrecon_dagster_tests.graph_server import TOKEN, GraphServer
 

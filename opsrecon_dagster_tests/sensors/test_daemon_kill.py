@@ -26,6 +26,7 @@ from dagster._core.scheduler.instigation import SensorInstigatorData
 from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import Engine
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
@@ -33,7 +34,7 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.reconciliation import TickCursor, reconciliation_sensor
-from opsrecon_dagster.settings import AppContext, Settings
+from opsrecon_dagster.settings import Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 from opsrecon_dagster_tests.conftest import throwaway_database
 

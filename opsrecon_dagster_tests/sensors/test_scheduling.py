@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.enums import Actor, RunOutcome
@@ -27,7 +28,6 @@ from opsrecon_dagster.sensors.scheduling import (
     environment_partitions_sensor,
     inventory_sync_schedule,
 )
-from opsrecon_dagster.settings import AppContext
 from opsrecon_dagster_tests.conftest import Scope, add_schedule, make_scope
 
 
