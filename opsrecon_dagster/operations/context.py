@@ -57,7 +57,6 @@ class Evidence(_Strict):
     dagster_run_id: DagsterRunId | None = None
     dagster_run_status: DagsterRunStatusName | None = None
     materialization_count: Count = 0
-    observed_at: datetime | None = None
     artifact_created_at: datetime | None = None
 
     @classmethod
@@ -83,8 +82,7 @@ class Decision(_Strict):
             self.outcome == other.outcome
             and self.reason_code == other.reason_code
             and self.adapter == other.adapter
-            and self.evidence.model_dump(exclude={"observed_at"})
-            == other.evidence.model_dump(exclude={"observed_at"})
+            and self.evidence == other.evidence
         )
 
 

@@ -312,7 +312,6 @@ EVIDENCE_LABELS: dict[str, tuple[str, str]] = {
     "dagster_run_id": ("Dagster run id", "Dagster-Lauf-ID"),
     "dagster_run_status": ("Dagster run status", "Dagster-Laufstatus"),
     "materialization_count": ("Materializations", "Materialisierungen"),
-    "observed_at": ("Observed at", "Beobachtet um"),
     "artifact_created_at": ("Artifact created at", "Artefakt erstellt um"),
 }
 
