@@ -62,106 +62,38 @@ class ProofView:
 
     @classmethod
     def load(cls, session: Session, runs: Sequence[OperationRun]) -> ProofView:
-        """Load the rows for all ``runs`` at once."""
+        """Load the rows for all ``runs`` at once (a fixed number of queries)."""
         run_ids = [r.id for r in runs]
-        env_ids = {r.managed_environment_id for r in runs if r.managed_environment_id}
-        ws_ids = {r.workspace_id for r in runs}
-        fingerprints = {fp for r in runs if (fp := _fingerprint(r))}
-
-        def by_run(model: Any) -> dict[int, list[Any]]:
-            grouped: dict[int, list[Any]] = defaultdict(list)
-            if run_ids:
-                for row in session.scalars(
-                    select(model).where(model.operation_run_id.in_(run_ids)).order_by(model.id)
-                ):
-                    grouped[row.operation_run_id].append(row)
-            return grouped
-
+        env_ids = sorted({r.managed_environment_id for r in runs if r.managed_environment_id})
         tagged: dict[type, dict[int, list[Any]]] = {
-            model: by_run(model)
+            model: _grouped_rows(session, model.operation_run_id, run_ids)
             for model in (InventoryCoverage, BaselineSnapshot, BackupSet, EnvironmentReview)
         }
         snapshot_ids = [s.id for rows in tagged[BaselineSnapshot].values() for s in rows]
         set_ids = [b.id for rows in tagged[BackupSet].values() for b in rows]
-        gap_counts = _grouped_counts(
-            session, BaselineGap.baseline_snapshot_id, BaselineGap.kind, snapshot_ids
+        retention_envs = sorted(
+            {e for r in runs if r.type == RETENTION_TYPE and (e := r.managed_environment_id)}
         )
-        backup_item_counts = _grouped_counts(
-            session, BackupItem.backup_set_id, BackupItem.status, set_ids
-        )
-        snapshot_item_counts: dict[int, int] = {}
-        if snapshot_ids:
-            snapshot_item_counts = {
-                snap_id: int(n)
-                for snap_id, n in session.execute(
-                    select(BaselineSnapshotItem.baseline_snapshot_id, func.count())
-                    .where(BaselineSnapshotItem.baseline_snapshot_id.in_(snapshot_ids))
-                    .group_by(BaselineSnapshotItem.baseline_snapshot_id)
-                )
-            }
-
-        def per_env(model: Any) -> dict[int, list[Any]]:
-            grouped: dict[int, list[Any]] = defaultdict(list)
-            if env_ids:
-                for row in session.scalars(
-                    select(model)
-                    .where(model.managed_environment_id.in_(env_ids))
-                    .order_by(model.id)
-                ):
-                    grouped[row.managed_environment_id].append(row)
-            return grouped
-
-        reviews: dict[tuple[int, str], list[EnvironmentReview]] = defaultdict(list)
-        if env_ids and fingerprints:
-            for review in session.scalars(
-                select(EnvironmentReview).where(
-                    EnvironmentReview.managed_environment_id.in_(env_ids),
-                    EnvironmentReview.fingerprint.in_(fingerprints),
-                )
-            ):
-                reviews[(review.managed_environment_id, review.fingerprint)].append(review)
-        counts: dict[int, int] = {}
-        if env_ids:
-            counts = {
-                env_id: int(n)
-                for env_id, n in session.execute(
-                    select(InventoryItem.managed_environment_id, func.count())
-                    .where(InventoryItem.managed_environment_id.in_(env_ids))
-                    .group_by(InventoryItem.managed_environment_id)
-                )
-            }
-        retention_envs = {
-            r.managed_environment_id
-            for r in runs
-            if r.type == RETENTION_TYPE and r.managed_environment_id is not None
-        }
-        backup_sets: dict[int, list[BackupSet]] = defaultdict(list)
-        if retention_envs:
-            for row in session.scalars(
-                select(BackupSet).where(BackupSet.managed_environment_id.in_(retention_envs))
-            ):
-                backup_sets[row.managed_environment_id].append(row)
         return cls(
-            workspaces={
-                w.id: w for w in session.scalars(select(Workspace).where(Workspace.id.in_(ws_ids)))
-            },
-            environments={
-                e.id: e
-                for e in session.scalars(
-                    select(ManagedEnvironment).where(ManagedEnvironment.id.in_(env_ids))
-                )
-            }
-            if env_ids
-            else {},
+            workspaces=_by_id(session, Workspace, {r.workspace_id for r in runs}),
+            environments=_by_id(session, ManagedEnvironment, set(env_ids)),
             tagged=tagged,
-            gap_counts=gap_counts,
-            snapshot_item_counts=snapshot_item_counts,
-            backup_item_counts=backup_item_counts,
-            profiles=per_env(BaselineProfile),
-            schedules=per_env(BackupSchedule),
-            inventory_counts=counts,
-            reviews=reviews,
-            backup_sets=backup_sets,
+            gap_counts=_grouped_counts(
+                session, BaselineGap.baseline_snapshot_id, BaselineGap.kind, snapshot_ids
+            ),
+            snapshot_item_counts=_counts(
+                session, BaselineSnapshotItem.baseline_snapshot_id, snapshot_ids
+            ),
+            backup_item_counts=_grouped_counts(
+                session, BackupItem.backup_set_id, BackupItem.status, set_ids
+            ),
+            profiles=_grouped_rows(session, BaselineProfile.managed_environment_id, env_ids),
+            schedules=_grouped_rows(session, BackupSchedule.managed_environment_id, env_ids),
+            inventory_counts=_counts(session, InventoryItem.managed_environment_id, env_ids),
+            reviews=_same_fingerprint_reviews(
+                session, env_ids, {fp for r in runs if (fp := _fingerprint(r))}
+            ),
+            backup_sets=_grouped_rows(session, BackupSet.managed_environment_id, retention_envs),
         )
 
     @classmethod
@@ -280,6 +212,46 @@ def artifact_proof(
     )
     outcome, reason = decided
     return Proof(outcome, reason, evidence, counts, row.id)
+
+
+def _grouped_rows(session: Session, column: Any, ids: Sequence[int]) -> dict[int, list[Any]]:
+    """Rows of ``column``'s table whose ``column`` is in ``ids``, grouped by it, id order."""
+    grouped: dict[int, list[Any]] = defaultdict(list)
+    if ids:
+        model = column.class_
+        for row in session.scalars(select(model).where(column.in_(ids)).order_by(model.id)):
+            grouped[getattr(row, column.key)].append(row)
+    return grouped
+
+
+def _by_id(session: Session, model: Any, ids: set[int]) -> dict[int, Any]:
+    if not ids:
+        return {}
+    return {row.id: row for row in session.scalars(select(model).where(model.id.in_(ids)))}
+
+
+def _counts(session: Session, column: Any, ids: Sequence[int]) -> dict[int, int]:
+    """``column`` value -> number of rows, for the values in ``ids``, in one grouped query."""
+    if not ids:
+        return {}
+    query = select(column, func.count()).where(column.in_(ids)).group_by(column)
+    return {key: int(n) for key, n in session.execute(query)}
+
+
+def _same_fingerprint_reviews(
+    session: Session, env_ids: Sequence[int], fingerprints: set[str]
+) -> dict[tuple[int, str], list[EnvironmentReview]]:
+    """Reviews of these environments with one of these fingerprints, by (environment, fp)."""
+    reviews: dict[tuple[int, str], list[EnvironmentReview]] = defaultdict(list)
+    if env_ids and fingerprints:
+        for review in session.scalars(
+            select(EnvironmentReview).where(
+                EnvironmentReview.managed_environment_id.in_(env_ids),
+                EnvironmentReview.fingerprint.in_(fingerprints),
+            )
+        ):
+            reviews[(review.managed_environment_id, review.fingerprint)].append(review)
+    return reviews
 
 
 def _grouped_counts(
