@@ -56,32 +56,49 @@ def execute_backup(
         types = SchedulePolicyTypes.model_validate(schedule.policy_types).policy_types
     items: list[BackupItem] = []
     for policy_type in types:
-        try:
-            listed = list(provider.list_policies(scope.env_ref, policy_type))
-        except ProviderError as err:
-            items.append(
-                BackupItem(
-                    policy_type=policy_type,
-                    external_id=LISTING_FAILED,
-                    status=BackupItemStatus.FAILED.value,
-                    reason_code=err.reason_code,
-                )
-            )
-            continue
-        for obj in listed:
-            item = BackupItem(policy_type=policy_type, external_id=obj.external_id)
-            try:
-                item.content_hash = provider.fetch_policy(
-                    scope.env_ref, policy_type, obj.external_id
-                ).content_hash
-                item.status = BackupItemStatus.CAPTURED.value
-            except ProviderError as err:
-                item.status = BackupItemStatus.FAILED.value
-                item.reason_code = err.reason_code
-            items.append(item)
-            if len(items) == 1:
-                provider.checkpoint(scope.env_ref, "backup.after_first_item")
+        items.extend(_capture_type(provider, scope, policy_type, first=not items))
         heartbeat(Progress(phase="capturing", counts={"items_done": len(items)}))
+    _write_set(sessions, scope, schedule.id, items)
+
+
+def _capture_type(
+    provider: TenantProvider, scope: RunScope, policy_type: str, *, first: bool
+) -> list[BackupItem]:
+    """One item per object of the type (captured, or failed with the provider's reason);
+    a listing that fails is one failed item standing for the whole type."""
+    try:
+        listed = list(provider.list_policies(scope.env_ref, policy_type))
+    except ProviderError as err:
+        failed = BackupItemStatus.FAILED.value
+        return [
+            BackupItem(
+                policy_type=policy_type,
+                external_id=LISTING_FAILED,
+                status=failed,
+                reason_code=err.reason_code,
+            )
+        ]
+    items = []
+    for obj in listed:
+        item = BackupItem(policy_type=policy_type, external_id=obj.external_id)
+        try:
+            item.content_hash = provider.fetch_policy(
+                scope.env_ref, policy_type, obj.external_id
+            ).content_hash
+            item.status = BackupItemStatus.CAPTURED.value
+        except ProviderError as err:
+            item.status = BackupItemStatus.FAILED.value
+            item.reason_code = err.reason_code
+        items.append(item)
+        if first and len(items) == 1:
+            provider.checkpoint(scope.env_ref, "backup.after_first_item")
+    return items
+
+
+def _write_set(
+    sessions: sessionmaker[Session], scope: RunScope, schedule_id: int, items: list[BackupItem]
+) -> None:
+    """One transaction: the backup set row, with the status its items support, then them."""
     captured = sum(i.status == BackupItemStatus.CAPTURED.value for i in items)
     if captured and captured == len(items):
         status = BackupSetStatus.COMPLETE
@@ -91,7 +108,7 @@ def execute_backup(
         status = BackupSetStatus.FAILED
     with sessions.begin() as session:
         backup_set = BackupSet(
-            backup_schedule_id=schedule.id,
+            backup_schedule_id=schedule_id,
             workspace_id=scope.workspace_id,
             managed_environment_id=scope.environment_id,
             operation_run_id=scope.run_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -64,8 +65,16 @@ def precondition_blocker(view: ProofView, scope: RunScope) -> str | None:
 
 @dataclass
 class _Capture:
+    """What a capture found: snapshot items for matched subjects, gaps for the rest."""
+
     items: list[BaselineSnapshotItem]
     gaps: list[BaselineGap]
+
+    @property
+    def status(self) -> SnapshotStatus:
+        if not self.items:
+            return SnapshotStatus.FAILED
+        return SnapshotStatus.PARTIAL if self.gaps else SnapshotStatus.COMPLETE
 
 
 def capture_baseline(
@@ -89,61 +98,75 @@ def capture_baseline(
         ).all()
     capture = _Capture([], [])
     for index, subject in enumerate(subjects):
-        matches = [
-            item
-            for item in inventory
-            if item.policy_type == subject.policy_type
-            and (subject.display_name is None or item.display_name == subject.display_name)
-        ]
-        if not matches:
-            capture.gaps.append(BaselineGap(subject_key=subject.key, kind=GapKind.MISSING.value))
-        elif subject.display_name is not None and len(matches) > 1:
-            capture.gaps.append(
-                BaselineGap(
-                    subject_key=subject.key,
-                    kind=GapKind.AMBIGUOUS.value,
-                    candidate_count=len(matches),
-                )
-            )
-        else:
-            for item in matches:
-                try:
-                    fetched = provider.fetch_policy(
-                        scope.env_ref, item.policy_type, item.external_id
-                    )
-                except ProviderError:
-                    capture.gaps.append(
-                        BaselineGap(
-                            subject_key=f"{subject.key}#{item.external_id}"[:256],
-                            kind=GapKind.CAPTURE_FAILED.value,
-                            candidate_count=1,
-                        )
-                    )
-                    continue
-                capture.items.append(
-                    BaselineSnapshotItem(
-                        subject_key=subject.key,
-                        inventory_item_id=item.id,
-                        content_hash=fetched.content_hash,
-                    )
-                )
+        _capture_subject(capture, subject, inventory, provider, scope)
         heartbeat(Progress(phase="capturing", counts={"subjects_done": index + 1}))
         if index == 0:
             provider.checkpoint(scope.env_ref, "baseline.after_first_subject")
-    if not capture.items:
-        status = SnapshotStatus.FAILED
-    elif capture.gaps:
-        status = SnapshotStatus.PARTIAL
-    else:
-        status = SnapshotStatus.COMPLETE
+    _write_snapshot(sessions, scope, profile.id, len(subjects), capture)
+
+
+def _capture_subject(
+    capture: _Capture,
+    subject: Subject,
+    inventory: Sequence[InventoryItem],
+    provider: TenantProvider,
+    scope: RunScope,
+) -> None:
+    """Match one subject: missing or ambiguous is a gap; each match is fetched and captured
+    (a fetch that fails is a ``capture_failed`` gap of that item)."""
+    matches = [
+        item
+        for item in inventory
+        if item.policy_type == subject.policy_type
+        and (subject.display_name is None or item.display_name == subject.display_name)
+    ]
+    if not matches:
+        capture.gaps.append(BaselineGap(subject_key=subject.key, kind=GapKind.MISSING.value))
+        return
+    if subject.display_name is not None and len(matches) > 1:
+        capture.gaps.append(
+            BaselineGap(
+                subject_key=subject.key, kind=GapKind.AMBIGUOUS.value, candidate_count=len(matches)
+            )
+        )
+        return
+    for item in matches:
+        try:
+            fetched = provider.fetch_policy(scope.env_ref, item.policy_type, item.external_id)
+        except ProviderError:
+            capture.gaps.append(
+                BaselineGap(
+                    subject_key=f"{subject.key}#{item.external_id}"[:256],
+                    kind=GapKind.CAPTURE_FAILED.value,
+                    candidate_count=1,
+                )
+            )
+            continue
+        capture.items.append(
+            BaselineSnapshotItem(
+                subject_key=subject.key,
+                inventory_item_id=item.id,
+                content_hash=fetched.content_hash,
+            )
+        )
+
+
+def _write_snapshot(
+    sessions: sessionmaker[Session],
+    scope: RunScope,
+    profile_id: int,
+    subject_count: int,
+    capture: _Capture,
+) -> None:
+    """One transaction: the snapshot row, then its items and gaps."""
     with sessions.begin() as session:
         snapshot = BaselineSnapshot(
-            baseline_profile_id=profile.id,
+            baseline_profile_id=profile_id,
             workspace_id=scope.workspace_id,
             managed_environment_id=scope.environment_id,
             operation_run_id=scope.run_id,
-            status=status.value,
-            subject_count=len(subjects),
+            status=capture.status.value,
+            subject_count=subject_count,
             captured_count=len(capture.items),
             gap_count=len(capture.gaps),
             created_at=datetime.now(UTC),

@@ -487,6 +487,8 @@ class OperationRunService:
     def _already_final(
         self, session: Session, run: OperationRun, ctx: RunContext, decision: Decision
     ) -> TransitionResult:
+        """A decision for a run that is already final: the same one again is unchanged; a
+        reconciler's is refused; a job's late report is kept, and corrects once if allowed."""
         if ctx.decision is not None and ctx.decision.same_decision(decision):
             return TransitionResult(TransitionStatus.UNCHANGED, run)
         if decision.decided_by is not Actor.JOB:
@@ -506,6 +508,18 @@ class OperationRunService:
             session.flush()
             self._audit_ignored_report(session, run, decision)
             return TransitionResult(TransitionStatus.ALREADY_FINAL, run)
+        return self._correct(session, run, ctx, decision, history)
+
+    def _correct(
+        self,
+        session: Session,
+        run: OperationRun,
+        ctx: RunContext,
+        decision: Decision,
+        history: list[LateCompletion],
+    ) -> TransitionResult:
+        """Apply a late job report with proof over a no-proof decision, once: compare-and-set
+        on the decision being corrected, so of two late reports only one corrects."""
         previous = ctx.decision
         assert previous is not None
         corrected = decision.model_copy(
@@ -518,7 +532,6 @@ class OperationRunService:
                 "late_completions": history,
             }
         )
-        # Compare-and-set on the decision being corrected, so two late reports correct once.
         stmt = (
             update(OperationRun)
             .where(
