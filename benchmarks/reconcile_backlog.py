@@ -47,8 +47,9 @@ from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
-from opsrecon_dagster.sensors.gc_pacing import paced_collection
-from opsrecon_dagster.sensors.reconciliation import BATCH_SIZE, drain, pool_connections
+from opsrecon_dagster.sensors.reconciliation import pool_connections
+from opsrecon_dagster.service.gc_pacing import paced_collection
+from opsrecon_dagster.service.reconciliation import BATCH_SIZE, drain
 from opsrecon_dagster_tests.doubles import NoDagster
 
 TYPES = ("deviceConfigurations", "compliancePolicies", "appProtectionPolicies")

@@ -41,7 +41,7 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import DEFAULT_FIXTURE_FILE, FileGate
 from opsrecon_dagster.reconciliation.reconciler import ReconcileResult
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
-from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
+from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
 from opsrecon_dagster.settings import Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 

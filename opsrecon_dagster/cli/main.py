@@ -824,7 +824,7 @@ def reconcile_command(
     from opsrecon_dagster.definitions import defs
     from opsrecon_dagster.launch import ensure_dagster_home
     from opsrecon_dagster.resources import AppDatabaseResource
-    from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
+    from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
 
     app = app_of(ctx)
     with user_errors(app):

@@ -26,7 +26,7 @@ from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
-from opsrecon_dagster.sensors.reconciliation import reconcile_batch
+from opsrecon_dagster.service.reconciliation import reconcile_batch
 from opsrecon_dagster_tests.conftest import Scope, add_schedule
 
 PRUNE = OperationType.BACKUP_RETENTION_PRUNE.value

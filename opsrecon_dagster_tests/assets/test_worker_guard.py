@@ -22,7 +22,7 @@ from opsrecon_dagster.providers.fixture import FixtureTenantProvider
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
-from opsrecon_dagster.sensors.instance_view import InstanceDagsterView
+from opsrecon_dagster.service.instance_view import InstanceDagsterView
 from opsrecon_dagster_tests.conftest import Scope, add_schedule, make_scope
 
 # The one provider every materialization in a test gets, so its call counter is observable.

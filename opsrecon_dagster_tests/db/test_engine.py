@@ -45,8 +45,8 @@ def test_describe_hides_password() -> None:
 
 def test_resources_share_one_pooled_engine_per_database(tmp_path) -> None:
     """Ticks and steps reuse the process's context (and its pool) for the same settings."""
-    from opsrecon_dagster.resources import AppDatabaseResource
     from opsrecon_dagster.app import dispose_shared
+    from opsrecon_dagster.resources import AppDatabaseResource
 
     url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     resource = AppDatabaseResource(database_url=url)

@@ -23,7 +23,7 @@ from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.providers.fixture import FixtureConfig, FixtureTenantProvider
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
-from opsrecon_dagster.sensors.instance_view import InstanceDagsterView
+from opsrecon_dagster.service.instance_view import InstanceDagsterView
 from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule, make_scope
 
 TYPES = ["deviceConfigurations", "compliancePolicies", "appProtectionPolicies"]

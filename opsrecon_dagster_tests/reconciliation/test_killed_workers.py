@@ -26,7 +26,7 @@ from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
-from opsrecon_dagster.sensors.reconciliation import deliver, reconcile_batch
+from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
 from opsrecon_dagster_tests.conftest import Scope
 
 pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out

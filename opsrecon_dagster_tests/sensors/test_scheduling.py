@@ -21,13 +21,13 @@ from opsrecon_dagster.operations.context import Decision, RunContext, RunInputs
 from opsrecon_dagster.reconciliation.dagster_view import ENVIRONMENT_TAG, RUN_TAG, WORKSPACE_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource
-from opsrecon_dagster.sensors.instance_view import InstanceDagsterView
 from opsrecon_dagster.sensors.scheduling import (
     PARTITIONS_NAME,
     backup_schedules_sensor,
     environment_partitions_sensor,
     inventory_sync_schedule,
 )
+from opsrecon_dagster.service.instance_view import InstanceDagsterView
 from opsrecon_dagster_tests.conftest import Scope, add_schedule, make_scope
 
 
