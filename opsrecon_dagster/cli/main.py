@@ -168,7 +168,7 @@ def runs() -> None:
 
 
 # Columns of the run tables that may wrap to fit 100 columns (ids and states never do).
-WRAPPED = ("ENVIRONMENT", "REASON", "SCENARIO", "DECIDED")
+WRAPPED = ("ENVIRONMENT",)
 STATUSES = tuple(s.value for s in RunStatus)
 OUTCOMES = tuple(o.value for o in RunOutcome)
 _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
@@ -290,17 +290,18 @@ def runs_list(
     if not data:
         click.echo("no operation runs" + (" before that one" if before_id else ""))
         return
-    # STATE: the outcome once completed, else the status (queued, running).
-    t = table("ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE", "REASON", wrap=WRAPPED)
+    # STATE: the outcome once completed, else the status (queued, running); below it the
+    # reason code, whole (a code is never broken across lines).
+    t = table("ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE", wrap=WRAPPED)
     for d in data:
+        state = d["outcome"] or d["status"]
         t.add_row(
             *cells(
                 d["id"],
                 _short_time(d["created_at"]),
                 d["type"],
                 d["partition_key"],
-                d["outcome"] or d["status"],
-                d["reason_code"],
+                f"{state}\n{d['reason_code']}" if d["reason_code"] else state,
             )
         )
     console().print(t)
@@ -865,7 +866,8 @@ def reconcile_command(
     if not rows:
         click.echo("no stale operation runs")
         return
-    t = table("ID", "TYPE", "ENVIRONMENT", "OUTCOME", "WRITTEN", "REASON", wrap=WRAPPED)
+    # OUTCOME: the decision (none yet: -), with its reason code below it.
+    t = table("ID", "TYPE", "ENVIRONMENT", "OUTCOME", "WRITTEN", wrap=WRAPPED)
     for row in rows:
         verb = "would decide" if dry_run else (row["written"] or "no decision")
         t.add_row(
@@ -873,9 +875,8 @@ def reconcile_command(
                 row["id"],
                 row["type"],
                 row["partition_key"],
-                row["outcome"],
+                f"{row['outcome'] or '-'}\n{row['reason_code']}",
                 verb,
-                row["reason_code"],
             )
         )
     console().print(t)
@@ -892,13 +893,16 @@ def demo_command(ctx: click.Context) -> None:
     os.environ[LANGUAGE_VAR] = app.language  # its jobs, workers and reconciler speak it too
     rows = run_demo(click.echo)
     click.echo("")
-    # DECIDED says "MISMATCH" beside a decision that is not the expected one.
-    t = table("RUN", "SCENARIO", "ENVIRONMENT", "DECIDED", "BY", "REASON", wrap=WRAPPED)
+    # DECIDED: the outcome, and below it who decided; "MISMATCH" beside a decision that is
+    # not the expected one. Reason codes are never broken (the scenario text wraps instead).
+    t = table("RUN", "SCENARIO", "ENVIRONMENT", "DECIDED", "REASON", wrap=("SCENARIO", "DECIDED"))
     for r in rows:
         decided = (
             r.decided if r.expected == r.decided else f"{r.decided} MISMATCH, expected {r.expected}"
         )
-        t.add_row(*cells(r.run_id, r.label, r.environment, decided, r.decided_by, r.reason))
+        t.add_row(
+            *cells(r.run_id, r.label, r.environment, f"{decided}\nby {r.decided_by}", r.reason)
+        )
     console().print(t)
     print_reason_legend([r.reason for r in rows], app.language)
     mismatches = [r for r in rows if r.expected != r.decided]
