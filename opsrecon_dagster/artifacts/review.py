@@ -236,16 +236,18 @@ def review_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
     considered = sorted({r.id for r in own} | {r.id for r in reusable})
     ids, total = Evidence.capped_ids(considered)
     candidates = composed or reusable
+    # fingerprint_drift: 1 when the run's own review was composed from inputs that changed
+    # after the run started (its fingerprint is then not the requested one).
+    drift = int(any(r.fingerprint != fingerprint for r in composed))
+    counts = {"candidates": len(candidates), "fingerprint_drift": drift}
     evidence = scope.base_evidence(
         **base,
         considered_ids=ids,
         considered_total=total,
         artifact_ids=sorted(r.id for r in candidates)[:20],
         artifact_statuses=sorted({r.status for r in candidates}),
+        counts=counts,
     )
-    # 1 when the run's own review was composed from inputs that changed after it started.
-    drift = int(any(r.fingerprint != fingerprint for r in composed))
-    counts = {"candidates": len(candidates), "fingerprint_drift": drift}
     if len(candidates) > 1:
         return Proof(RunOutcome.FAILED, "proof_ambiguous", evidence, counts)
     if composed:

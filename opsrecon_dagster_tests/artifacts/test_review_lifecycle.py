@@ -133,6 +133,7 @@ def test_fingerprint_is_computed_from_the_inputs_used_at_compose_time(
     proof = _proof(app, run_id)
     assert (proof.outcome, proof.reason_code) == ("succeeded", "review_composed")
     assert proof.counts["fingerprint_drift"] == 1
+    assert proof.evidence.counts["fingerprint_drift"] == 1  # recorded with the decision
 
 
 def test_a_review_whose_fingerprint_does_not_match_its_summary_proves_nothing(
