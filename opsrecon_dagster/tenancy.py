@@ -139,7 +139,13 @@ def _owned(session: Session, model: Any, row_id: int, env: ManagedEnvironment, w
         env.id,
         env.workspace_id,
     ):
-        raise TenancyError(f"{env.partition_key} has no {what} {row_id}")
+        others = session.scalars(
+            select(model)
+            .where(model.managed_environment_id == env.id, model.workspace_id == env.workspace_id)
+            .order_by(model.id)
+        ).all()
+        listed = ", ".join(f"{o.id} ({o.name})" for o in others) or "none"
+        raise TenancyError(f"{env.partition_key} has no {what} {row_id} (it has: {listed})")
     return row
 
 

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.cli.common import (
     UserError,
     app_of,
@@ -38,6 +39,7 @@ from opsrecon_dagster.operations.catalog import (
     OperationType,
     parse_operation_type,
 )
+from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.operations.queries import (
     RunFilter,
     evidence_lines,
@@ -534,9 +536,6 @@ def operations_start(
 
     Every option is checked against the catalog and the database before the row is
     written or anything is launched."""
-    from opsrecon_dagster.artifacts.review import current_fingerprint
-    from opsrecon_dagster.operations.context import RunInputs
-
     app = app_of(ctx)
     with user_errors(app):
         parsed = parse_operation_type(op_type)
