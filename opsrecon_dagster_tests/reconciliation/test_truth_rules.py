@@ -8,12 +8,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from opsrecon_dagster.artifacts.common import load_scope
+from opsrecon_dagster.artifacts.review import compose_review
+from opsrecon_dagster.artifacts.review_lifecycle import ReviewLifecycle
 from opsrecon_dagster.db.models import (
     BackupSet,
     BaselineSnapshot,
     EnvironmentReview,
     InventoryCoverage,
     ManagedEnvironment,
+    OperationRun,
 )
 from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster.operations.catalog import OperationType
@@ -175,3 +179,23 @@ def test_same_fingerprint_review_older_than_the_run_is_reuse(world: World) -> No
     assert world.decided(run_id) == ("succeeded", "review_reused")
     with world.app.sessions() as s:
         assert len(s.scalars(select(EnvironmentReview)).all()) == 1
+
+
+def test_a_review_superseded_after_its_worker_died_still_proves_the_run(world: World) -> None:
+    """The worker composed its review and died before reporting; by the time the reconciler
+    looks, an operator has published and then superseded that review."""
+    scope = world.scope("full")
+    world.inventory(scope)
+    run_id = world.start(REV, scope)
+    world.running(run_id)
+    with world.app.sessions() as s:
+        run = s.get(OperationRun, run_id)
+        assert run is not None
+        run_scope = load_scope(s, run)
+    review_id, adopted = compose_review(world.app.sessions, run_scope, lambda _p: None)
+    assert not adopted
+    lifecycle = ReviewLifecycle(world.app.sessions)
+    lifecycle.publish(review_id)
+    lifecycle.supersede(review_id)
+    world.reconcile(run_ids=[run_id])
+    assert world.decided(run_id) == ("succeeded", "review_composed")
