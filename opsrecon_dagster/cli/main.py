@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.artifacts.inventory import DEFAULT_POLICY_TYPES
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.cli.common import (
     UserError,
@@ -39,7 +40,7 @@ from opsrecon_dagster.operations.catalog import (
     OperationType,
     parse_operation_type,
 )
-from opsrecon_dagster.operations.context import RunInputs
+from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.operations.queries import (
     RunFilter,
     evidence_lines,
@@ -53,6 +54,11 @@ from opsrecon_dagster.operations.reasons import (
     Language,
     message,
     parse_language,
+)
+from opsrecon_dagster.providers.fixture import (
+    DEFAULT_FIXTURE_FILE,
+    FixtureEnvironment,
+    load_fixture_config,
 )
 from opsrecon_dagster.settings import LANGUAGE_VAR, Settings
 from opsrecon_dagster.tenancy import (
@@ -539,29 +545,8 @@ def operations_start(
     app = app_of(ctx)
     with user_errors(app):
         parsed = parse_operation_type(op_type)
-        _check_applicable(parsed, policy_types, profile_id, schedule_id)
-        with app.sessions() as session:
-            env = resolve_environment(session, environment)
-            if policy_types:
-                _check_policy_types(policy_types, env.partition_key)
-            if profile_id is not None:
-                environment_profile(session, env, profile_id)
-            if parsed in NEEDS_SCHEDULE:
-                if schedule_id is None:
-                    raise UserError(_schedule_needed(parsed, session, env))
-                environment_schedule(session, env, schedule_id)
-            fingerprint = (
-                current_fingerprint(session, env.workspace_id, env.id)
-                if parsed is OperationType.ENVIRONMENT_REVIEW_COMPOSE
-                else None
-            )
-            ws_id, env_id = env.workspace_id, env.id
-        inputs = RunInputs(
-            policy_types=list(policy_types),
-            baseline_profile_id=profile_id,
-            backup_schedule_id=schedule_id,
-            fingerprint=fingerprint,
-            trigger="cli",
+        ws_id, env_id, inputs = _checked_inputs(
+            app, parsed, environment, policy_types, profile_id, schedule_id
         )
         started = app.runs.start(parsed, workspace_id=ws_id, environment_id=env_id, inputs=inputs)
     run = started.run
@@ -580,23 +565,68 @@ def operations_start(
     with user_errors(app), app.sessions() as session:
         final = app.runs.get(run.id)
         summary = run_summary(final, partition_keys(session, [run]).get(env_id))
-        review_id = (
-            _review_of(final) if parsed is OperationType.ENVIRONMENT_REVIEW_COMPOSE else None
+    _print_started(summary, started.created, launched, _review_of(final), as_json)
+    _exit_for(summary, wait=wait or in_process, launched=launched is not None)
+
+
+def _checked_inputs(
+    app: AppContext,
+    op_type: OperationType,
+    environment: str,
+    policy_types: tuple[str, ...],
+    profile_id: int | None,
+    schedule_id: int | None,
+) -> tuple[int, int, RunInputs]:
+    """The run's workspace, environment and inputs, once every option has been checked
+    against the catalog and the database (``UserError`` naming the first problem)."""
+    _check_applicable(op_type, policy_types, profile_id, schedule_id)
+    with app.sessions() as session:
+        env = resolve_environment(session, environment)
+        if policy_types:
+            _check_policy_types(policy_types, env.partition_key)
+        if profile_id is not None:
+            environment_profile(session, env, profile_id)
+        if op_type in NEEDS_SCHEDULE:
+            if schedule_id is None:
+                raise UserError(_schedule_needed(op_type, session, env))
+            environment_schedule(session, env, schedule_id)
+        fingerprint = (
+            current_fingerprint(session, env.workspace_id, env.id)
+            if op_type is OperationType.ENVIRONMENT_REVIEW_COMPOSE
+            else None
         )
+        inputs = RunInputs(
+            policy_types=list(policy_types),
+            baseline_profile_id=profile_id,
+            backup_schedule_id=schedule_id,
+            fingerprint=fingerprint,
+            trigger="cli",
+        )
+        return env.workspace_id, env.id, inputs
+
+
+def _print_started(
+    summary: dict[str, Any],
+    created: bool,
+    launched: dict[str, Any] | None,
+    review_id: int | None,
+    as_json: bool,
+) -> None:
+    """The final state of a started run (and, for a review compose, its review)."""
+    compose = summary["type"] == OperationType.ENVIRONMENT_REVIEW_COMPOSE.value
     if as_json:
-        out: dict[str, Any] = {"created": started.created, "launched": launched, "run": summary}
-        if parsed is OperationType.ENVIRONMENT_REVIEW_COMPOSE:
+        out: dict[str, Any] = {"created": created, "launched": launched, "run": summary}
+        if compose:
             out["review_id"] = review_id
         emit_json(out)
-    else:
-        click.echo(
-            f"status {summary['status']}, outcome {summary['outcome'] or '-'}"
-            f" ({summary['reason_code'] or '-'})"
-        )
-        if review_id is not None:
-            verb = "reused" if summary["reason_code"] == "review_reused" else "composed"
-            click.echo(f"review {review_id} {verb}")
-    _exit_for(summary, wait=wait or in_process, launched=launched is not None)
+        return
+    click.echo(
+        f"status {summary['status']}, outcome {summary['outcome'] or '-'}"
+        f" ({summary['reason_code'] or '-'})"
+    )
+    if compose and review_id is not None:
+        verb = "reused" if summary["reason_code"] == "review_reused" else "composed"
+        click.echo(f"review {review_id} {verb}")
 
 
 # Which ``operations start`` options each type takes (the others are refused).
@@ -636,13 +666,6 @@ def _check_applicable(
 def known_policy_types(partition_key: str) -> set[str]:
     """The policy types an inventory sync may ask for: the product's own (the types synced
     by default), and with the fixture provider the types its fixture gives the environment."""
-    from opsrecon_dagster.artifacts.inventory import DEFAULT_POLICY_TYPES
-    from opsrecon_dagster.providers.fixture import (
-        DEFAULT_FIXTURE_FILE,
-        FixtureEnvironment,
-        load_fixture_config,
-    )
-
     known = set(DEFAULT_POLICY_TYPES)
     if (os.environ.get("OPSRECON_PROVIDER") or "fixture") == "fixture":
         config = load_fixture_config(
@@ -672,8 +695,6 @@ def _schedule_needed(op_type: OperationType, session: Any, env: Any) -> str:
 
 def _review_of(run: Any) -> int | None:
     """The review a finished compose run composed or reused: the one its proof names."""
-    from opsrecon_dagster.operations.context import RunContext
-
     if run.status != RunStatus.COMPLETED.value or run.outcome != RunOutcome.SUCCEEDED.value:
         return None
     ctx = RunContext.load_or_none(run.context)
