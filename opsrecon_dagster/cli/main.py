@@ -279,15 +279,7 @@ def runs_list(
     app = app_of(ctx)
     with user_errors(app), app.sessions() as session:
         type_name = parse_operation_type(op_type).value if op_type else None
-        ws_id = resolve_workspace(session, workspace).id if workspace else None
-        env_id = None
-        if environment:
-            env = resolve_environment(session, environment)
-            if ws_id is not None and env.workspace_id != ws_id:
-                raise UserError(
-                    f"environment {env.partition_key} is not in workspace {workspace!r}"
-                )
-            ws_id, env_id = env.workspace_id, env.id
+        ws_id, env_id = _workspace_and_environment(session, workspace, environment)
         flt = replace(flt, op_type=type_name, workspace_id=ws_id, environment_id=env_id)
         page = page_runs(session, flt)
         keys = partition_keys(session, page.runs)
@@ -298,24 +290,38 @@ def runs_list(
     if not data:
         click.echo("no operation runs" + (" before that one" if before_id else ""))
         return
+    _print_runs(data, app.language)
+    if page.next_before_id is not None:
+        click.echo(f"more runs: add --before-id {page.next_before_id} for the next page")
+
+
+def _workspace_and_environment(
+    session: Any, workspace: str | None, environment: str | None
+) -> tuple[int | None, int | None]:
+    """The ids ``--workspace`` and ``--environment`` name (the environment must be in the
+    workspace when both are given)."""
+    ws_id = resolve_workspace(session, workspace).id if workspace else None
+    if not environment:
+        return ws_id, None
+    env = resolve_environment(session, environment)
+    if ws_id is not None and env.workspace_id != ws_id:
+        raise UserError(f"environment {env.partition_key} is not in workspace {workspace!r}")
+    return env.workspace_id, env.id
+
+
+def _print_runs(data: list[dict[str, Any]], language: Language) -> None:
+    """Run summaries as a table, then the legend of their reason codes."""
     # STATE: the outcome once completed, else the status (queued, running); below it the
     # reason code, whole (a code is never broken across lines).
     t = table("ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE", wrap=WRAPPED)
     for d in data:
         state = d["outcome"] or d["status"]
-        t.add_row(
-            *cells(
-                d["id"],
-                _short_time(d["created_at"]),
-                d["type"],
-                d["partition_key"],
-                f"{state}\n{d['reason_code']}" if d["reason_code"] else state,
-            )
-        )
+        if d["reason_code"]:
+            state = f"{state}\n{d['reason_code']}"
+        created = _short_time(d["created_at"])
+        t.add_row(*cells(d["id"], created, d["type"], d["partition_key"], state))
     console().print(t)
-    print_reason_legend([d["reason_code"] for d in data], app.language)
-    if page.next_before_id is not None:
-        click.echo(f"more runs: add --before-id {page.next_before_id} for the next page")
+    print_reason_legend([d["reason_code"] for d in data], language)
 
 
 def _short_time(iso: str | None) -> str | None:
@@ -840,46 +846,14 @@ def reconcile_command(
     as_json: bool,
 ) -> None:
     """Finalize stale runs from proof: the same code path as the reconciliation sensor."""
-    import dagster as dg
-
-    from opsrecon_dagster.definitions import defs
-    from opsrecon_dagster.launch import ensure_dagster_home
-    from opsrecon_dagster.resources import AppDatabaseResource
-    from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
-
     app = app_of(ctx)
     with user_errors(app):
         type_name = parse_operation_type(op_type).value if op_type else None
         with app.sessions() as session:
             ws_id = resolve_workspace(session, workspace).id if workspace else None
-        ensure_dagster_home()
-        with dg.DagsterInstance.get() as instance:
-            app_db = AppDatabaseResource(
-                database_url=app.url.render_as_string(False), language=app.language
-            )
-            batch = reconcile_batch(
-                instance,
-                app_db,
-                limit=limit,
-                op_type=type_name,
-                workspace_id=ws_id,
-                dry_run=dry_run,
-                jobs=defs.resolve_job_def,
-            )
-            deliver(instance, app_db, batch.delivery)
-            results = batch.results
-    rows = [
-        {
-            "id": r.run_id,
-            "type": r.op_type,
-            "partition_key": r.partition_key,
-            "outcome": r.verdict.outcome.value if r.verdict.outcome else None,
-            "reason_code": r.verdict.reason_code,
-            "adapter": r.verdict.adapter,
-            "written": r.status.value if r.status else None,
-        }
-        for r in results
-    ]
+        rows = _reconcile_once(
+            app, limit=limit, op_type=type_name, workspace_id=ws_id, dry_run=dry_run
+        )
     if as_json:
         emit_json({"dry_run": dry_run, "runs": rows})
         return
@@ -890,17 +864,51 @@ def reconcile_command(
     t = table("ID", "TYPE", "ENVIRONMENT", "OUTCOME", "WRITTEN", wrap=WRAPPED)
     for row in rows:
         verb = "would decide" if dry_run else (row["written"] or "no decision")
-        t.add_row(
-            *cells(
-                row["id"],
-                row["type"],
-                row["partition_key"],
-                f"{row['outcome'] or '-'}\n{row['reason_code']}",
-                verb,
-            )
-        )
+        outcome = f"{row['outcome'] or '-'}\n{row['reason_code']}"
+        t.add_row(*cells(row["id"], row["type"], row["partition_key"], outcome, verb))
     console().print(t)
     print_reason_legend([str(r["reason_code"]) for r in rows], app.language)
+
+
+def _reconcile_once(
+    app: AppContext, *, limit: int, op_type: str | None, workspace_id: int | None, dry_run: bool
+) -> list[dict[str, Any]]:
+    """One batch through the reconciliation service, on the instance in ``$DAGSTER_HOME``;
+    its decisions as rows (the ``--json`` shape)."""
+    import dagster as dg
+
+    from opsrecon_dagster.definitions import defs
+    from opsrecon_dagster.launch import ensure_dagster_home
+    from opsrecon_dagster.resources import AppDatabaseResource
+    from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
+
+    ensure_dagster_home()
+    app_db = AppDatabaseResource(
+        database_url=app.url.render_as_string(False), language=app.language
+    )
+    with dg.DagsterInstance.get() as instance:
+        batch = reconcile_batch(
+            instance,
+            app_db,
+            limit=limit,
+            op_type=op_type,
+            workspace_id=workspace_id,
+            dry_run=dry_run,
+            jobs=defs.resolve_job_def,
+        )
+        deliver(instance, app_db, batch.delivery)
+    return [
+        {
+            "id": r.run_id,
+            "type": r.op_type,
+            "partition_key": r.partition_key,
+            "outcome": r.verdict.outcome.value if r.verdict.outcome else None,
+            "reason_code": r.verdict.reason_code,
+            "adapter": r.verdict.adapter,
+            "written": r.status.value if r.status else None,
+        }
+        for r in batch.results
+    ]
 
 
 @cli.command("demo")
