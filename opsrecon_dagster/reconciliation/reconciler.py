@@ -141,6 +141,18 @@ def decide(
     return Verdict(RunOutcome.FAILED, reason, adapter, proof.evidence)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """What one batch of candidates is decided from (``Reconciler._gather``)."""
+
+    contexts: dict[int, RunContext]
+    unreadable: set[int]  # rows whose stored context cannot be read (poison rows)
+    partitions: dict[int, str]  # environment id -> partition key
+    dagster: dict[int, DagsterRunInfo]  # operation run id -> its Dagster run
+    facts: dict[int, RunFacts]
+    view: ProofView
+
+
 class Reconciler:
     """Finds open runs that need a decision and finalizes them truthfully."""
 
@@ -175,61 +187,87 @@ class Reconciler:
         now = self._clock()
         with self._sessions() as session, session.begin():
             candidates = self._candidates(session, now, limit, op_type, workspace_id, run_ids)
-            contexts = self._load_contexts(session, candidates)
-            unreadable = {r.id for r in candidates} - contexts.keys()
-            partitions = partition_keys(session, candidates)
-            dagster = self._dagster_runs(candidates, partitions)
-            facts = {r.id: self._facts(r, dagster.get(r.id), now) for r in candidates}
-            readable = [r for r in candidates if r.id not in unreadable]
-            materialized = self._materializations(readable, partitions)
-            superseded = superseded_runs(session, candidates)
-            view = ProofView.load(session, readable)  # a fixed number of queries per batch
-            for run in candidates:
-                facts[run.id] = replace(
-                    facts[run.id],
-                    materialized=materialized.get(run.id, ()),
-                    superseded=run.id in superseded,
-                )
+            batch = self._gather(session, candidates, now)
             verdicts = {
                 run.id: self._with_evidence(
                     run,
-                    facts[run.id],
-                    self._verdict(view, run, facts[run.id], run.id in unreadable),
+                    batch.facts[run.id],
+                    self._verdict(batch.view, run, batch.facts[run.id], run.id in batch.unreadable),
                 )
                 for run in candidates
             }
             written = (
                 {}
                 if dry_run
-                else self._write(session, candidates, contexts, facts, verdicts, partitions, now)
+                else self._write(
+                    session,
+                    candidates,
+                    batch.contexts,
+                    batch.facts,
+                    verdicts,
+                    batch.partitions,
+                    now,
+                )
             )
             results = [
                 ReconcileResult(
                     run.id,
                     run.type,
                     self._family_key(run),
-                    partitions.get(run.managed_environment_id or -1),
+                    batch.partitions.get(run.managed_environment_id or -1),
                     verdicts[run.id],
                     written.get(run.id),
                 )
                 for run in candidates
             ]
             if not dry_run:
-                self._runs.observe_dagster_in(
-                    session,
-                    links={
-                        r.id: info.run_id
-                        for r in candidates
-                        if r.dagster_run_id is None and (info := dagster.get(r.id)) is not None
-                    },
-                    # Not decidable yet: out of the backlog's front until it could be.
-                    revisit={
-                        r.id: self._rule.next_look(r, facts[r.id].dagster, now)
-                        for r in candidates
-                        if verdicts[r.id].outcome is None
-                    },
-                )
+                self._observe(session, candidates, batch, verdicts, now)
         return results
+
+    def _gather(self, session: Session, candidates: list[OperationRun], now: datetime) -> _Batch:
+        """Everything a batch is decided from: stored contexts, partitions, what Dagster
+        knows (runs and materializations), supersession, and the batched proof view."""
+        contexts = self._load_contexts(session, candidates)
+        unreadable = {r.id for r in candidates} - contexts.keys()
+        partitions = partition_keys(session, candidates)
+        dagster = self._dagster_runs(candidates, partitions)
+        readable = [r for r in candidates if r.id not in unreadable]
+        materialized = self._materializations(readable, partitions)
+        superseded = superseded_runs(session, candidates)
+        facts = {
+            r.id: replace(
+                self._facts(r, dagster.get(r.id), now),
+                materialized=materialized.get(r.id, ()),
+                superseded=r.id in superseded,
+            )
+            for r in candidates
+        }
+        view = ProofView.load(session, readable)  # a fixed number of queries per batch
+        return _Batch(contexts, unreadable, partitions, dagster, facts, view)
+
+    def _observe(
+        self,
+        session: Session,
+        candidates: list[OperationRun],
+        batch: _Batch,
+        verdicts: Mapping[int, Verdict],
+        now: datetime,
+    ) -> None:
+        """Record Dagster runs found for rows without a link, and when each undecided row
+        is to be looked at again (out of the backlog's front until it could be decided)."""
+        self._runs.observe_dagster_in(
+            session,
+            links={
+                r.id: info.run_id
+                for r in candidates
+                if r.dagster_run_id is None and (info := batch.dagster.get(r.id)) is not None
+            },
+            revisit={
+                r.id: self._rule.next_look(r, batch.facts[r.id].dagster, now)
+                for r in candidates
+                if verdicts[r.id].outcome is None
+            },
+        )
 
     # ------------------------------------------------------------------ selection
     def _candidates(
