@@ -88,7 +88,8 @@ def test_proof_older_than_the_run_is_ignored(world: World, op, asset, model, col
 
 
 def test_older_same_fingerprint_review_is_reused(world: World) -> None:
-    """Reviews are the one family where earlier proof counts: a reusable review (SPEC §6)."""
+    """Reviews are the one family where earlier proof counts: a reusable review
+    (docs/decisions.md, reviews)."""
     scope = world.scope("full")
     prepare(world, REV, scope)
     first = open_run(world, REV, scope)

@@ -1,5 +1,5 @@
-"""The rules every family shares (SPEC §6): the blocked rule without artifacts, counts over
-status fields, requested types only, reuse of an older same-fingerprint review."""
+"""The rules every family shares (docs/decisions.md): the blocked rule without artifacts,
+counts over status fields, requested types only, reuse of an older same-fingerprint review."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""SPEC §6 truth table, per family: each row is a real run state and its decided outcome."""
+"""The decision table (docs/decisions.md), per family: each row is a real run state and its
+decided outcome."""
 
 from __future__ import annotations
 
