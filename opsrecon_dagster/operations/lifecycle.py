@@ -106,6 +106,41 @@ def identity_key(
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class _StartRequest:
+    """What ``start`` finds or creates: the run's type, scope and inputs, and its identity."""
+
+    op_type: OperationType
+    workspace_id: int
+    environment_id: int | None
+    inputs: RunInputs
+    digest: str  # ``input_hash`` of the inputs
+    key: str  # ``identity_key``
+    once: bool
+
+    @classmethod
+    def of(
+        cls,
+        op_type: OperationType,
+        workspace_id: int,
+        environment_id: int | None,
+        inputs: RunInputs,
+        once: bool,
+    ) -> _StartRequest:
+        digest = input_hash(inputs)
+        key = identity_key(op_type, workspace_id, environment_id, digest)
+        return cls(op_type, workspace_id, environment_id, inputs, digest, key, once)
+
+
+# The per-row columns a batch of final decisions writes, from (decision, stored context).
+_FINAL_VALUES: dict[str, Callable[[Decision, dict[str, object]], object]] = {
+    "outcome": lambda d, _c: d.outcome.value,
+    "reason_code": lambda d, _c: d.reason_code,
+    "context": lambda _d, c: c,
+    "completed_at": lambda d, _c: d.decided_at,
+}
+
+
 class OperationRunService:
     """Owns every write to ``operation_runs`` and the audit rows that go with them."""
 
@@ -132,48 +167,60 @@ class OperationRunService:
         ``once``: the identity may have one run ever (a schedule's window), so a completed
         run with it is returned too, and nothing new is created (unique ``once_key``).
         """
-        entry = self.catalog.get(op_type)
-        inputs = inputs or RunInputs()
-        digest = input_hash(inputs)
-        key = identity_key(entry.type, workspace_id, environment_id, digest)
+        request = _StartRequest.of(
+            self.catalog.get(op_type).type,
+            workspace_id,
+            environment_id,
+            inputs or RunInputs(),
+            once,
+        )
         # A lost insert race is retried: normally the winner is found at once; if the winner
         # already finished in between, the next attempt creates a fresh run legitimately.
         for _attempt in range(3):
             with self._sessions() as session:
                 try:
-                    with session.begin():
-                        if environment_id is not None:
-                            self._check_scope(session, workspace_id, environment_id)
-                        existing = self._existing(session, key, once)
-                        if existing is not None:
-                            return StartResult(existing, created=False)
-                        now = utcnow()
-                        run = OperationRun(
-                            workspace_id=workspace_id,
-                            managed_environment_id=environment_id,
-                            type=entry.type.value,
-                            status=RunStatus.QUEUED.value,
-                            input_hash=digest,
-                            identity_key=key,
-                            once_key=key if once else None,
-                            context=RunContext(inputs=inputs).dump(),
-                            created_at=now,
-                            last_progress_at=now,
-                            stale_at=self.rule.due_at(
-                                entry.type.value, RunStatus.QUEUED.value, now
-                            ),
-                        )
-                        session.add(run)
-                        session.flush()
-                        self._audit(session, run, "run.queued", actor, from_status=None)
-                    return StartResult(run, created=True)
+                    return self._find_or_create(session, request, actor)
                 except IntegrityError:
                     pass
                 with session.begin():
-                    winner = self._existing(session, key, once)
+                    winner = self._existing(session, request.key, request.once)
                 if winner is not None:
                     return StartResult(winner, created=False)
         raise RuntimeError("could not start or find the active run for this identity")
+
+    def _find_or_create(
+        self, session: Session, request: _StartRequest, actor: Actor
+    ) -> StartResult:
+        """One attempt of ``start``, in its own transaction: the existing run for the
+        identity, or a new queued one with its audit row (an ``IntegrityError`` when a
+        concurrent start inserted the same identity first)."""
+        with session.begin():
+            if request.environment_id is not None:
+                self._check_scope(session, request.workspace_id, request.environment_id)
+            existing = self._existing(session, request.key, request.once)
+            if existing is not None:
+                return StartResult(existing, created=False)
+            run = self._queued_run(request, utcnow())
+            session.add(run)
+            session.flush()
+            self._audit(session, run, "run.queued", actor, from_status=None)
+        return StartResult(run, created=True)
+
+    def _queued_run(self, request: _StartRequest, now: datetime) -> OperationRun:
+        """The new row: queued, due for a look when the type's queued threshold passes."""
+        return OperationRun(
+            workspace_id=request.workspace_id,
+            managed_environment_id=request.environment_id,
+            type=request.op_type.value,
+            status=RunStatus.QUEUED.value,
+            input_hash=request.digest,
+            identity_key=request.key,
+            once_key=request.key if request.once else None,
+            context=RunContext(inputs=request.inputs).dump(),
+            created_at=now,
+            last_progress_at=now,
+            stale_at=self.rule.due_at(request.op_type.value, RunStatus.QUEUED.value, now),
+        )
 
     # ----------------------------------------------------------------- running / heartbeat
     def mark_running(
@@ -348,42 +395,13 @@ class OperationRunService:
         rows' contexts as the caller already parsed them, so they are not parsed twice.
         """
         by_id = {r.id: r for r in runs}
-        parsed = contexts or {}
-        planned: dict[int, tuple[Decision, dict[str, object]]] = {}
-        for run_id, decision in decisions.items():
-            run = by_id[run_id]
-            ctx = parsed.get(run_id) or self._context(session, run) or RunContext()
-            if run.status not in ACTIVE:
-                continue
-            attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
-            decision = decision.model_copy(update={"attempt": max(attempts, 1)})
-            new_ctx = ctx.model_copy(
-                update={"decision": decision, "reconciliation_attempts": attempts}
-            )
-            planned[run_id] = (decision, new_ctx.dump())
+        planned = self._plan_many(session, by_id, decisions, contexts or {})
         changed = self._finalize_many(session, planned)
         results: dict[int, TransitionResult] = {}
         audits = []
         for run_id in changed:
             run, (decision, context) = by_id[run_id], planned[run_id]
-            from_status = run.status
-            for name, value in (
-                ("status", RunStatus.COMPLETED.value),
-                ("outcome", decision.outcome.value),
-                ("reason_code", decision.reason_code),
-                ("context", context),
-                ("completed_at", decision.decided_at),
-            ):
-                set_committed_value(run, name, value)
-            audits.append(
-                self._audit_row(
-                    run,
-                    "run.reconciled",
-                    decision.decided_by,
-                    from_status=from_status,
-                    details=AuditDetails(adapter=decision.adapter, evidence=decision.evidence),
-                )
-            )
+            audits.append(self._mirror_reconciled(run, decision, context))
             results[run_id] = TransitionResult(TransitionStatus.APPLIED, run)
         bulk.insert_rows(session, AuditLog, audits)
         for run_id, decision in decisions.items():
@@ -392,6 +410,57 @@ class OperationRunService:
                     session, run_id, decision, action="run.reconciled"
                 )
         return results
+
+    def _plan_many(
+        self,
+        session: Session,
+        by_id: Mapping[int, OperationRun],
+        decisions: Mapping[int, Decision],
+        parsed: Mapping[int, RunContext],
+    ) -> dict[int, tuple[Decision, dict[str, object]]]:
+        """Per still-open row, the decision as it will be recorded and the context that
+        records it (a row already final is left to the single-row path)."""
+        planned: dict[int, tuple[Decision, dict[str, object]]] = {}
+        for run_id, decision in decisions.items():
+            run = by_id[run_id]
+            ctx = parsed.get(run_id) or self._context(session, run) or RunContext()
+            if run.status not in ACTIVE:
+                continue
+            recorded, new_ctx = self._recorded_decision(ctx, decision)
+            planned[run_id] = (recorded, new_ctx.dump())
+        return planned
+
+    @classmethod
+    def _mirror_reconciled(
+        cls, run: OperationRun, decision: Decision, context: dict[str, object]
+    ) -> dict[str, Any]:
+        """Mirror a row the batch UPDATE completed on its loaded object (without marking it
+        dirty) and return its audit row."""
+        from_status = run.status
+        for name, value in (
+            ("status", RunStatus.COMPLETED.value),
+            ("outcome", decision.outcome.value),
+            ("reason_code", decision.reason_code),
+            ("context", context),
+            ("completed_at", decision.decided_at),
+        ):
+            set_committed_value(run, name, value)
+        return cls._audit_row(
+            run,
+            "run.reconciled",
+            decision.decided_by,
+            from_status=from_status,
+            details=AuditDetails(adapter=decision.adapter, evidence=decision.evidence),
+        )
+
+    @staticmethod
+    def _recorded_decision(ctx: RunContext, decision: Decision) -> tuple[Decision, RunContext]:
+        """The decision with its attempt number (reconciler decisions count attempts), and
+        the run's context recording it."""
+        attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
+        decision = decision.model_copy(update={"attempt": max(attempts, 1)})
+        new_ctx = ctx.model_copy(update={"decision": decision, "reconciliation_attempts": attempts})
+        return decision, new_ctx
 
     @staticmethod
     def _finalize_many(
@@ -408,12 +477,6 @@ class OperationRunService:
         if not planned:
             return set()
         plans = list(planned.items())
-        values: dict[str, Callable[[Decision, dict[str, object]], object]] = {
-            "outcome": lambda d, _c: d.outcome.value,
-            "reason_code": lambda d, _c: d.reason_code,
-            "context": lambda _d, c: c,
-            "completed_at": lambda d, _c: d.decided_at,
-        }
         column = OperationRun.__table__.c
         guard = OperationRun.status.in_(ACTIVE)
         if bulk.arrays_supported(session):
@@ -422,19 +485,19 @@ class OperationRunService:
                     "id": ([run_id for run_id, _ in plans], column.id.type),
                     **{
                         name: ([value_of(*plan) for _, plan in plans], column[name].type)
-                        for name, value_of in values.items()
+                        for name, value_of in _FINAL_VALUES.items()
                     },
                 }
             )
             stmt = update(OperationRun).where(OperationRun.id == rows.c.id, guard)
-            new = {name: rows.c[name] for name in values}
+            new = {name: rows.c[name] for name in _FINAL_VALUES}
         else:
             stmt = update(OperationRun).where(OperationRun.id.in_(list(planned)), guard)
             new = {
                 name: _per_row(
                     name, {run_id: value_of(*plan) for run_id, plan in plans}, column[name].type
                 )
-                for name, value_of in values.items()
+                for name, value_of in _FINAL_VALUES.items()
             }
         stmt = (
             stmt.values(status=RunStatus.COMPLETED.value, stale_at=None, **new)
@@ -454,9 +517,7 @@ class OperationRunService:
         ctx = self._context(session, run) or RunContext()
         if run.status not in ACTIVE:
             return self._already_final(session, run, ctx, decision)
-        attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
-        decision = decision.model_copy(update={"attempt": max(attempts, 1)})
-        new_ctx = ctx.model_copy(update={"decision": decision, "reconciliation_attempts": attempts})
+        decision, new_ctx = self._recorded_decision(ctx, decision)
         from_status = run.status
         changed = self._cas(
             session,
@@ -532,6 +593,36 @@ class OperationRunService:
                 "late_completions": history,
             }
         )
+        if not self._cas_decision(session, run, previous, corrected, new_ctx):
+            # Another late report corrected the decision first: this one is not applied.
+            run = self._reload(session, run)
+            self._audit_ignored_report(session, run, decision)
+            return TransitionResult(TransitionStatus.ALREADY_FINAL, run)
+        self._audit(
+            session,
+            run,
+            "run.corrected",
+            Actor.LATE_CORRECTION,
+            from_status=RunStatus.COMPLETED.value,
+            details=AuditDetails(
+                adapter=corrected.adapter,
+                previous_outcome=previous.outcome,
+                previous_reason_code=previous.reason_code,
+                evidence=corrected.evidence,
+            ),
+        )
+        return TransitionResult(TransitionStatus.CORRECTED, run)
+
+    @staticmethod
+    def _cas_decision(
+        session: Session,
+        run: OperationRun,
+        previous: Decision,
+        corrected: Decision,
+        new_ctx: RunContext,
+    ) -> bool:
+        """Compare-and-set of a completed row's decision: replaced only while the row still
+        holds ``previous`` (mirrored on the loaded object when it was)."""
         stmt = (
             update(OperationRun)
             .where(
@@ -548,30 +639,14 @@ class OperationRunService:
             .execution_options(synchronize_session=False)
         )
         if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
-            # Another late report corrected the decision first: this one is not applied.
-            run = self._reload(session, run)
-            self._audit_ignored_report(session, run, decision)
-            return TransitionResult(TransitionStatus.ALREADY_FINAL, run)
+            return False
         for name, value in (
             ("outcome", corrected.outcome.value),
             ("reason_code", corrected.reason_code),
             ("context", new_ctx.dump()),
         ):
             set_committed_value(run, name, value)
-        self._audit(
-            session,
-            run,
-            "run.corrected",
-            Actor.LATE_CORRECTION,
-            from_status=RunStatus.COMPLETED.value,
-            details=AuditDetails(
-                adapter=corrected.adapter,
-                previous_outcome=previous.outcome,
-                previous_reason_code=previous.reason_code,
-                evidence=corrected.evidence,
-            ),
-        )
-        return TransitionResult(TransitionStatus.CORRECTED, run)
+        return True
 
     @classmethod
     def _audit_ignored_report(cls, session: Session, run: OperationRun, report: Decision) -> None:
