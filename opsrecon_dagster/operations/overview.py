@@ -69,42 +69,9 @@ class Overview:
 
 def build_overview(session: Session, now: datetime, language: Language = "en") -> Overview:
     """Summarize open runs and the last 24 hours with index-bounded queries."""
-    since = now - WINDOW
-    # The open-runs predicate is written as literals, as in the partial index's own
-    # definition: bound parameters would keep SQLite from using that index.
-    open_runs = [
-        OpenRun(*row)
-        for row in session.execute(
-            select(
-                OperationRun.type,
-                OperationRun.status,
-                OperationRun.stale_at,
-                OperationRun.workspace_id,
-                OperationRun.managed_environment_id,
-            ).where(ACTIVE_RUN)
-        )
-    ]
-    # The last day's decisions through the completion-time index, counted here: a GROUP BY
-    # tempts SQLite's planner into scanning a type index over the whole history.
-    # Plain tuples: counting Row objects costs more than reading them.
-    day: Counter[tuple[str, str | None, int, int | None]] = Counter(
-        (t, o, ws, env)
-        for t, o, ws, env in session.execute(
-            select(
-                OperationRun.type,
-                OperationRun.outcome,
-                OperationRun.workspace_id,
-                OperationRun.managed_environment_id,
-            ).where(OperationRun.completed_at >= since)
-        )
-    )
-    decided = [DecidedCount(*key, runs) for key, runs in day.items()]
-    latest = session.scalars(
-        select(OperationRun)
-        .where(OperationRun.completed_at.is_not(None))
-        .order_by(OperationRun.completed_at.desc(), OperationRun.id.desc())
-        .limit(RECENT)
-    ).all()
+    open_runs = _open_runs(session)
+    decided = _decided_since(session, now - WINDOW)
+    latest = _latest_decisions(session)
     names = _scope_names(
         session,
         [(r.workspace_id, r.managed_environment_id) for r in open_runs]
@@ -129,6 +96,53 @@ def build_overview(session: Session, now: datetime, language: Language = "en") -
         decided_24h=sum(d.runs for d in decided),
         latest_problem_dagster_run=problem,
     )
+
+
+def _open_runs(session: Session) -> list[OpenRun]:
+    """Every open run, through the partial open-runs index."""
+    # The open-runs predicate is written as literals, as in the partial index's own
+    # definition: bound parameters would keep SQLite from using that index.
+    return [
+        OpenRun(*row)
+        for row in session.execute(
+            select(
+                OperationRun.type,
+                OperationRun.status,
+                OperationRun.stale_at,
+                OperationRun.workspace_id,
+                OperationRun.managed_environment_id,
+            ).where(ACTIVE_RUN)
+        )
+    ]
+
+
+def _decided_since(session: Session, since: datetime) -> list[DecidedCount]:
+    """Runs completed since ``since``, counted per type, outcome and scope."""
+    # The last day's decisions through the completion-time index, counted here: a GROUP BY
+    # tempts SQLite's planner into scanning a type index over the whole history.
+    # Plain tuples: counting Row objects costs more than reading them.
+    day: Counter[tuple[str, str | None, int, int | None]] = Counter(
+        (t, o, ws, env)
+        for t, o, ws, env in session.execute(
+            select(
+                OperationRun.type,
+                OperationRun.outcome,
+                OperationRun.workspace_id,
+                OperationRun.managed_environment_id,
+            ).where(OperationRun.completed_at >= since)
+        )
+    )
+    return [DecidedCount(*key, runs) for key, runs in day.items()]
+
+
+def _latest_decisions(session: Session) -> Sequence[OperationRun]:
+    """The newest decisions, newest first."""
+    return session.scalars(
+        select(OperationRun)
+        .where(OperationRun.completed_at.is_not(None))
+        .order_by(OperationRun.completed_at.desc(), OperationRun.id.desc())
+        .limit(RECENT)
+    ).all()
 
 
 Names = dict[tuple[int, int | None], tuple[str, str]]
