@@ -18,7 +18,7 @@ from opsrecon_dagster.artifacts.families import FAMILIES, Family
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.operations.context import RunContext, RunInputs
+from opsrecon_dagster.operations.context import Decision, RunContext, RunInputs
 from opsrecon_dagster.operations.reasons import Language, message
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
@@ -154,6 +154,64 @@ def _retention(
     }
 
 
+def _job_metadata(
+    context: dg.AssetExecutionContext,
+    app: AppContext,
+    family: Family,
+    run_id: int,
+    report: JobReport,
+    provider: ProviderResource,
+) -> dict[str, dg.MetadataValue]:
+    """The step's metadata: the job's report, a successful backup's retention, and the
+    family's detail table when it has one."""
+    metadata = _metadata(report, family)
+    if family.op_type is OperationType.BACKUP_SCHEDULE_EXECUTE and (
+        report.outcome is RunOutcome.SUCCEEDED
+    ):
+        metadata |= _retention(context, app, run_id, provider)
+    if family.asset_key in DETAIL_FRAMES:
+        label, frame_of = DETAIL_FRAMES[family.asset_key]
+        with app.sessions() as session:
+            frame = frame_of(session, run_id)
+        metadata[label] = dg.MetadataValue.md(
+            frame.to_markdown(index=False) if not frame.empty else "_none_"
+        )
+    return metadata
+
+
+def _standing_decision(report: JobReport, decision: Decision | None) -> tuple[RunOutcome, str, str]:
+    """Outcome, reason code and who decided, as the row stands now (the job's report when
+    the row has no decision recorded)."""
+    # The Dagster run and the check carry the row's decision as it stands now: a late report
+    # that lost to the reconciler leaves the reconciler's (or a correction's) decision.
+    if decision is not None:
+        return decision.outcome, decision.reason_code, decision.decided_by.value
+    return report.outcome, report.reason_code, Actor.JOB.value
+
+
+def _report_decision(
+    context: dg.AssetExecutionContext,
+    run_id: int,
+    report: JobReport,
+    decision: Decision | None,
+    metadata: dict[str, dg.MetadataValue],
+    language: Language,
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
+    """Put the row's standing decision on the Dagster run: its tags, the proof check, and
+    the materialization, or the step's failure for a blocked or failed run."""
+    outcome, reason, by = _standing_decision(report, decision)
+    context.instance.add_run_tags(context.run.run_id, decision_tags(outcome, reason))
+    counts = {k: dg.MetadataValue.int(v) for k, v in sorted(report.counts.items())}
+    fields = proof_check_fields(run_id, outcome, reason, by, counts, language)
+    if outcome in (RunOutcome.BLOCKED, RunOutcome.FAILED):
+        yield dg.AssetCheckResult(**fields)
+        raise dg.Failure(
+            description=f"operation run {run_id}: {outcome.value}: {fields['description']}",
+            metadata=metadata,
+        )
+    yield dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(**fields)])
+
+
 def materialize_family(
     context: dg.AssetExecutionContext,
     family: Family,
@@ -182,38 +240,13 @@ def materialize_family(
                 context.run.run_id,
                 partition_key=context.partition_key,
             )
-            metadata = _metadata(report, family)
-            if family.op_type is OperationType.BACKUP_SCHEDULE_EXECUTE and (
-                report.outcome is RunOutcome.SUCCEEDED
-            ):
-                metadata |= _retention(context, app, run_id, provider)
-            if family.asset_key in DETAIL_FRAMES:
-                label, frame_of = DETAIL_FRAMES[family.asset_key]
-                with app.sessions() as session:
-                    frame = frame_of(session, run_id)
-                metadata[label] = dg.MetadataValue.md(
-                    frame.to_markdown(index=False) if not frame.empty else "_none_"
-                )
+            metadata = _job_metadata(context, app, family, run_id, report, provider)
             decision = RunContext.load_or_empty(app.runs.get(run_id).context).decision
         language = app.language
     context.log.info(
         f"operation run {run_id}: {report.outcome.value} ({report.reason_code}), {report.recorded}"
     )
-    # The Dagster run and the check carry the row's decision as it stands now: a late report
-    # that lost to the reconciler leaves the reconciler's (or a correction's) decision.
-    outcome, reason, by = report.outcome, report.reason_code, Actor.JOB.value
-    if decision is not None:
-        outcome, reason, by = decision.outcome, decision.reason_code, decision.decided_by.value
-    context.instance.add_run_tags(context.run.run_id, decision_tags(outcome, reason))
-    counts = {k: dg.MetadataValue.int(v) for k, v in sorted(report.counts.items())}
-    fields = proof_check_fields(run_id, outcome, reason, by, counts, language)
-    if outcome in (RunOutcome.BLOCKED, RunOutcome.FAILED):
-        yield dg.AssetCheckResult(**fields)
-        raise dg.Failure(
-            description=f"operation run {run_id}: {outcome.value}: {fields['description']}",
-            metadata=metadata,
-        )
-    yield dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(**fields)])
+    yield from _report_decision(context, run_id, report, decision, metadata, language)
 
 
 def _proof_check(asset_key: str, description: str) -> list[dg.AssetCheckSpec]:
