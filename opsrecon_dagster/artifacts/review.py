@@ -248,15 +248,27 @@ def review_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
         artifact_statuses=sorted({r.status for r in candidates}),
         counts=counts,
     )
-    if len(candidates) > 1:
-        return Proof(RunOutcome.FAILED, "proof_ambiguous", evidence, counts)
+    outcome, reason, artifact_id = _review_verdict(scope, base, own, composed, reusable)
+    return Proof(outcome, reason, evidence, counts, artifact_id)
+
+
+def _review_verdict(
+    scope: RunScope,
+    base: Mapping[str, Any],
+    own: list[EnvironmentReview],
+    composed: list[EnvironmentReview],
+    reusable: list[EnvironmentReview],
+) -> tuple[RunOutcome | None, str, int | None]:
+    """The outcome and reason code the candidate reviews give, and the proving review."""
+    if len(composed or reusable) > 1:
+        return RunOutcome.FAILED, "proof_ambiguous", None
     if composed:
         if not summary_matches(composed[0]):
-            return Proof(RunOutcome.FAILED, "review_fingerprint_mismatch", evidence, counts)
-        return Proof(RunOutcome.SUCCEEDED, "review_composed", evidence, counts, composed[0].id)
+            return RunOutcome.FAILED, "review_fingerprint_mismatch", None
+        return RunOutcome.SUCCEEDED, "review_composed", composed[0].id
     if reusable:
-        return Proof(RunOutcome.SUCCEEDED, "review_reused", evidence, counts, reusable[0].id)
+        return RunOutcome.SUCCEEDED, "review_reused", reusable[0].id
     if any(r.status == ReviewStatus.FAILED.value for r in own):
-        return Proof(RunOutcome.FAILED, "review_compose_failed", evidence, counts)
+        return RunOutcome.FAILED, "review_compose_failed", None
     missing = no_artifact_proof(scope, "review_not_found", base)
-    return Proof(missing.outcome, missing.reason_code, evidence, counts)
+    return missing.outcome, missing.reason_code, None
