@@ -5,8 +5,9 @@ Everything is real and deployed as documented: a throwaway ``redis-server``, two
 worker processes (``--pool solo``: the step runs in the worker process), ``dagster-daemon``
 with ``deploy/dagster.postgres.yaml`` (queued run coordinator, default run launcher), the
 application and Dagster storage on PostgreSQL, runs submitted by ``opsrecon operations
-start``. The fixture provider holds every sync at a file gate after its first policy type,
-so the test knows which worker runs which step before it kills one (files, not sleeps).
+start``. The fixture provider holds every sync at a file gate after its first policy type
+(``pause_at`` just before its second ``list_policies`` call), so the test knows which worker
+runs which step before it kills one (files, not sleeps).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy import select
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.providers.fixture import CallPoint
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR
 from opsrecon_dagster.settings import Settings
 from opsrecon_dagster_tests.conftest import IN_CI, make_scope, opsrecon, throwaway_database
@@ -40,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CONFIG = ROOT / "deploy" / "dagster.postgres.yaml"
 ENVIRONMENT_NAMES = ["contoso", "fabrikam", "northwind", "hooli"]
-PAUSE = "inventory.after_first_type"
+PAUSE = CallPoint(call="list_policies", number=2)  # its gate files: <partition>.<PAUSE>.*
 # The killed run waits for the default running threshold (60 s after its last heartbeat,
 # which comes every 15 s) plus a stale scan (10 s); the others for the daemon's dequeue
 # loop and their steps. Bounds only: the test moves on as soon as the state is there.
@@ -152,7 +154,9 @@ def test_celery_workers_one_killed_mid_step_every_run_ends_truthfully(
         json.dumps(
             {
                 "gate_dir": str(gates),
-                "environments": {s.partition_key: {"faults": {"pause_at": PAUSE}} for s in scopes},
+                "environments": {
+                    s.partition_key: {"faults": {"pause_at": PAUSE.model_dump()}} for s in scopes
+                },
             }
         )
     )

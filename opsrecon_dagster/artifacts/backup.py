@@ -56,14 +56,12 @@ def execute_backup(
         types = SchedulePolicyTypes.model_validate(schedule.policy_types).policy_types
     items: list[BackupItem] = []
     for policy_type in types:
-        items.extend(_capture_type(provider, scope, policy_type, first=not items))
+        items.extend(_capture_type(provider, scope, policy_type))
         heartbeat(Progress(phase="capturing", counts={"items_done": len(items)}))
     _write_set(sessions, scope, schedule.id, items)
 
 
-def _capture_type(
-    provider: TenantProvider, scope: RunScope, policy_type: str, *, first: bool
-) -> list[BackupItem]:
+def _capture_type(provider: TenantProvider, scope: RunScope, policy_type: str) -> list[BackupItem]:
     """One item per object of the type (captured, or failed with the provider's reason);
     a listing that fails is one failed item standing for the whole type."""
     try:
@@ -90,8 +88,6 @@ def _capture_type(
             item.status = BackupItemStatus.FAILED.value
             item.reason_code = err.reason_code
         items.append(item)
-        if first and len(items) == 1:
-            provider.checkpoint(scope.env_ref, "backup.after_first_item")
     return items
 
 

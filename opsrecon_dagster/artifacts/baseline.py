@@ -100,8 +100,6 @@ def capture_baseline(
     for index, subject in enumerate(subjects):
         _capture_subject(capture, subject, inventory, provider, scope)
         heartbeat(Progress(phase="capturing", counts={"subjects_done": index + 1}))
-        if index == 0:
-            provider.checkpoint(scope.env_ref, "baseline.after_first_subject")
     _write_snapshot(sessions, scope, profile.id, len(subjects), capture)
 
 

@@ -74,9 +74,6 @@ def sync_inventory(
         heartbeat(
             Progress(phase="listing", counts={"types_done": index + 1, "types_total": len(types)})
         )
-        if index == 0:
-            provider.checkpoint(scope.env_ref, "inventory.after_first_type")
-    provider.checkpoint(scope.env_ref, "inventory.before_write")
     now = datetime.now(UTC)
     with sessions.begin() as session:
         _upsert_items(session, scope, [o for objs in listed.values() for o in objs], now)
@@ -94,8 +91,6 @@ def sync_inventory(
                     recorded_at=now,
                 )
             )
-    # Artifacts committed, the run not yet completed nor its materialization reported.
-    provider.checkpoint(scope.env_ref, "inventory.after_write")
 
 
 def _coverage(

@@ -4,6 +4,9 @@ Two implementations stand behind ``TenantProvider``: the fixture provider (deter
 tenants with injectable faults, a product feature for demos and tests) and the HTTP provider
 (Graph-style REST). Errors cross this boundary only as ``ProviderError`` with a reason code;
 raw response bodies, tokens and exception text stay behind it.
+
+The protocol has no fault hook: the fixture provider fires its faults from its own calls
+(``CallPoint`` in ``providers/fixture.py``), so jobs never call anything test-only.
 """
 
 from __future__ import annotations
@@ -119,8 +122,4 @@ class TenantProvider(Protocol):
 
     def fetch_policy(self, env: EnvironmentRef, policy_type: str, external_id: str) -> PolicyObject:
         """Fetch one object's current version (for backups). Raises ``ProviderError``."""
-        ...
-
-    def checkpoint(self, env: EnvironmentRef, point: str) -> None:
-        """Called by jobs at named points; the fixture provider may inject a crash here."""
         ...

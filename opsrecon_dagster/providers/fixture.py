@@ -9,6 +9,12 @@ a different environment yields different ones. Faults are configured per environ
 ``EnvironmentRef.partition_key``) and surface exactly as the HTTP provider would report them:
 as ``ProviderError`` with a reason code, the policy type and an HTTP-like status.
 
+Two faults act on the process instead: ``crash_at`` (a real SIGKILL) and ``pause_at`` (a wait
+at a file gate). Both name a point in the provider's *own* calls, a ``CallPoint`` such as
+``{"call": "list_policies", "number": 2}``: just before the provider serves the second
+``list_policies`` call for that environment. Jobs know nothing about them; the provider
+fires them from its fixture data alone, so production code carries no fault hooks.
+
 Every call of a ``TenantProvider`` method is counted, so a test can prove that a code path
 never talks to the provider (the guard that status and render paths make zero calls):
 
@@ -30,12 +36,13 @@ import logging
 import os
 import re
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Self
+from typing import Annotated, Any, Literal, NoReturn, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -56,6 +63,8 @@ DEFAULT_FIXTURE_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "te
 
 PolicyTypeName = Annotated[str, Field(min_length=1, max_length=128)]
 ItemCount = Annotated[int, Field(ge=0, le=MAX_ITEMS_PER_TYPE)]
+CallName = Literal["list_policies", "fetch_policy"]
+"""The ``TenantProvider`` methods the provider counts, i.e. where a fault can fire."""
 
 # Values the generated "settings" of an object are drawn from; arbitrary but fixed forever,
 # since changing them would change every content hash.
@@ -77,6 +86,57 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CallPoint(_Model):
+    """A point in the fixture provider's own calls: just before it serves call number
+    ``number`` of ``call`` for one environment.
+
+    Calls are counted per provider instance and per environment (``FixtureTenantProvider.calls``;
+    a job builds its own provider, so in practice: per job execution). The call has been counted
+    (and logged to ``call_log``) when the fault fires, but nothing has been served yet: for a
+    listing, not even its first page. So ``{"call": "list_policies", "number": 2}`` in an
+    inventory sync is "after the first type was listed, before the second one is", and
+    ``{"call": "fetch_policy", "number": 2}`` in a backup is "after the first item was captured".
+
+    Its string form ``<call>#<number>`` (``list_policies#2``, see ``parse``) is file-name safe
+    and names the point in gate files.
+    """
+
+    call: CallName
+    number: int = Field(ge=1, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: Any) -> Any:
+        # Before the provider had call points, faults named job checkpoints (strings).
+        if isinstance(data, str):
+            raise ValueError(
+                'a call point is an object such as {"call": "list_policies", "number": 2} '
+                "(call: list_policies or fetch_policy, number: 1 or more), not a string"
+            )
+        return data
+
+    @classmethod
+    def parse(cls, text: str) -> CallPoint:
+        """The point of a string form ``<call>#<number>``; raises ``ValueError`` otherwise."""
+        call, sep, number = text.partition("#")
+        if sep and number.isdecimal() and number.isascii():
+            try:
+                return cls.model_validate({"call": call, "number": int(number)})
+            except ValidationError:
+                pass
+        raise ValueError(
+            f"not a call point: {text!r} (expected <call>#<number>, call list_policies or "
+            "fetch_policy, number 1 or more)"
+        )
+
+    def is_call(self, call: str, number: int) -> bool:
+        """True for call number ``number`` of ``call``."""
+        return (self.call, self.number) == (call, number)
+
+    def __str__(self) -> str:
+        return f"{self.call}#{self.number}"
+
+
 class FixtureFaults(_Model):
     """Faults injected into one environment."""
 
@@ -90,10 +150,12 @@ class FixtureFaults(_Model):
     """``fetch_policy`` raises ``UNAVAILABLE`` for the first N objects of each type."""
     slow_page_seconds: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     """Seconds slept before each page of a listing is served."""
-    crash_at: str | None = None
-    """``checkpoint(env, point)`` with this point SIGKILLs the current process."""
-    pause_at: str | None = None
-    """``checkpoint(env, point)`` with this point waits at a file gate (see ``gate_dir``)."""
+    crash_at: CallPoint | None = None
+    """At this point of the provider's calls (see ``CallPoint``) the provider SIGKILLs its own
+    process: a real worker death, with no exception, no cleanup and no ``finally``."""
+    pause_at: CallPoint | None = None
+    """At this point of the provider's calls the provider waits at a file gate (see
+    ``gate_dir``); when both name the same point, it waits first, then is killed."""
 
 
 class FixtureEnvironment(_Model):
@@ -122,8 +184,10 @@ class FixtureConfig(_Model):
     """Keyed by ``EnvironmentRef.partition_key``; others get the defaults and no faults."""
     gate_dir: str | None = None
     """Folder of the ``pause_at`` gates: a paused worker creates ``<partition>.<point>.reached``
-    there and goes on once ``<partition>.<point>.release`` exists, so a demo or a test can
-    act while the worker is provably mid-run (files, not sleeps)."""
+    there (``<point>`` is the string form of the ``CallPoint``, e.g.
+    ``globex.stark.list_policies#2.reached``) and goes on once ``<partition>.<point>.release``
+    exists, so a demo or a test can act while the worker is provably mid-run (files, not
+    sleeps); ``FileGate`` is the other side. Unset: ``pause_at`` does not wait."""
     gate_timeout_seconds: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     """A gate nobody opens lets the worker go on after this long (it never hangs forever)."""
     call_log: str | None = Field(default=None, min_length=1)
@@ -169,9 +233,11 @@ class FixtureTenantProvider:
     to the call (throttling for listings; not-found and failing items for fetches).
 
     Instances are safe to share between threads: the mutable state is a cache of generated
-    objects (filling it twice is harmless) and the diagnostic ``calls`` counter. Every call of
-    ``list_policies``, ``fetch_policy`` and ``checkpoint`` is counted there and, when the
+    objects (filling it twice is harmless) and the ``calls`` counter (updated under a lock).
+    Every call of ``list_policies`` and ``fetch_policy`` is counted there and, when the
     configuration names a ``call_log``, appended to that file (see the module docstring).
+    That count is what ``crash_at`` and ``pause_at`` (``CallPoint``) refer to: an environment's
+    faults fire just before its Nth call of a method is served.
     """
 
     def __init__(
@@ -186,8 +252,10 @@ class FixtureTenantProvider:
         self._sleep = sleep
         self._cache: dict[tuple[str, str], _TypeObjects] = {}
         # (partition key, call name) -> number of calls: lets a test prove that a worker
-        # made no provider call at all (e.g. when its guard refused the run).
+        # made no provider call at all (e.g. when its guard refused the run), and is what the
+        # call points of crash_at/pause_at count.
         self.calls: Counter[tuple[str, str]] = Counter()
+        self._calls_lock = threading.Lock()
         self._call_log = Path(self._config.call_log) if self._config.call_log else None
 
     @classmethod
@@ -228,8 +296,7 @@ class FixtureTenantProvider:
         once its first page has been yielded, even when that page held everything: the fault is
         meant to show partial data, so it must fire whatever the object count.
         """
-        self._record(env, "list_policies")
-        faults = self.environment_config(env.partition_key).faults
+        faults = self._serve(env, "list_policies")
         self._check_access(faults, policy_type)
         objects = self._objects(env.partition_key, policy_type).objects
         page_size = self._config.page_size
@@ -247,8 +314,7 @@ class FixtureTenantProvider:
         Raises ``NOT_FOUND`` (404) for an unknown id and ``UNAVAILABLE`` (503) for the first
         ``failing_items`` objects of the type in listing order.
         """
-        self._record(env, "fetch_policy")
-        faults = self.environment_config(env.partition_key).faults
+        faults = self._serve(env, "fetch_policy")
         self._check_access(faults, policy_type)
         generated = self._objects(env.partition_key, policy_type)
         position = generated.positions.get(external_id)
@@ -258,46 +324,46 @@ class FixtureTenantProvider:
             _fail(ProviderErrorKind.UNAVAILABLE, policy_type, 503)
         return generated.objects[position]
 
-    def checkpoint(self, env: EnvironmentRef, point: str) -> None:
-        """SIGKILL the current process when ``point`` is the environment's ``crash_at``; wait
-        at a file gate when it is its ``pause_at``.
-
-        A real worker death (no exception, no cleanup, no ``finally``), so recovery code is
-        exercised against what actually happens when a worker is killed.
-        """
-        self._record(env, "checkpoint")
-        faults = self.environment_config(env.partition_key).faults
-        if faults.pause_at is not None and point == faults.pause_at:
-            self._wait_at_gate(env, point)
-        crash_at = faults.crash_at
-        if crash_at is None or point != crash_at:
-            return
-        logger.warning(
-            "fixture fault: killing process %d at checkpoint %r of %s",
-            os.getpid(),
-            point,
-            env.partition_key,
-        )
-        os.kill(os.getpid(), signal.SIGKILL)
-
     # -- internals --------------------------------------------------------------------------
 
-    def _record(self, env: EnvironmentRef, method: str) -> None:
-        """Count one provider call, in memory and in the call log when one is configured."""
-        self.calls[(env.partition_key, method)] += 1
-        if self._call_log is None:
-            return
-        self._call_log.parent.mkdir(parents=True, exist_ok=True)
-        # One short write in append mode: lines of concurrent processes do not interleave.
-        with self._call_log.open("a", encoding="utf-8") as log:
-            log.write(f"{method}\t{env.partition_key}\n")
+    def _serve(self, env: EnvironmentRef, method: CallName) -> FixtureFaults:
+        """Start serving one call: count it, then fire the environment's ``pause_at`` and
+        ``crash_at`` when they name this call; the environment's faults for the rest."""
+        number = self._record(env, method)
+        faults = self.environment_config(env.partition_key).faults
+        if faults.pause_at is not None and faults.pause_at.is_call(method, number):
+            self._wait_at_gate(env, faults.pause_at)
+        if faults.crash_at is not None and faults.crash_at.is_call(method, number):
+            logger.warning(
+                "fixture fault: killing process %d before %s of %s",
+                os.getpid(),
+                faults.crash_at,
+                env.partition_key,
+            )
+            # A real death: no exception, no cleanup, no ``finally``, so recovery code is
+            # exercised against what actually happens when a worker is killed.
+            os.kill(os.getpid(), signal.SIGKILL)
+        return faults
 
-    def _wait_at_gate(self, env: EnvironmentRef, point: str) -> None:
+    def _record(self, env: EnvironmentRef, method: CallName) -> int:
+        """Count one provider call, in memory and in the call log when one is configured;
+        return its number among this environment's calls of ``method`` (1 for the first)."""
+        with self._calls_lock:
+            self.calls[(env.partition_key, method)] += 1
+            number = self.calls[(env.partition_key, method)]
+        if self._call_log is not None:
+            self._call_log.parent.mkdir(parents=True, exist_ok=True)
+            # One short write in append mode: lines of concurrent processes do not interleave.
+            with self._call_log.open("a", encoding="utf-8") as log:
+                log.write(f"{method}\t{env.partition_key}\n")
+        return number
+
+    def _wait_at_gate(self, env: EnvironmentRef, point: CallPoint) -> None:
         if self._config.gate_dir is None:
             return
         gates = Path(self._config.gate_dir)
         gates.mkdir(parents=True, exist_ok=True)
-        stem = f"{env.partition_key}.{point}"
+        stem = _gate_stem(env.partition_key, point)
         (gates / f"{stem}.reached").write_text(str(os.getpid()))
         release = gates / f"{stem}.release"
         deadline = time.monotonic() + self._config.gate_timeout_seconds
@@ -350,16 +416,31 @@ class FixtureTenantProvider:
         return _TypeObjects(objects, positions)
 
 
+def _gate_stem(partition_key: str, point: CallPoint | str) -> str:
+    """``<partition>.<point>``, the name of a gate's files without their suffix."""
+    return f"{partition_key}.{point}"
+
+
 @dataclass(frozen=True)
 class FileGate:
-    """The other side of a ``pause_at`` gate: wait until a worker reached it, then open it."""
+    """The other side of a ``pause_at`` gate: wait until a worker reached it, then open it.
+
+    ``point`` is the environment's ``pause_at``: a ``CallPoint`` or its string form
+    (``"list_policies#2"``), which is parsed here, so a mistyped point fails at once (a
+    ``ValueError``) instead of waiting for a gate no worker will ever reach.
+    """
 
     gate_dir: Path
     partition_key: str
-    point: str
+    point: CallPoint | str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.point, str):
+            object.__setattr__(self, "point", CallPoint.parse(self.point))
 
     def _path(self, suffix: str) -> Path:
-        return self.gate_dir / f"{self.partition_key}.{self.point}.{suffix}"
+        # After __post_init__, ``point`` is a CallPoint: its str() is the canonical form.
+        return self.gate_dir / f"{_gate_stem(self.partition_key, self.point)}.{suffix}"
 
     def wait_reached(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
         """True once a worker waits at the gate; False on timeout or when ``alive`` says the

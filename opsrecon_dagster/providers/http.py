@@ -195,9 +195,6 @@ class HttpTenantProvider:
             _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
         return obj
 
-    def checkpoint(self, env: EnvironmentRef, point: str) -> None:
-        """No-op: fault injection at checkpoints exists only in the fixture provider."""
-
     # -- internals --------------------------------------------------------------------------
 
     def _policy_url(self, env: EnvironmentRef, policy_type: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from opsrecon_dagster.providers.base import (
 )
 from opsrecon_dagster.providers.fixture import (
     DEFAULT_FIXTURE_FILE,
+    CallPoint,
     FileGate,
     FixtureConfig,
     FixtureConfigError,
@@ -298,23 +300,30 @@ def test_config_is_copied_and_frozen() -> None:
         provider.config.seed = 9  # type: ignore[misc]
 
 
-# -- crash checkpoint ----------------------------------------------------------------------
+# -- faults at call points: crash_at and pause_at ------------------------------------------
+
+SECOND_LISTING = CallPoint(call="list_policies", number=2)
 
 CRASH_CHILD = textwrap.dedent(
     """
     from opsrecon_dagster.providers.base import EnvironmentRef
-    from opsrecon_dagster.providers.fixture import (
-        FixtureConfig, FixtureEnvironment, FixtureFaults, FixtureTenantProvider,
-    )
+    from opsrecon_dagster.providers.fixture import FixtureConfig, FixtureTenantProvider
     env = EnvironmentRef("acme", "contoso", "acme.contoso")
-    provider = FixtureTenantProvider(FixtureConfig(environments={
-        env.partition_key: FixtureEnvironment(faults=FixtureFaults(crash_at="x")),
-    }))
-    provider.checkpoint(env, "not-x")
-    provider.checkpoint(EnvironmentRef("acme", "other", "acme.other"), "x")
-    print("passed other checkpoints", flush=True)
+    other = EnvironmentRef("acme", "other", "acme.other")
+    provider = FixtureTenantProvider(FixtureConfig.model_validate({"environments": {
+        env.partition_key: {"faults": {"crash_at": {"call": "list_policies", "number": 2}}},
+    }}))
+    list(provider.list_policies(other, "compliancePolicies"))  # another environment
+    list(provider.list_policies(other, "compliancePolicies"))
+    [first, second, *_] = provider.list_policies(env, "deviceConfigurations")  # call 1
+    provider.fetch_policy(env, "deviceConfigurations", first.external_id)  # another method
+    provider.fetch_policy(env, "deviceConfigurations", second.external_id)
+    print("passed the other calls", flush=True)
+    listing = provider.list_policies(env, "compliancePolicies")  # a generator: not called yet
+    print("second listing created", flush=True)
     try:
-        provider.checkpoint(env, "x")
+        for obj in listing:  # its first page is asked for: call 2
+            print("served", obj.external_id, flush=True)
     finally:
         print("finally ran", flush=True)
     print("survived", flush=True)
@@ -322,7 +331,7 @@ CRASH_CHILD = textwrap.dedent(
 )
 
 
-def test_crash_at_really_kills_the_process() -> None:
+def test_crash_at_really_kills_the_process_just_before_that_call() -> None:
     result = subprocess.run(
         [sys.executable, "-c", CRASH_CHILD],
         cwd=REPO_ROOT,
@@ -331,52 +340,146 @@ def test_crash_at_really_kills_the_process() -> None:
         timeout=60,
     )
     assert result.returncode == -signal.SIGKILL, result.stderr
-    assert "passed other checkpoints" in result.stdout
+    assert "passed the other calls" in result.stdout
+    assert "second listing created" in result.stdout
+    assert "served" not in result.stdout  # killed before the call served anything
     assert "survived" not in result.stdout
     assert "finally ran" not in result.stdout  # no cleanup ran: a real kill, not an exception
     assert "Traceback" not in result.stderr
     assert "killing process" in result.stderr
+    assert "before list_policies#2 of acme.contoso" in result.stderr
+
+
+def _pausing(
+    tmp_path: Path, point: CallPoint, *, gate_timeout_seconds: float = 600.0
+) -> FixtureTenantProvider:
+    """A provider whose ``ENV`` waits at its gate in ``tmp_path`` at ``point``."""
+    return provider_for(
+        FixtureEnvironment(faults=FixtureFaults(pause_at=point)),
+        gate_dir=str(tmp_path),
+        gate_timeout_seconds=gate_timeout_seconds,
+    )
 
 
 def test_pause_at_waits_at_its_gate_until_released(tmp_path: Path) -> None:
-    config = FixtureConfig(
-        gate_dir=str(tmp_path),
-        environments={ENV.partition_key: FixtureEnvironment(faults=FixtureFaults(pause_at="p"))},
-    )
-    provider = FixtureTenantProvider(config)
-    provider.checkpoint(ENV, "other")  # not the gate: returns at once
-    provider.checkpoint(OTHER_ENV, "p")
+    provider = _pausing(tmp_path, SECOND_LISTING)
+    listing(provider, DEVICE, env=OTHER_ENV)  # another environment: returns at once
+    listing(provider, DEVICE, env=OTHER_ENV)
+    listing(provider, DEVICE)  # the first call: returns at once
+    served: list[PolicyObject] = []
     passed = threading.Event()
 
     def worker() -> None:
-        provider.checkpoint(ENV, "p")
+        drain(provider.list_policies(ENV, COMPLIANCE), served)
         passed.set()
 
     thread = threading.Thread(target=worker)
     thread.start()
-    gate = FileGate(tmp_path, ENV.partition_key, "p")
+    gate = FileGate(tmp_path, ENV.partition_key, "list_policies#2")  # the string form
+    assert gate == FileGate(tmp_path, ENV.partition_key, SECOND_LISTING)
     assert gate.wait_reached(timeout=30)
+    assert (tmp_path / "acme.contoso.list_policies#2.reached").exists()
     assert not passed.is_set()  # reached, and held there
+    assert served == []  # before the call served anything
     gate.release()
     thread.join(timeout=30)
     assert passed.is_set()
+    assert len(served) == 4  # then served as usual
 
 
 def test_a_gate_nobody_opens_lets_the_worker_go_on(tmp_path: Path) -> None:
-    config = FixtureConfig(
-        gate_dir=str(tmp_path),
-        gate_timeout_seconds=0.2,
-        environments={ENV.partition_key: FixtureEnvironment(faults=FixtureFaults(pause_at="p"))},
-    )
-    FixtureTenantProvider(config).checkpoint(ENV, "p")  # returns after the timeout
-    assert (tmp_path / f"{ENV.partition_key}.p.reached").exists()
+    point = CallPoint(call="fetch_policy", number=1)
+    provider = _pausing(tmp_path, point, gate_timeout_seconds=0.2)
+    [first, *_] = listing(provider, DEVICE)
+    assert provider.fetch_policy(ENV, DEVICE, first.external_id) == first  # after the timeout
+    assert (tmp_path / f"{ENV.partition_key}.fetch_policy#1.reached").exists()
 
 
-def test_other_checkpoints_are_no_ops() -> None:
-    provider = faulty(crash_at="x")
-    provider.checkpoint(ENV, "y")
-    provider.checkpoint(OTHER_ENV, "x")
-    FixtureTenantProvider().checkpoint(ENV, "x")
+def test_the_nth_call_is_counted_per_environment_method_and_provider(tmp_path: Path) -> None:
+    """``pause_at`` (with a short gate timeout) leaves a ``.reached`` file exactly when the
+    point is reached: that file shows which call is the environment's Nth."""
+    reached = tmp_path / f"{ENV.partition_key}.list_policies#2.reached"
+
+    def calls_then_reached(call: Callable[[], object]) -> bool:
+        call()
+        was_reached = reached.exists()
+        reached.unlink(missing_ok=True)
+        return was_reached
+
+    provider = _pausing(tmp_path, SECOND_LISTING, gate_timeout_seconds=0.05)
+    [first, *_] = listing(provider, DEVICE)  # ENV's listing 1
+    for _ in range(3):  # other environments and other methods do not count
+        assert not calls_then_reached(lambda: listing(provider, DEVICE, env=OTHER_ENV))
+        assert not calls_then_reached(lambda: provider.fetch_policy(ENV, DEVICE, first.external_id))
+    assert calls_then_reached(lambda: listing(provider, APP))  # ENV's listing 2
+    assert not calls_then_reached(lambda: listing(provider, APP))  # only once
+    assert provider.calls[(ENV.partition_key, "list_policies")] == 3
+    assert provider.calls[(OTHER_ENV.partition_key, "list_policies")] == 3
+
+    fresh = _pausing(tmp_path, SECOND_LISTING, gate_timeout_seconds=0.05)  # counts anew
+    assert not calls_then_reached(lambda: listing(fresh, DEVICE))
+    assert calls_then_reached(lambda: listing(fresh, DEVICE))
+
+
+def test_calls_other_than_the_point_are_served_as_usual() -> None:
+    provider = faulty(crash_at={"call": "fetch_policy", "number": 1})
+    for _ in range(3):
+        listing(provider, DEVICE)
+    [first, *_] = listing(provider, DEVICE, env=OTHER_ENV)
+    assert provider.fetch_policy(OTHER_ENV, DEVICE, first.external_id) == first
+    [first, *_] = listing(FixtureTenantProvider(), DEVICE)
+    FixtureTenantProvider().fetch_policy(ENV, DEVICE, first.external_id)
+
+
+def test_a_call_point_has_a_file_name_safe_string_form() -> None:
+    point = CallPoint(call="fetch_policy", number=12)
+    assert str(point) == "fetch_policy#12"
+    assert CallPoint.parse("fetch_policy#12") == point
+    assert "/" not in str(point) and " " not in str(point)
+    for bad in ("inventory.after_first_type", "list_policies", "list_policies#0", "x#1", "#2"):
+        with pytest.raises(ValueError, match="not a call point"):
+            CallPoint.parse(bad)
+    with pytest.raises(ValueError, match="not a call point"):
+        FileGate(Path("gates"), ENV.partition_key, "inventory.after_first_type")
+
+
+@pytest.mark.parametrize(
+    ("crash_at", "expected"),
+    [
+        ('"inventory.after_first_type"', "crash_at: a call point is an object such as"),
+        ('{"call": "checkpoint", "number": 2}', "crash_at.call: Input should be 'list_policies'"),
+        ('{"call": "list_policies", "number": 0}', "crash_at.number: Input should be greater"),
+        ('{"call": "list_policies", "number": "2"}', "crash_at.number: Input should be a valid"),
+        ('{"call": "list_policies", "number": true}', "crash_at.number: Input should be a valid"),
+        ('{"call": "list_policies"}', "crash_at.number: Field required"),
+        ('{"call": "list_policies", "number": 2, "n": 1}', "crash_at.n: Extra inputs"),
+    ],
+)
+def test_a_bad_call_point_is_a_fixture_config_error(
+    tmp_path: Path, crash_at: str, expected: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(f'{{"environments": {{"a.b": {{"faults": {{"crash_at": {crash_at}}}}}}}}}')
+    with pytest.raises(FixtureConfigError) as err:
+        FixtureTenantProvider.from_file(path)
+    message = str(err.value)
+    assert message.startswith(f"fixture file {path}: environments.a.b.faults.")
+    assert expected in message
+    assert "\n" not in message
+    assert err.value.__cause__ is None
+
+
+def test_the_protocol_and_the_package_have_no_fault_hook() -> None:
+    """Faults live in the fixture provider's own calls: no job step calls a hook."""
+    assert not hasattr(TenantProvider, "checkpoint")
+    package = REPO_ROOT / "opsrecon_dagster"
+    hooks = [
+        f"{path.relative_to(REPO_ROOT)}:{node.lineno}"
+        for path in package.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr == "checkpoint"
+    ]
+    assert hooks == []
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -406,10 +509,8 @@ def test_packaged_default_loads_with_the_demo_environments() -> None:
         COMPLIANCE
     ]
     umbrella = provider.environment_config("globex.umbrella").faults
-    assert (umbrella.crash_at, umbrella.slow_page_seconds) == ("inventory.after_first_type", 0.2)
-    assert provider.environment_config("globex.stark").faults.pause_at == (
-        "inventory.after_first_type"
-    )
+    assert (umbrella.crash_at, umbrella.slow_page_seconds) == (SECOND_LISTING, 0.2)
+    assert provider.environment_config("globex.stark").faults.pause_at == SECOND_LISTING
     assert provider.config.gate_dir is None  # the packaged fixture never pauses by itself
     assert provider.environment_config("acme.contoso") == FixtureEnvironment()
     assert provider.environment_config("nowhere.at-all") == FixtureEnvironment()

@@ -37,16 +37,15 @@ def test_every_call_is_one_line_in_the_log_and_one_count_in_memory(tmp_path: Pat
     assert read_call_log(log) == []  # no file yet: no calls
     [first, *_] = list(p.list_policies(ENV, DEVICE))
     p.fetch_policy(ENV, DEVICE, first.external_id)
-    p.checkpoint(ENV, "somewhere")
+    p.fetch_policy(ENV, DEVICE, first.external_id)
     assert read_call_log(log) == [
         ProviderCall("list_policies", "acme.contoso"),
         ProviderCall("fetch_policy", "acme.contoso"),
-        ProviderCall("checkpoint", "acme.contoso"),
+        ProviderCall("fetch_policy", "acme.contoso"),
     ]
     assert p.calls == {
         ("acme.contoso", "list_policies"): 1,
-        ("acme.contoso", "fetch_policy"): 1,
-        ("acme.contoso", "checkpoint"): 1,
+        ("acme.contoso", "fetch_policy"): 2,
     }
 
 
@@ -73,7 +72,7 @@ def test_a_log_that_cannot_be_written_fails_the_call(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     p = provider(blocker / "calls.log")
     with pytest.raises(FileExistsError):  # its folder is a file
-        p.checkpoint(ENV, "somewhere")
+        list(p.list_policies(ENV, DEVICE))
 
 
 def test_processes_sharing_a_fixture_file_append_to_one_log(tmp_path: Path) -> None:
@@ -83,7 +82,8 @@ def test_processes_sharing_a_fixture_file_append_to_one_log(tmp_path: Path) -> N
     fixture = tmp_path / "tenants.json"
     fixture.write_text(json.dumps({"call_log": str(log)}))
     assert load_fixture_config(fixture).call_log == str(log)
-    FixtureTenantProvider.from_file(fixture).checkpoint(ENV, "here")
+    with pytest.raises(ProviderError):  # an unknown id: still a call
+        FixtureTenantProvider.from_file(fixture).fetch_policy(ENV, DEVICE, "nope")
     script = textwrap.dedent(
         f"""
         from opsrecon_dagster.providers.base import EnvironmentRef
@@ -94,6 +94,6 @@ def test_processes_sharing_a_fixture_file_append_to_one_log(tmp_path: Path) -> N
     )
     subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, check=True, timeout=120)
     assert read_call_log(log) == [
-        ProviderCall("checkpoint", "acme.contoso"),
+        ProviderCall("fetch_policy", "acme.contoso"),
         ProviderCall("list_policies", "acme.other"),
     ]

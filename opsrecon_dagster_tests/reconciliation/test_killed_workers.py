@@ -1,10 +1,16 @@
 """Materializations and rows reconciled both ways, with worker processes really SIGKILLed.
 
+Each worker is a real ``opsrecon operations launch --in-process`` subprocess running the real
+Dagster job against the test's database (SQLite and PostgreSQL); it dies by a real SIGKILL.
+
 - Killed after committing its artifacts, before completing the row and reporting the
   materialization: the reconciler proves the run from the artifacts and materializes the
-  partition itself, so the asset shows the artifact that exists.
-- Killed before writing anything, while a materialization names the run (as one reported
-  by hand from the UI would): the reconciler fails closed and the check says why.
+  partition itself, so the asset shows the artifact that exists. No provider call marks that
+  moment, so the worker runs under ``opsrecon_dagster_tests.harness.die_before_report``,
+  which kills it where it would complete its row.
+- Killed before writing anything (the fixture provider's ``crash_at``, just before the
+  second listing), while a materialization names the run (as one reported by hand from the
+  UI would): the reconciler fails closed and the check says why.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -25,14 +32,21 @@ from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.providers.fixture import CallPoint
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
 from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
 from opsrecon_dagster_tests.conftest import Scope
+from opsrecon_dagster_tests.harness import die_before_report
 
 pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
 
 ASSET = dg.AssetKey("inventory_items")
 LATER = timedelta(hours=3)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLI = "opsrecon_dagster.cli.main"
+DIE_BEFORE_REPORT = die_before_report.__name__
+# Inventory lists one type per call: before the second listing, nothing is written yet.
+BEFORE_THE_SECOND_LISTING = CallPoint(call="list_policies", number=2)
 
 
 @pytest.fixture
@@ -45,15 +59,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _killed_worker(
-    app: AppContext, instance: dg.DagsterInstance, scope: Scope, tmp_path: Path, crash_at: str
-) -> tuple[int, str]:
-    """A queued inventory run whose worker process is SIGKILLed at ``crash_at``: the
-    operation run id and its Dagster run id."""
+    app: AppContext,
+    instance: dg.DagsterInstance,
+    scope: Scope,
+    tmp_path: Path,
+    *,
+    crash_at: CallPoint | None = None,
+    module: str = CLI,
+) -> tuple[int, str, str]:
+    """A queued inventory run whose worker process (``python -m <module>``) is SIGKILLed,
+    by the fixture provider at ``crash_at`` or by the harness ``module``: the operation run
+    id, its Dagster run id and the worker's stderr."""
     instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
+    faults: dict[str, Any] = {} if crash_at is None else {"crash_at": crash_at.model_dump()}
     fixture = tmp_path / "tenants.json"
-    fixture.write_text(
-        json.dumps({"environments": {scope.partition_key: {"faults": {"crash_at": crash_at}}}})
-    )
+    fixture.write_text(json.dumps({"environments": {scope.partition_key: {"faults": faults}}}))
     run_id = app.runs.start(
         OperationType.INVENTORY_SYNC,
         workspace_id=scope.workspace_id,
@@ -68,21 +88,23 @@ def _killed_worker(
         [
             sys.executable,
             "-m",
-            "opsrecon_dagster.cli.main",
+            module,
             "operations",
             "launch",
             "--in-process",
             str(run_id),
         ],
         env=env,
+        cwd=REPO_ROOT,  # so that `-m opsrecon_dagster_tests...` is found
         capture_output=True,
         timeout=600,
     )
-    assert worker.returncode == -signal.SIGKILL, worker.stderr.decode()[-2000:]
+    stderr = worker.stderr.decode(errors="replace")
+    assert worker.returncode == -signal.SIGKILL, stderr[-2000:]
     run = app.runs.get(run_id)
     assert run.status == "running"
     assert run.dagster_run_id is not None
-    return run_id, run.dagster_run_id
+    return run_id, run.dagster_run_id, stderr
 
 
 def _reconcile(app: AppContext, instance: dg.DagsterInstance) -> None:
@@ -107,9 +129,11 @@ def test_artifacts_without_a_materialization_are_materialized_by_the_reconciler(
     app: AppContext, scope: Scope, tmp_path: Path, home: Path
 ) -> None:
     with dg.DagsterInstance.get() as instance:
-        run_id, dagster_run_id = _killed_worker(
-            app, instance, scope, tmp_path, "inventory.after_write"
+        run_id, dagster_run_id, stderr = _killed_worker(
+            app, instance, scope, tmp_path, module=DIE_BEFORE_REPORT
         )
+        # Killed where it would complete its row (not earlier, by something else).
+        assert f"instead of completing operation run {run_id}" in stderr
         assert instance.fetch_materializations(ASSET, limit=10).records == []
 
         _reconcile(app, instance)
@@ -134,9 +158,10 @@ def test_a_materialization_without_artifacts_fails_closed(
     app: AppContext, scope: Scope, tmp_path: Path, home: Path
 ) -> None:
     with dg.DagsterInstance.get() as instance:
-        run_id, dagster_run_id = _killed_worker(
-            app, instance, scope, tmp_path, "inventory.after_first_type"
+        run_id, dagster_run_id, stderr = _killed_worker(
+            app, instance, scope, tmp_path, crash_at=BEFORE_THE_SECOND_LISTING
         )
+        assert "fixture fault: killing process" in stderr
         # Someone reports the partition materialized for this run (the UI allows that).
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
