@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -57,28 +58,51 @@ def sync_inventory(
     so nothing can later be mistaken for proof.
     """
     types = requested_types(scope)
+    listing = _list_types(scope, provider, heartbeat, types)
+    _write_inventory(sessions, scope, types, listing)
+
+
+@dataclass
+class _Listing:
+    """What reading the types found: objects of listed types, reasons of the others."""
+
+    listed: dict[str, list[PolicyObject]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _list_types(
+    scope: RunScope, provider: TenantProvider, heartbeat: Heartbeat, types: Sequence[str]
+) -> _Listing:
+    """List each type in turn (nothing written yet); once a blocker holds for the whole
+    environment, the types after it are skipped with its reason."""
+    listing = _Listing()
     stopped_by = readiness_blocker(scope)
-    listed: dict[str, list[PolicyObject]] = {}
-    failures: dict[str, str] = {}
-    skipped: dict[str, str] = {}
     for index, policy_type in enumerate(types):
         if stopped_by is not None:
-            skipped[policy_type] = stopped_by
+            listing.skipped[policy_type] = stopped_by
             continue
         try:
-            listed[policy_type] = list(provider.list_policies(scope.env_ref, policy_type))
+            listing.listed[policy_type] = list(provider.list_policies(scope.env_ref, policy_type))
         except ProviderError as err:
-            failures[policy_type] = err.reason_code
+            listing.failures[policy_type] = err.reason_code
             if err.kind in ABORTS_SYNC:
                 stopped_by = err.reason_code
         heartbeat(
             Progress(phase="listing", counts={"types_done": index + 1, "types_total": len(types)})
         )
+    return listing
+
+
+def _write_inventory(
+    sessions: sessionmaker[Session], scope: RunScope, types: Sequence[str], listing: _Listing
+) -> None:
+    """One transaction: upsert the listed items, then one coverage row per requested type."""
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        _upsert_items(session, scope, [o for objs in listed.values() for o in objs], now)
+        _upsert_items(session, scope, [o for objs in listing.listed.values() for o in objs], now)
         for policy_type in types:
-            status, reason = _coverage(policy_type, listed, failures, skipped)
+            status, reason = _coverage(policy_type, listing)
             session.add(
                 InventoryCoverage(
                     operation_run_id=scope.run_id,
@@ -87,24 +111,19 @@ def sync_inventory(
                     policy_type=policy_type,
                     status=status.value,
                     reason_code=reason,
-                    item_count=len(listed.get(policy_type, [])),
+                    item_count=len(listing.listed.get(policy_type, [])),
                     recorded_at=now,
                 )
             )
 
 
-def _coverage(
-    policy_type: str,
-    listed: dict[str, list[PolicyObject]],
-    failures: dict[str, str],
-    skipped: dict[str, str],
-) -> tuple[CoverageStatus, str | None]:
+def _coverage(policy_type: str, listing: _Listing) -> tuple[CoverageStatus, str | None]:
     """One requested type's coverage status and reason code."""
-    if policy_type in listed:
+    if policy_type in listing.listed:
         return CoverageStatus.SUCCEEDED, None
-    if policy_type in skipped:
-        return CoverageStatus.SKIPPED, skipped[policy_type]
-    return CoverageStatus.FAILED, failures.get(policy_type)
+    if policy_type in listing.skipped:
+        return CoverageStatus.SKIPPED, listing.skipped[policy_type]
+    return CoverageStatus.FAILED, listing.failures.get(policy_type)
 
 
 def _upsert_items(
@@ -150,35 +169,13 @@ def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proo
     No coverage at all: the shared blocked rule, else no proof.
     """
     rows, wrong_scope = view.own_rows(InventoryCoverage, run, scope)
-    requested = requested_types(scope)
-    by_type = {row.policy_type: row for row in rows if row.policy_type in requested}
-    succeeded = [t for t, r in by_type.items() if r.status == CoverageStatus.SUCCEEDED.value]
-    skipped = {
-        t: r.reason_code or "unknown"
-        for t, r in by_type.items()
-        if r.status == CoverageStatus.SKIPPED.value
-    }
-    # Any other status counts as failed (fail closed).
-    failed = {
-        t: r.reason_code or "unknown"
-        for t, r in by_type.items()
-        if t not in succeeded and t not in skipped
-    }
-    missing = [t for t in requested if t not in by_type]
-    counts = {
-        "types_requested": len(requested),
-        "types_succeeded": len(succeeded),
-        "types_failed": len(failed),
-        "types_skipped": len(skipped),
-        "types_missing": len(missing),
-        "types_unrequested": len({r.policy_type for r in rows} - set(requested)),
-        "items_seen": sum(r.item_count for r in by_type.values()),
-    }
+    coverage = _CoverageByStatus.of(rows, requested_types(scope))
+    counts = coverage.counts()
     base: dict[str, object] = {
         "artifact_kind": "inventory_coverage",
         "rejected_wrong_scope": wrong_scope,
     }
-    if not by_type:
+    if not coverage.by_type:
         proof = no_artifact_proof(scope, "inventory_no_coverage", base)
         return Proof(
             proof.outcome,
@@ -188,14 +185,62 @@ def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proo
         )
     evidence = scope.base_evidence(
         **base,
-        artifact_ids=sorted(r.id for r in by_type.values())[:20],
+        artifact_ids=sorted(r.id for r in coverage.by_type.values())[:20],
         counts=counts,
     )
-    if not failed and not skipped and not missing:
-        return Proof(RunOutcome.SUCCEEDED, "inventory_all_types_covered", evidence, counts)
-    if succeeded:
-        return Proof(RunOutcome.PARTIALLY_SUCCEEDED, "inventory_partial_coverage", evidence, counts)
-    reasons = [*failed.values(), *skipped.values()]
-    if not missing and all(reason in PRECONDITION_REASONS for reason in reasons):
-        return Proof(RunOutcome.BLOCKED, "inventory_access_missing", evidence, counts)
-    return Proof(RunOutcome.FAILED, "inventory_no_type_covered", evidence, counts)
+    outcome, reason = coverage.decide()
+    return Proof(outcome, reason, evidence, counts)
+
+
+@dataclass(frozen=True)
+class _CoverageByStatus:
+    """A run's coverage rows of the requested types, sorted by what they say."""
+
+    requested: list[str]
+    by_type: dict[str, InventoryCoverage]
+    succeeded: list[str]
+    failed: dict[str, str]
+    skipped: dict[str, str]
+    missing: list[str]
+    unrequested: int
+
+    @classmethod
+    def of(cls, rows: Sequence[InventoryCoverage], requested: list[str]) -> _CoverageByStatus:
+        by_type = {row.policy_type: row for row in rows if row.policy_type in requested}
+        succeeded = [t for t, r in by_type.items() if r.status == CoverageStatus.SUCCEEDED.value]
+        skipped = {
+            t: r.reason_code or "unknown"
+            for t, r in by_type.items()
+            if r.status == CoverageStatus.SKIPPED.value
+        }
+        # Any other status counts as failed (fail closed).
+        failed = {
+            t: r.reason_code or "unknown"
+            for t, r in by_type.items()
+            if t not in succeeded and t not in skipped
+        }
+        missing = [t for t in requested if t not in by_type]
+        unrequested = len({r.policy_type for r in rows} - set(requested))
+        return cls(requested, by_type, succeeded, failed, skipped, missing, unrequested)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "types_requested": len(self.requested),
+            "types_succeeded": len(self.succeeded),
+            "types_failed": len(self.failed),
+            "types_skipped": len(self.skipped),
+            "types_missing": len(self.missing),
+            "types_unrequested": self.unrequested,
+            "items_seen": sum(r.item_count for r in self.by_type.values()),
+        }
+
+    def decide(self) -> tuple[RunOutcome, str]:
+        """The outcome and reason code of coverage that exists for some requested type."""
+        if not self.failed and not self.skipped and not self.missing:
+            return RunOutcome.SUCCEEDED, "inventory_all_types_covered"
+        if self.succeeded:
+            return RunOutcome.PARTIALLY_SUCCEEDED, "inventory_partial_coverage"
+        reasons = [*self.failed.values(), *self.skipped.values()]
+        if not self.missing and all(reason in PRECONDITION_REASONS for reason in reasons):
+            return RunOutcome.BLOCKED, "inventory_access_missing"
+        return RunOutcome.FAILED, "inventory_no_type_covered"
