@@ -96,23 +96,15 @@ class HttpTenantProvider:
         the service for ``$top`` objects per page; ``None`` leaves it to the service.
         """
         base = base_url.rstrip("/")
-        parts = urlsplit(base)
-        if _origin(base) is None or parts.query or parts.fragment:
-            raise ValueError("base_url must be an absolute http(s) URL without credentials")
-        if not token or not set(token) <= _TOKEN_CHARS:
-            # Deliberately vague: the message must not contain any part of the token.
-            raise ValueError("token is empty or contains characters not allowed in a header")
-        if not (math.isfinite(timeout_seconds) and timeout_seconds > 0):
-            raise ValueError("timeout_seconds must be a positive number")
-        if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
-        if not (math.isfinite(max_retry_after_seconds) and max_retry_after_seconds >= 0):
-            raise ValueError("max_retry_after_seconds must be a non-negative number")
-        if page_size is not None and page_size <= 0:
-            raise ValueError("page_size must be positive")
-        if max_response_bytes <= 0:
-            raise ValueError("max_response_bytes must be positive")
-
+        _check_settings(
+            base,
+            token,
+            timeout_seconds=timeout_seconds,
+            max_retries=max_retries,
+            max_retry_after_seconds=max_retry_after_seconds,
+            page_size=page_size,
+            max_response_bytes=max_response_bytes,
+        )
         self._base_url = base
         self._origin = _origin(base)
         self._timeout = float(timeout_seconds)
@@ -121,17 +113,10 @@ class HttpTenantProvider:
         self._page_size = page_size
         self._max_response_bytes = max_response_bytes
         self._sleep = sleep
-        self._session = requests.Session()
         # Retries are urllib3's (counting, which answers, draining the retried response);
         # only the waits are ours (Retry-After capped, back-off, the injectable sleep).
         retry = _ProviderRetry(max_retries, pause=sleep, max_retry_after=self._max_retry_after)
-        adapter = requests.adapters.HTTPAdapter(max_retries=retry)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        # The token lives only in the session headers, never in an attribute repr() would show.
-        self._session.headers.update(
-            {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        )
+        self._session = _authorized_session(token, retry)
 
     def __repr__(self) -> str:
         return (
@@ -239,6 +224,46 @@ class HttpTenantProvider:
             if len(body) > self._max_response_bytes:
                 _fail(ProviderErrorKind.BAD_RESPONSE, policy_type, response.status_code)
         return bytes(body)
+
+
+def _check_settings(
+    base: str,
+    token: str,
+    *,
+    timeout_seconds: float,
+    max_retries: int,
+    max_retry_after_seconds: float,
+    page_size: int | None,
+    max_response_bytes: int,
+) -> None:
+    """Raise ``ValueError`` for the first unusable setting; no message echoes the token."""
+    parts = urlsplit(base)
+    if _origin(base) is None or parts.query or parts.fragment:
+        raise ValueError("base_url must be an absolute http(s) URL without credentials")
+    if not token or not set(token) <= _TOKEN_CHARS:
+        # Deliberately vague: the message must not contain any part of the token.
+        raise ValueError("token is empty or contains characters not allowed in a header")
+    if not (math.isfinite(timeout_seconds) and timeout_seconds > 0):
+        raise ValueError("timeout_seconds must be a positive number")
+    if max_retries < 0:
+        raise ValueError("max_retries must be >= 0")
+    if not (math.isfinite(max_retry_after_seconds) and max_retry_after_seconds >= 0):
+        raise ValueError("max_retry_after_seconds must be a non-negative number")
+    if page_size is not None and page_size <= 0:
+        raise ValueError("page_size must be positive")
+    if max_response_bytes <= 0:
+        raise ValueError("max_response_bytes must be positive")
+
+
+def _authorized_session(token: str, retry: urllib3.util.Retry) -> requests.Session:
+    """A session that retries through ``retry`` and sends the bearer token with every GET."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    # The token lives only in the session headers, never in an attribute repr() would show.
+    session.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    return session
 
 
 def _retry_delay(status: int, retry_after: str | None, retries: int, cap: float) -> float:
