@@ -43,6 +43,7 @@ from seeding import bench_app, bench_scopes
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.providers.fixture import CallPoint, FileGate
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG, run_tags
 from opsrecon_dagster.resources import FIXTURE_PATH_VAR
 
@@ -50,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SCENARIOS = ("success", "job-error", "failure-before-start", "killed-worker")
 TIMEOUT_SECONDS = 600
+# The fixture's fault point: just before the last of the three default types is listed.
+LAST_LISTING = {"call": "list_policies", "number": 3}
 IN_PROCESS: dict[str, object] = {"execution": {"config": {"in_process": {}}}}
 
 
@@ -137,8 +140,8 @@ def run(args: argparse.Namespace) -> None:
             {
                 "gate_dir": str(gates),
                 "environments": {
-                    "bench.env-1": {"faults": {"crash_at": "inventory.before_write"}},
-                    "bench.env-3": {"faults": {"pause_at": "inventory.before_write"}},
+                    "bench.env-1": {"faults": {"crash_at": LAST_LISTING}},
+                    "bench.env-3": {"faults": {"pause_at": LAST_LISTING}},
                 },
             }
         )
@@ -198,9 +201,9 @@ def run(args: argparse.Namespace) -> None:
 
             run_id = bench.start("killed-worker")
             bench.launch("killed-worker", run_id, IN_PROCESS)  # the step runs in the worker
-            reached = gates / "bench.env-3.inventory.before_write.reached"
-            _wait("killed-worker: the worker at its gate", reached.exists, daemon)
-            worker = int(reached.read_text())
+            gate = FileGate(gates, "bench.env-3", CallPoint.model_validate(LAST_LISTING))
+            _wait("killed-worker: the worker at its gate", gate.reached_file.exists, daemon)
+            worker = int(gate.reached_file.read_text())
             server = _parent(worker)
             os.kill(server, signal.SIGKILL)  # first, so it cannot see its worker die
             os.kill(worker, signal.SIGKILL)

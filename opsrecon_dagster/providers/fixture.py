@@ -442,15 +442,20 @@ class FileGate:
         # After __post_init__, ``point`` is a CallPoint: its str() is the canonical form.
         return self.gate_dir / f"{_gate_stem(self.partition_key, self.point)}.{suffix}"
 
+    @property
+    def reached_file(self) -> Path:
+        """The file a worker creates when it waits at the gate; it holds its process id."""
+        return self._path("reached")
+
     def wait_reached(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
         """True once a worker waits at the gate; False on timeout or when ``alive`` says the
         worker is gone (checked between polls)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and alive():
-            if self._path("reached").exists():
+            if self.reached_file.exists():
                 return True
             time.sleep(0.05)
-        return self._path("reached").exists()
+        return self.reached_file.exists()
 
     def release(self) -> None:
         """Let the waiting worker go on."""
