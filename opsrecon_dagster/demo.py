@@ -103,9 +103,7 @@ class DemoRow:
 class Demo:
     """Drives the scenarios; each step prints progress."""
 
-    # Built by ``reset`` once the demo's environment is set.
-    defs: dg.Definitions
-    settings: Settings
+    defs: dg.Definitions  # built by ``reset`` once the demo's environment is set
 
     def __init__(self, echo: Echo, data_dir: Path = DEMO_DIR) -> None:
         self.echo = echo
@@ -143,7 +141,6 @@ class Demo:
         # The definitions as a code server in this environment would load them; the worker
         # subprocesses load their own from the same variables.
         self.defs = build_defs(os.environ)
-        self.settings = Settings.from_env()  # the demo's database, the language asked for
 
     def seed(self, app: AppContext, instance: dg.DagsterInstance) -> None:
         migrate.upgrade(app.engine)
@@ -245,7 +242,7 @@ class Demo:
         later: timedelta = LATER,
     ) -> list[ReconcileResult]:
         """One pass of the reconciliation sensor's code path, as of ``later`` from now."""
-        app_db = AppDatabaseResource.of(self.settings)
+        app_db = AppDatabaseResource(database_url=self.db_url)
         batch = reconcile_batch(
             instance,
             app_db,
@@ -260,7 +257,7 @@ class Demo:
     def run(self) -> list[DemoRow]:
         started = time.monotonic()
         self.reset()
-        app = AppContext(self.settings)
+        app = AppContext(Settings(self.db_url))
         try:
             with dg.DagsterInstance.get() as instance:
                 self.seed(app, instance)

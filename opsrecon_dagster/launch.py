@@ -168,7 +168,7 @@ def launch_operation_run(
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         resources={
-            "app_db": AppDatabaseResource.of(app.settings),
+            "app_db": AppDatabaseResource(database_url=app.url.render_as_string(False)),
             # As deployed: the provider this process's environment configures.
             "provider": provider or configured_resources(os.environ)["provider"],
         },

@@ -25,11 +25,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """The settings ``environ`` (default: this process's environment) configures; an
-        unset or empty variable takes its default."""
         env = os.environ if environ is None else environ
         return cls(
             database_url=env.get(DATABASE_URL_VAR) or default_database_url(),
-            stale_thresholds_json=env.get(STALE_THRESHOLDS_VAR) or None,
+            stale_thresholds_json=env.get(STALE_THRESHOLDS_VAR),
             language=parse_language(env.get(LANGUAGE_VAR)),
         )

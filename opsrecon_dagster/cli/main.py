@@ -883,7 +883,9 @@ def _reconcile_once(
     from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
 
     ensure_dagster_home()
-    app_db = AppDatabaseResource.of(app.settings)
+    app_db = AppDatabaseResource(
+        database_url=app.url.render_as_string(False), language=app.language
+    )
     with dg.DagsterInstance.get() as instance:
         batch = reconcile_batch(
             instance,

@@ -47,16 +47,6 @@ class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             language=parse_language(self.language),
         )
 
-    @classmethod
-    def of(cls, settings: Settings) -> AppDatabaseResource:
-        """The resource standing for ``settings``, for a process that already holds its
-        own (the CLI, the demo): every setting passed on, none left to a default."""
-        return cls(
-            database_url=settings.database_url,
-            stale_thresholds_json=settings.stale_thresholds_json,
-            language=settings.language,
-        )
-
     def app(self) -> AppContext:
         """A new application context of its own (the caller disposes it)."""
         return AppContext(self.settings())

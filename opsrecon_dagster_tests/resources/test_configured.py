@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -35,21 +34,6 @@ def test_unset_variables_leave_the_documented_defaults(monkeypatch: pytest.Monke
     resources = configured_resources({"OPSRECON_STALE_THRESHOLDS": ""})
     assert resources["app_db"].settings().database_url == default_database_url()
     assert isinstance(resources["provider"].get_provider(), FixtureTenantProvider)
-
-
-def test_resources_read_no_environment_when_they_run(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """What is not wired when the definitions load stays the default: a variable set later
-    (after ``configured_resources`` ran) is not picked up where the resource runs."""
-    resources = configured_resources({})
-    monkeypatch.setenv("OPSRECON_DATABASE_URL", f"sqlite:///{tmp_path / 'later.sqlite3'}")
-    monkeypatch.setenv("OPSRECON_LANGUAGE", "de")
-    monkeypatch.setenv("OPSRECON_FIXTURE_PATH", str(tmp_path / "missing.json"))
-    settings = resources["app_db"].settings()
-    assert (settings.database_url, settings.language) == (default_database_url(), "en")
-    provider = resources["provider"].get_provider()  # the missing file is never opened
-    assert isinstance(provider, FixtureTenantProvider)
 
 
 def test_set_variables_are_wired_as_env_vars_not_values() -> None:
