@@ -29,7 +29,7 @@ from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import DEFAULT_DATA_DIR, DEFAULT_SQLITE_FILE
 from opsrecon_dagster.db.models import BackupSchedule, BaselineProfile, InventoryItem
-from opsrecon_dagster.definitions import build_defs
+from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, launch_operation_run
@@ -103,8 +103,6 @@ class DemoRow:
 class Demo:
     """Drives the scenarios; each step prints progress."""
 
-    defs: dg.Definitions  # built by ``reset`` once the demo's environment is set
-
     def __init__(self, echo: Echo, data_dir: Path = DEMO_DIR) -> None:
         self.echo = echo
         self.data_dir = data_dir.resolve()
@@ -138,9 +136,6 @@ class Demo:
         os.environ["OPSRECON_DATABASE_URL"] = self.db_url
         os.environ["OPSRECON_STALE_THRESHOLDS"] = ""  # the catalog's defaults
         os.environ[FIXTURE_PATH_VAR] = str(self.fixture_path)
-        # The definitions as a code server in this environment would load them; the worker
-        # subprocesses load their own from the same variables.
-        self.defs = build_defs(os.environ)
 
     def seed(self, app: AppContext, instance: dg.DagsterInstance) -> None:
         migrate.upgrade(app.engine)
@@ -248,7 +243,7 @@ class Demo:
             app_db,
             now=datetime.now(UTC) + later,
             run_ids=run_ids,
-            jobs=self.defs.resolve_job_def,
+            jobs=defs.resolve_job_def,
         )
         deliver(instance, app_db, batch.delivery)
         return batch.results
@@ -331,7 +326,7 @@ class Demo:
             Case("waited in Dagster's run queue, then ran", INVENTORY, "acme.contoso", "succeeded"),
             RunInputs(policy_types=["compliancePolicies"]),
         )
-        job = self.defs.resolve_job_def(JOB_BY_TYPE[INVENTORY.value].name)
+        job = defs.resolve_job_def(JOB_BY_TYPE[INVENTORY.value].name)
         dagster_run_id = run_queue.enqueue(app, instance, job, case.run_id, case.partition)
         wait = app.catalog.get(INVENTORY).queued_stale_after + timedelta(minutes=1)
         [result] = self.reconcile(instance, [case.run_id], later=wait)
@@ -393,9 +388,9 @@ class Demo:
         self.echo("      runs are still open after reconciliation")
 
     def _overview(self, instance: dg.DagsterInstance) -> None:
-        # Through the project's own definitions, as wired for the demo's database.
+        # Through the project's own definitions (already loaded), not a new ad-hoc set.
         overview = dg.AssetKey("operations_overview")
-        job = self.defs.resolve_implicit_job_def_def_for_assets([overview])
+        job = defs.resolve_implicit_job_def_def_for_assets([overview])
         assert job is not None
         job.execute_in_process(
             instance=instance,
