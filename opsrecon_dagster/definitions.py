@@ -1,7 +1,6 @@
 """The Dagster entry point: ``opsrecon_dagster.definitions:defs``."""
 
 import os
-from collections.abc import Mapping
 
 import dagster as dg
 
@@ -22,31 +21,20 @@ from opsrecon_dagster.sensors.scheduling import (
     inventory_sync_schedule,
 )
 
-
-def build_defs(environ: Mapping[str, str]) -> dg.Definitions:
-    """The project's definitions, wired from ``environ``: each ``OPSRECON_*`` variable set
-    there becomes its resource setting's ``EnvVar`` (resolved where the resource runs), the
-    rest keep their documented defaults; the steps' executor comes from the same place.
-
-    A process whose configuration is only known later (the demo, which creates its own
-    database and fixture first) builds its own set with this instead of ``defs``.
-    """
-    return dg.Definitions(
-        assets=[*ARTIFACT_ASSETS, operations_overview],
-        jobs=[*JOBS, overview_job],
-        schedules=[inventory_sync_schedule, operations_overview_schedule],
-        sensors=[
-            environment_partitions_sensor,
-            backup_schedules_sensor,
-            reconciliation_sensor,
-            *RUN_END_SENSORS,
-            decision_alerts_sensor,
-        ],
-        resources=configured_resources(environ),
-        executor=configured_executor(environ),
-    )
-
-
-# Loaded by the code server, the daemon and each run worker: wired from that process's
-# environment as it loads the definitions.
-defs = build_defs(os.environ)
+defs = dg.Definitions(
+    assets=[*ARTIFACT_ASSETS, operations_overview],
+    jobs=[*JOBS, overview_job],
+    schedules=[inventory_sync_schedule, operations_overview_schedule],
+    sensors=[
+        environment_partitions_sensor,
+        backup_schedules_sensor,
+        reconciliation_sensor,
+        *RUN_END_SENSORS,
+        decision_alerts_sensor,
+    ],
+    # Wired from the environment of the process that loads the definitions (the code
+    # server, the daemon, a run worker): each set variable as an EnvVar.
+    resources=configured_resources(os.environ),
+    # The steps' executor from the same environment: Dagster's default, or Celery workers.
+    executor=configured_executor(os.environ),
+)

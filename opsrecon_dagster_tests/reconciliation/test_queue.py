@@ -3,14 +3,13 @@ job once they run, failed with a queue reason only past the queue-wait limit (bo
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import dagster as dg
 import pytest
 
 from opsrecon_dagster import run_queue
-from opsrecon_dagster.definitions import build_defs
+from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster_tests.reconciliation.conftest import World
@@ -18,15 +17,10 @@ from opsrecon_dagster_tests.reconciliation.conftest import World
 INV = OperationType.INVENTORY_SYNC
 
 
-def inventory_job() -> dg.JobDefinition:
-    """The inventory job as a code server loads it in this environment (as under the daemon:
-    the ``queued`` fixture points ``OPSRECON_DATABASE_URL`` at the test's database)."""
-    return build_defs(os.environ).resolve_job_def("inventory_sync")
-
-
 @pytest.fixture
 def queued(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[World, int, str]:
     """An inventory run whose Dagster run waits in the queue (the packaged fixture tenants)."""
+    # The job's default resources read these when it runs, as under the daemon.
     monkeypatch.setenv("OPSRECON_DATABASE_URL", world.app.url.render_as_string(False))
     monkeypatch.delenv("OPSRECON_FIXTURE_PATH", raising=False)
     scope = world.scope("contoso")
@@ -35,7 +29,7 @@ def queued(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[World, int, s
     dagster_run_id = run_queue.enqueue(
         world.app,
         world.instance,
-        inventory_job(),
+        defs.resolve_job_def("inventory_sync"),
         run_id,
         scope.partition_key,
     )
@@ -58,7 +52,9 @@ def test_queued_run_is_alive_past_the_queued_threshold_then_its_job_decides(
             (run_id, None, "run_waiting_in_queue")
         ]
     assert world.app.runs.get(run_id).status == "queued"
-    assert run_queue.dequeue(world.instance, inventory_job(), dagster_run_id) == "SUCCESS"
+    assert run_queue.dequeue(
+        world.instance, defs.resolve_job_def("inventory_sync"), dagster_run_id
+    ) == ("SUCCESS")
     row = world.app.runs.get(run_id)
     assert (row.outcome, row.reason_code) == ("succeeded", "inventory_all_types_covered")
     audit = world.app.runs.audit_trail(run_id)
@@ -74,6 +70,8 @@ def test_queue_wait_past_its_limit_fails_with_a_queue_reason(
     assert world.decided(run_id) == ("failed", "dagster_queue_wait_exceeded")
     assert result.verdict.evidence.dagster_run_status == "QUEUED"
     # If the queue releases it afterwards, the worker refuses the final row.
-    status = run_queue.dequeue(world.instance, inventory_job(), dagster_run_id)
+    status = run_queue.dequeue(
+        world.instance, defs.resolve_job_def("inventory_sync"), dagster_run_id
+    )
     assert status == "FAILURE"
     assert world.decided(run_id) == ("failed", "dagster_queue_wait_exceeded")
