@@ -443,6 +443,20 @@ def test_a_call_point_has_a_file_name_safe_string_form() -> None:
         FileGate(Path("gates"), ENV.partition_key, "inventory.after_first_type")
 
 
+def _clean_config_error(path: Path) -> str:
+    """Loading ``path`` fails with one clean line (no traceback, no pydantic, no chained
+    cause); returns it."""
+    with pytest.raises(FixtureConfigError) as err:
+        FixtureTenantProvider.from_file(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "Traceback" not in message
+    assert "pydantic" not in message
+    assert err.value.__cause__ is None
+    assert err.value.__suppress_context__
+    return message
+
+
 @pytest.mark.parametrize(
     ("crash_at", "expected"),
     [
@@ -460,13 +474,9 @@ def test_a_bad_call_point_is_a_fixture_config_error(
 ) -> None:
     path = tmp_path / "bad.json"
     path.write_text(f'{{"environments": {{"a.b": {{"faults": {{"crash_at": {crash_at}}}}}}}}}')
-    with pytest.raises(FixtureConfigError) as err:
-        FixtureTenantProvider.from_file(path)
-    message = str(err.value)
+    message = _clean_config_error(path)
     assert message.startswith(f"fixture file {path}: environments.a.b.faults.")
     assert expected in message
-    assert "\n" not in message
-    assert err.value.__cause__ is None
 
 
 def test_the_protocol_and_the_package_have_no_fault_hook() -> None:
@@ -549,16 +559,9 @@ def test_from_file_round_trip(tmp_path: Path) -> None:
 def test_from_file_errors_are_clean(tmp_path: Path, content: str, expected: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(FixtureConfigError) as err:
-        FixtureTenantProvider.from_file(path)
-    message = str(err.value)
+    message = _clean_config_error(path)
     assert message.startswith(f"fixture file {path}: ")
     assert expected in message
-    assert "\n" not in message
-    assert "Traceback" not in message
-    assert "pydantic" not in message
-    assert err.value.__cause__ is None
-    assert err.value.__suppress_context__
 
 
 def test_from_file_missing_and_non_utf8(tmp_path: Path) -> None:
