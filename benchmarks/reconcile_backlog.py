@@ -44,12 +44,12 @@ from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.bulk import insert_rows
 from opsrecon_dagster.db.models import AuditLog, DecisionOutbox, InventoryCoverage, OperationRun
 from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.instance.decisions import InstancePort
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.gc_pacing import paced_collection
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
-from opsrecon_dagster.resources import AppDatabaseResource
+from opsrecon_dagster.reconciliation.service import BATCH_SIZE, drain
 from opsrecon_dagster.sensors.reconciliation import pool_connections
-from opsrecon_dagster.service.gc_pacing import paced_collection
-from opsrecon_dagster.service.reconciliation import BATCH_SIZE, drain
 from opsrecon_dagster_tests.doubles import NoDagster
 
 TYPES = ("deviceConfigurations", "compliancePolicies", "appProtectionPolicies")
@@ -202,10 +202,10 @@ def decide_and_write(app: AppContext, batch: int) -> tuple[int, float, list[floa
 def sensor_path(
     app: AppContext, instance: dg.DagsterInstance, batch: int
 ) -> tuple[int, float, int]:
-    resource = AppDatabaseResource(database_url=app.url.render_as_string(False))
     started, total, ticks = time.perf_counter(), 0, 0
+    dagster = InstancePort(instance)
     while True:
-        results = drain(instance, resource, now=datetime.now(UTC), budget_seconds=20.0, limit=batch)
+        results = drain(app, dagster, now=datetime.now(UTC), budget_seconds=20.0, limit=batch)
         if not results:
             return total, time.perf_counter() - started, ticks
         ticks += 1

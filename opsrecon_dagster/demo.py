@@ -24,13 +24,14 @@ import dagster as dg
 from sqlalchemy import select
 
 from opsrecon_dagster import run_queue
-from opsrecon_dagster.app import AppContext, dispose_shared
+from opsrecon_dagster.app import AppContext, dispose_shared, shared_app
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import DEFAULT_DATA_DIR, DEFAULT_SQLITE_FILE
 from opsrecon_dagster.db.models import BackupSchedule, BaselineProfile, InventoryItem
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.enums import Readiness
+from opsrecon_dagster.instance.decisions import InstancePort
 from opsrecon_dagster.jobs import JOB_BY_TYPE
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, launch_operation_run
 from opsrecon_dagster.operations.catalog import OperationType
@@ -40,8 +41,8 @@ from opsrecon_dagster.operations.queries import list_runs
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import DEFAULT_FIXTURE_FILE, FileGate
 from opsrecon_dagster.reconciliation.reconciler import ReconcileResult
-from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
-from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
+from opsrecon_dagster.reconciliation.service import deliver, reconcile_batch
+from opsrecon_dagster.resources import FIXTURE_PATH_VAR
 from opsrecon_dagster.settings import Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
@@ -236,16 +237,16 @@ class Demo:
         run_ids: list[int] | None = None,
         later: timedelta = LATER,
     ) -> list[ReconcileResult]:
-        """One pass of the reconciliation sensor's code path, as of ``later`` from now."""
-        app_db = AppDatabaseResource(database_url=self.db_url)
+        """One pass of the reconciliation sensor's code path, as of ``later`` from now, with
+        this process's settings (its message language and thresholds) on the demo database."""
+        app = shared_app(replace(Settings.from_env(), database_url=self.db_url))
         batch = reconcile_batch(
-            instance,
-            app_db,
+            app,
+            InstancePort(instance, defs.resolve_job_def),
             now=datetime.now(UTC) + later,
             run_ids=run_ids,
-            jobs=defs.resolve_job_def,
         )
-        deliver(instance, app_db, batch.delivery)
+        deliver(app, batch.delivery)
         return batch.results
 
     # ------------------------------------------------------------------ scenario

@@ -878,25 +878,21 @@ def _reconcile_once(
     import dagster as dg
 
     from opsrecon_dagster.definitions import defs
+    from opsrecon_dagster.instance.decisions import InstancePort
     from opsrecon_dagster.launch import ensure_dagster_home
-    from opsrecon_dagster.resources import AppDatabaseResource
-    from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
+    from opsrecon_dagster.reconciliation.service import deliver, reconcile_batch
 
     ensure_dagster_home()
-    app_db = AppDatabaseResource(
-        database_url=app.url.render_as_string(False), language=app.language
-    )
     with dg.DagsterInstance.get() as instance:
         batch = reconcile_batch(
-            instance,
-            app_db,
+            app,
+            InstancePort(instance, defs.resolve_job_def),
             limit=limit,
             op_type=op_type,
             workspace_id=workspace_id,
             dry_run=dry_run,
-            jobs=defs.resolve_job_def,
         )
-        deliver(instance, app_db, batch.delivery)
+        deliver(app, batch.delivery)
     return [
         {
             "id": r.run_id,

@@ -1,23 +1,19 @@
 """The reconciliation sensors: a stale scan every 10 s, and an immediate look at tagged
 Dagster runs that ended while their operation run was still open. Thin: each turns its
-Dagster context into a call of the reconciliation service (``service.reconciliation``)."""
+Dagster context into a call of the reconciliation service (``reconciliation/service.py``),
+with the instance as its Dagster side (``instance/decisions.py``)."""
 
 from datetime import UTC, datetime
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from opsrecon_dagster.instance.decisions import InstancePort, jobs_of
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
+from opsrecon_dagster.reconciliation.service import BATCH_SIZE, deliver, drain, reconcile_batch
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.guard import guarded_tick, sanitized_failure
-from opsrecon_dagster.service.reconciliation import (
-    BATCH_SIZE,
-    deliver,
-    drain,
-    jobs_of,
-    reconcile_batch,
-)
 
 # A tick runs batches until the backlog is empty or its budget is spent, well inside
 # Dagster's 60 s limit for a sensor evaluation.
@@ -94,14 +90,14 @@ def reconciliation_sensor(
     def tick() -> dg.SensorResult:
         pool_connections(context.instance)
         thresholds = restamp_on_new_thresholds(app_db, TickCursor.parse(context.cursor))
-        results = drain(
-            context.instance,
-            app_db,
-            now=clock.now(),
-            budget_seconds=TICK_BUDGET_SECONDS,
-            jobs=jobs_of(context.repository_def),
-            limit=BATCH_SIZE,
-        )
+        with app_db.opened() as app:
+            results = drain(
+                app,
+                InstancePort(context.instance, jobs_of(context.repository_def)),
+                now=clock.now(),
+                budget_seconds=TICK_BUDGET_SECONDS,
+                limit=BATCH_SIZE,
+            )
         decided = sum(r.status is TransitionStatus.APPLIED for r in results)
         waiting = sum(r.verdict.outcome is None for r in results)
         cursor = TickCursor(
@@ -148,14 +144,14 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
         # An error fails the tick visibly, with a sanitized message; the stale scan remains
         # the safety net for a run this sensor could not decide.
         try:
-            batch = reconcile_batch(
-                context.instance,
-                app_db,
-                now=clock.now(),
-                run_ids=[int(tag)],
-                jobs=jobs_of(context.repository_def),
-            )
-            deliver(context.instance, app_db, batch.delivery)
+            with app_db.opened() as app:
+                batch = reconcile_batch(
+                    app,
+                    InstancePort(context.instance, jobs_of(context.repository_def)),
+                    now=clock.now(),
+                    run_ids=[int(tag)],
+                )
+                deliver(app, batch.delivery)
         except Exception as exc:
             raise sanitized_failure(f"reconciling operation run {tag}", exc) from None
         for r in batch.results:

@@ -21,12 +21,13 @@ from opsrecon_dagster.artifacts.retention import retention_plan, retention_proof
 from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
 from opsrecon_dagster.db.models import AuditLog, BackupItem, BackupSchedule, BackupSet, OperationRun
 from opsrecon_dagster.enums import Actor
+from opsrecon_dagster.instance.decisions import InstancePort
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider
+from opsrecon_dagster.reconciliation.service import reconcile_batch
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
-from opsrecon_dagster.service.reconciliation import reconcile_batch
 from opsrecon_dagster_tests.conftest import Scope, add_schedule
 
 PRUNE = OperationType.BACKUP_RETENTION_PRUNE.value
@@ -230,8 +231,7 @@ def test_a_worker_that_died_after_pruning_is_proven_by_the_reconciler(
     app.runs.mark_running(run_id, None)
     RETENTION.execute(app.sessions, _scope_of(app, run_id), FixtureTenantProvider(), _no_beat)
     # ... and the worker died before completing its row: the reconciler decides from proof.
-    app_db = AppDatabaseResource(database_url=app.url.render_as_string(False))
-    reconcile_batch(instance, app_db, now=datetime.now(UTC) + timedelta(hours=1))
+    reconcile_batch(app, InstancePort(instance), now=datetime.now(UTC) + timedelta(hours=1))
     run = app.runs.get(run_id)
     assert (run.outcome, run.reason_code) == ("succeeded", "retention_enforced")
     decision = RunContext.load_or_empty(run.context).decision

@@ -14,6 +14,7 @@ from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.assets.artifacts import backup_sets, inventory_items
 from opsrecon_dagster.db.models import BackupSet, InventoryCoverage
 from opsrecon_dagster.enums import Actor, RunOutcome
+from opsrecon_dagster.instance.view import InstanceDagsterView
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision
 from opsrecon_dagster.partitions import ENVIRONMENTS
@@ -22,7 +23,6 @@ from opsrecon_dagster.providers.fixture import FixtureTenantProvider
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
-from opsrecon_dagster.service.instance_view import InstanceDagsterView
 from opsrecon_dagster_tests.conftest import Scope, add_schedule, make_scope
 
 # The one provider every materialization in a test gets, so its call counter is observable.

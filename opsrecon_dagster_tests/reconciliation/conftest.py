@@ -19,11 +19,11 @@ from opsrecon_dagster.artifacts.execution import claim_run
 from opsrecon_dagster.artifacts.families import FAMILIES, FAMILY_BY_TYPE
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.instance.view import InstanceDagsterView
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.providers.fixture import FixtureConfig, FixtureTenantProvider
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
-from opsrecon_dagster.service.instance_view import InstanceDagsterView
 from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule, make_scope
 
 TYPES = ["deviceConfigurations", "compliancePolicies", "appProtectionPolicies"]

@@ -9,9 +9,9 @@ from dagster._core.events import DagsterEvent, DagsterEventType
 from sqlalchemy import event, update
 
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.instance.view import InstanceDagsterView
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
-from opsrecon_dagster.service.instance_view import InstanceDagsterView
 from opsrecon_dagster_tests.reconciliation.conftest import World, dagster_run
 
 FAMILIES = [

@@ -29,12 +29,13 @@ import dagster as dg
 import pytest
 
 from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.instance.decisions import InstancePort
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import CallPoint
-from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
-from opsrecon_dagster.service.reconciliation import deliver, reconcile_batch
+from opsrecon_dagster.reconciliation.service import deliver, reconcile_batch
+from opsrecon_dagster.resources import FIXTURE_PATH_VAR
 from opsrecon_dagster_tests.conftest import Scope
 from opsrecon_dagster_tests.harness import die_before_report
 
@@ -108,9 +109,8 @@ def _killed_worker(
 
 
 def _reconcile(app: AppContext, instance: dg.DagsterInstance) -> None:
-    app_db = AppDatabaseResource(database_url=app.url.render_as_string(False))
-    batch = reconcile_batch(instance, app_db, now=datetime.now(UTC) + LATER)
-    deliver(instance, app_db, batch.delivery)
+    batch = reconcile_batch(app, InstancePort(instance), now=datetime.now(UTC) + LATER)
+    deliver(app, batch.delivery)
 
 
 def _check_on(instance: dg.DagsterInstance, dagster_run_id: str) -> dg.AssetCheckEvaluation:

@@ -108,15 +108,16 @@ def test_the_next_batch_leaves_out_the_entries_still_being_delivered(
     """A batch's events are written while the next batch is decided: the next batch must
     not deliver them a second time. The first delivery is held until the second batch has
     read its entries (events, not sleeps)."""
+    import opsrecon_dagster.instance.decisions as decisions
+    import opsrecon_dagster.reconciliation.service as module
     import opsrecon_dagster.sensors.reconciliation as sensors
-    import opsrecon_dagster.service.reconciliation as module
 
     monkeypatch.setattr(sensors, "BATCH_SIZE", 3)
     scope = world.scope("full")
     run_ids = [world.start(INV, scope, policy_types=[t]) for t in "abcde"]
     second_read = threading.Event()
     batches: list[list[int]] = []
-    real_batch, real_write = module.reconcile_batch, module.write_asset_events
+    real_batch, real_write = module.reconcile_batch, decisions.write_asset_events
 
     def batch(*args: Any, **kwargs: Any) -> Any:
         found = real_batch(*args, **kwargs)
@@ -131,7 +132,7 @@ def test_the_next_batch_leaves_out_the_entries_still_being_delivered(
         real_write(instance, events)
 
     monkeypatch.setattr(module, "reconcile_batch", batch)
-    monkeypatch.setattr(module, "write_asset_events", write)
+    monkeypatch.setattr(decisions, "write_asset_events", write)
     reconciliation_sensor(
         dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
     )
@@ -147,7 +148,7 @@ def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
 ) -> None:
     """Events are written after the decisions commit: when writing them fails (or the
     process dies there), the decisions stay in the outbox and the next tick reports them."""
-    import opsrecon_dagster.service.reconciliation as module
+    import opsrecon_dagster.instance.decisions as module
 
     scope = world.scope("full")
     run_ids = [world.start(INV, scope, policy_types=[t]) for t in ("a", "b", "c")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from opsrecon_dagster.service.gc_pacing import BATCH_GEN0_THRESHOLD, paced_collection
+from opsrecon_dagster.reconciliation.gc_pacing import BATCH_GEN0_THRESHOLD, paced_collection
 
 
 def test_the_threshold_is_raised_inside_and_restored_after_the_last_concurrent_block() -> None:

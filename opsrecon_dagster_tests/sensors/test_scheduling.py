@@ -15,6 +15,7 @@ from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.enums import Actor, RunOutcome
+from opsrecon_dagster.instance.view import InstanceDagsterView
 from opsrecon_dagster.jobs import backup_execute_job, inventory_sync_job
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, RunContext, RunInputs
@@ -27,7 +28,6 @@ from opsrecon_dagster.sensors.scheduling import (
     environment_partitions_sensor,
     inventory_sync_schedule,
 )
-from opsrecon_dagster.service.instance_view import InstanceDagsterView
 from opsrecon_dagster_tests.conftest import Scope, add_schedule, make_scope
 
 

@@ -1,18 +1,13 @@
-"""Reconcile a batch of stale runs and deliver the decisions to Dagster: the one code path
-of the reconciliation sensors, ``opsrecon reconcile`` and the demo.
-
-``reconcile_batch`` decides (the plain-Python ``Reconciler``) and prepares the delivery of
-pending outbox entries; ``deliver`` writes their asset events and acknowledges them;
-``drain`` repeats both until the backlog is empty or a time budget is spent.
+"""How a decision shows on a Dagster instance: tags and a check evaluation on its Dagster
+run, the end of a run that cannot end itself, and an asset event on its partition. With
+the reads of ``instance/view.py``, ``InstancePort`` is the reconciliation service's Dagster
+side (``reconciliation/service.py``, ``DagsterPort``).
 """
 
 import logging
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -28,21 +23,11 @@ from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
 from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
 from opsrecon_dagster.enums import RunOutcome
+from opsrecon_dagster.instance.view import InstanceDagsterView
 from opsrecon_dagster.operations.reasons import Language
-from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.reconciliation.outbox import DecisionEvent
-from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
-from opsrecon_dagster.resources import AppDatabaseResource
-from opsrecon_dagster.service.gc_pacing import paced_collection
-from opsrecon_dagster.service.instance_view import InstanceDagsterView
-
-# Decisions per batch (one transaction each).
-# Per-batch costs (Dagster reads, the candidate query, a commit) are spread over more runs
-# at 1,000 than at 500 (sensor path about 8% faster, benchmarks/reconcile_backlog.py);
-# a batch's locks are held for about half a second.
-BATCH_SIZE = 1000
-
+from opsrecon_dagster.reconciliation.service import EventWriter
 
 # Dagster run states in which a decided run can no longer be trusted to end by itself, with
 # what the failure message says about it.
@@ -201,95 +186,6 @@ def record_on_dagster_run(
         instance.report_run_failed(run, message=f"{note}; {why}")
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """Asset events still to be written for pending outbox entries, and those entries."""
-
-    events: list[AssetEvent] = field(default_factory=list)
-    entry_ids: list[int] = field(default_factory=list)
-
-
-def prepare_delivery(
-    instance: dg.DagsterInstance,
-    entries: Sequence[outbox.Pending],
-    language: Language = "en",
-    jobs: JobLookup | None = None,
-) -> Delivery:
-    """Record each pending decision on its Dagster run and build its asset event (the
-    entries' Dagster runs are read in one query)."""
-    ids = {i for e in entries if (i := _dagster_run_id_of(e.event, jobs)) is not None}
-    known = (
-        {r.run_id: r for r in instance.get_runs(filters=dg.RunsFilter(run_ids=list(ids)))}
-        if ids
-        else {}
-    )
-    events: list[AssetEvent] = []
-    for entry in entries:
-        record_on_dagster_run(instance, entry.event, language, jobs, known)
-        if (event := asset_event(entry.event, language)) is not None:
-            events.append(event)
-    return Delivery(events, [e.id for e in entries])
-
-
-@dataclass(frozen=True)
-class Batch:
-    """One reconciliation batch: its results, and the delivery its caller must complete."""
-
-    results: list[ReconcileResult]
-    delivery: Delivery
-
-
-def reconcile_batch(
-    instance: dg.DagsterInstance,
-    app_db: AppDatabaseResource,
-    *,
-    now: datetime | None = None,
-    run_ids: Sequence[int] | None = None,
-    limit: int = BATCH_SIZE,
-    op_type: str | None = None,
-    workspace_id: int | None = None,
-    dry_run: bool = False,
-    jobs: JobLookup | None = None,
-    in_flight: Collection[int] = (),
-) -> Batch:
-    """Run one reconciliation batch and prepare the delivery of pending decisions.
-
-    The batch's decisions enter the outbox with the decisions. Then pending entries, oldest
-    first and at least a batch of them (those of ``run_ids`` only, when given), are
-    recorded on their Dagster runs, and their asset events are returned for the caller to
-    ``deliver``.
-
-    The sensors, ``opsrecon reconcile`` and the demo all come through here.
-    """
-    at = now
-    with app_db.opened() as app:
-        reconciler = Reconciler(
-            app.sessions,
-            app.runs,
-            InstanceDagsterView(instance),
-            clock=(lambda: at) if at is not None else None,
-        )
-        results = reconciler.reconcile(
-            limit=limit,
-            run_ids=run_ids,
-            op_type=op_type,
-            workspace_id=workspace_id,
-            dry_run=dry_run,
-        )
-        if dry_run:
-            return Batch(results, Delivery())
-        with app.sessions() as session:
-            # At least a whole batch, so a batch's own entries fit behind older ones.
-            entries = outbox.pending(
-                session,
-                run_ids=run_ids,
-                limit=max(limit, outbox.EMIT_LIMIT),
-                in_flight=in_flight,
-            )
-        language = app.language
-    return Batch(results, prepare_delivery(instance, entries, language, jobs))
-
-
 def write_asset_events(instance: dg.DagsterInstance, events: Sequence[AssetEvent]) -> None:
     """Write runless asset events in batches: Dagster's event-log storage stores a batch of
     one kind for one asset in one statement on PostgreSQL (one by one elsewhere), instead of
@@ -320,55 +216,29 @@ def _runless_entry(event: AssetEvent) -> EventLogEntry:
     )
 
 
-def deliver(instance: dg.DagsterInstance, app_db: AppDatabaseResource, delivery: Delivery) -> None:
-    """Write a delivery's events, then acknowledge its entries. A crash in between leaves
-    the entries pending, so the next delivery repeats them (at least once)."""
-    write_asset_events(instance, delivery.events)
-    if delivery.entry_ids:
-        with app_db.opened() as app, app.sessions.begin() as session:
-            outbox.acknowledge(session, delivery.entry_ids)
+class InstancePort(InstanceDagsterView):
+    """The reconciliation service's Dagster side over a real instance: its reads
+    (``InstanceDagsterView``), and decisions recorded on runs and written as asset events.
+    With ``jobs`` (the code location's), a run that never had a Dagster run gets one to
+    show it failed (see ``_dagster_run_of``)."""
 
+    def __init__(self, instance: dg.DagsterInstance, jobs: JobLookup | None = None) -> None:
+        super().__init__(instance)
+        self._jobs = jobs
 
-def drain(
-    instance: dg.DagsterInstance,
-    app_db: AppDatabaseResource,
-    *,
-    now: datetime,
-    budget_seconds: float,
-    jobs: JobLookup | None = None,
-    limit: int = BATCH_SIZE,
-) -> list[ReconcileResult]:
-    """Reconcile and deliver batch after batch until the backlog is empty or the time budget
-    is spent. Rows found alive or waiting are due again only later, so each batch reads
-    rows the drain has not seen.
-
-    A batch's events are written while the next batch is decided (one writer thread, one
-    delivery at a time, in order): each side waits on its own database much of the time.
-    The next batch leaves the entries in flight out of its delivery; a failed delivery
-    leaves its entries pending and fails the drain once the batch in hand is committed.
-    """
-    deadline = time.monotonic() + budget_seconds
-    results: list[ReconcileResult] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver") as writer:
-        delivering: Future[None] | None = None
-        in_flight: list[int] = []
-        while True:
-            with paced_collection():
-                batch = reconcile_batch(
-                    instance, app_db, now=now, limit=limit, jobs=jobs, in_flight=in_flight
-                )
-            if delivering is not None:
-                delivering.result()
-            delivering = writer.submit(_paced_deliver, instance, app_db, batch.delivery)
-            in_flight = batch.delivery.entry_ids
-            results += batch.results
-            if len(batch.results) < limit or time.monotonic() >= deadline:
-                delivering.result()
-                return results
-
-
-def _paced_deliver(
-    instance: dg.DagsterInstance, app_db: AppDatabaseResource, delivery: Delivery
-) -> None:
-    with paced_collection():
-        deliver(instance, app_db, delivery)
+    def record(self, decisions: Sequence[DecisionEvent], language: Language) -> EventWriter:
+        """Record each decision on its Dagster run (the decisions' Dagster runs are read in
+        one query) and return the writer of their asset events."""
+        instance, jobs = self._instance, self._jobs
+        ids = {i for d in decisions if (i := _dagster_run_id_of(d, jobs)) is not None}
+        known = (
+            {r.run_id: r for r in instance.get_runs(filters=dg.RunsFilter(run_ids=list(ids)))}
+            if ids
+            else {}
+        )
+        events: list[AssetEvent] = []
+        for decision in decisions:
+            record_on_dagster_run(instance, decision, language, jobs, known)
+            if (event := asset_event(decision, language)) is not None:
+                events.append(event)
+        return lambda: write_asset_events(instance, events)
