@@ -26,6 +26,7 @@ from sqlalchemy import select
 from opsrecon_dagster import run_queue
 from opsrecon_dagster.app import AppContext, dispose_shared, shared_app
 from opsrecon_dagster.artifacts.review import current_fingerprint
+from opsrecon_dagster.assets.overview import overview_job
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import DEFAULT_DATA_DIR, DEFAULT_SQLITE_FILE
 from opsrecon_dagster.db.models import BackupSchedule, BaselineProfile, InventoryItem
@@ -33,7 +34,7 @@ from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster.instance.decisions import InstancePort
 from opsrecon_dagster.jobs import JOB_BY_TYPE
-from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, launch_operation_run
+from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, in_process_job, launch_operation_run
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
@@ -42,7 +43,7 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import DEFAULT_FIXTURE_FILE, FileGate
 from opsrecon_dagster.reconciliation.reconciler import ReconcileResult
 from opsrecon_dagster.reconciliation.service import deliver, reconcile_batch
-from opsrecon_dagster.resources import FIXTURE_PATH_VAR
+from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
 from opsrecon_dagster.settings import Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
@@ -109,6 +110,8 @@ class Demo:
         self.data_dir = data_dir.resolve()
         self.home = self.data_dir / "dagster_home"
         self.db_url = f"sqlite:///{self.data_dir / DEFAULT_SQLITE_FILE}"
+        # The demo's database and the catalog's thresholds, in this process's language.
+        self.settings = Settings(self.db_url, language=Settings.from_env().language)
         self.fixture_path = self.data_dir / "tenants.json"
         self.gates = self.data_dir / "gates"
         self.cases: list[Case] = []
@@ -239,7 +242,7 @@ class Demo:
     ) -> list[ReconcileResult]:
         """One pass of the reconciliation sensor's code path, as of ``later`` from now, with
         this process's settings (its message language and thresholds) on the demo database."""
-        app = shared_app(replace(Settings.from_env(), database_url=self.db_url))
+        app = shared_app(self.settings)
         batch = reconcile_batch(
             app,
             InstancePort(instance, defs.resolve_job_def),
@@ -253,7 +256,7 @@ class Demo:
     def run(self) -> list[DemoRow]:
         started = time.monotonic()
         self.reset()
-        app = AppContext(Settings(self.db_url))
+        app = AppContext(self.settings)
         try:
             with dg.DagsterInstance.get() as instance:
                 self.seed(app, instance)
@@ -327,7 +330,7 @@ class Demo:
             Case("waited in Dagster's run queue, then ran", INVENTORY, "acme.contoso", "succeeded"),
             RunInputs(policy_types=["compliancePolicies"]),
         )
-        job = defs.resolve_job_def(JOB_BY_TYPE[INVENTORY.value].name)
+        job = in_process_job(app, JOB_BY_TYPE[INVENTORY.value].name)
         dagster_run_id = run_queue.enqueue(app, instance, job, case.run_id, case.partition)
         wait = app.catalog.get(INVENTORY).queued_stale_after + timedelta(minutes=1)
         [result] = self.reconcile(instance, [case.run_id], later=wait)
@@ -389,13 +392,11 @@ class Demo:
         self.echo("      runs are still open after reconciliation")
 
     def _overview(self, instance: dg.DagsterInstance) -> None:
-        # Through the project's own definitions (already loaded), not a new ad-hoc set.
-        overview = dg.AssetKey("operations_overview")
-        job = defs.resolve_implicit_job_def_def_for_assets([overview])
-        assert job is not None
-        job.execute_in_process(
+        # Through the project's own definitions (already loaded), not a new ad-hoc set; the
+        # whole job (an asset subset would rebuild it, refusing the demo's own resources).
+        defs.resolve_job_def(overview_job.name).execute_in_process(
             instance=instance,
-            asset_selection=[overview],
+            resources={"app_db": AppDatabaseResource.of(self.settings)},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import ManagedEnvironment
@@ -149,6 +150,26 @@ def submit_operation_run(
     return submitted
 
 
+def in_process_resources(
+    app: AppContext, provider: ProviderResource | None = None
+) -> dict[str, object]:
+    """The resources of a job this process runs itself (``--in-process``, the demo): the
+    application's whole settings (database, language, thresholds) and ``provider``
+    (default: as this process's environment configures it)."""
+    return {
+        "app_db": AppDatabaseResource.of(app.settings),
+        "provider": provider or configured_resources(os.environ)["provider"],
+    }
+
+
+def in_process_job(app: AppContext, job_name: str) -> dg.JobDefinition:
+    """The project's job ``job_name`` bound to ``in_process_resources``, for a run this
+    process creates now and executes later (the demo's queued run). The binding is what
+    ``execute_in_process(resources=...)`` does (Dagster internals, pinned version)."""
+    resources = wrap_resources_for_execution(in_process_resources(app))
+    return defs.resolve_job_def(job_name).as_ephemeral_job(resources, input_values={})
+
+
 def launch_operation_run(
     app: AppContext,
     run_id: int,
@@ -157,8 +178,7 @@ def launch_operation_run(
     log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
     """Execute the run's job in this process (``--in-process``, the demo) for its
-    environment partition, tagged with the run id, on the application's database and
-    ``provider`` (default: as this process's environment configures it)."""
+    environment partition, tagged with the run id, on ``in_process_resources``."""
     prepared = prepare_launch(app, run_id, instance)
     return defs.resolve_job_def(prepared.job_name).execute_in_process(
         instance=instance,
@@ -167,11 +187,7 @@ def launch_operation_run(
         tags=prepared.tags,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        resources={
-            "app_db": AppDatabaseResource(database_url=app.url.render_as_string(False)),
-            # As deployed: the provider this process's environment configures.
-            "provider": provider or configured_resources(os.environ)["provider"],
-        },
+        resources=in_process_resources(app, provider),
     )
 
 

@@ -53,13 +53,14 @@ def enqueue(
     )
     dagster_run_id = str(uuid.uuid4())
     app.runs.link_dagster_run(run_id, dagster_run_id)
+    # The whole job, no asset subset: a subset rebuilds the job and refuses resources the
+    # caller bound to it (``launch.in_process_job``).
     instance.create_run_for_job(
         job,
         run_id=dagster_run_id,
         run_config=IN_PROCESS,
         status=dg.DagsterRunStatus.QUEUED,
         tags={**run_tags(run_id, partition), "dagster/partition": partition},
-        asset_selection=frozenset(job.asset_layer.executable_asset_keys),
         remote_job_origin=origin,
     )
     return dagster_run_id

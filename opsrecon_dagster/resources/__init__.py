@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from pydantic import Field
 from opsrecon_dagster.alerts.ledger import ATTENTION, UnknownOutcomeError, parse_outcomes
 from opsrecon_dagster.alerts.webhook import Webhook
 from opsrecon_dagster.app import AppContext, shared_app
+from opsrecon_dagster.db.engine import default_database_url
 from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.reasons import parse_language
 from opsrecon_dagster.providers.base import TenantProvider
@@ -31,22 +31,30 @@ class AppDatabaseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL; default $OPSRECON_DATABASE_URL, then data/opsrecon.sqlite3",
+        description="SQLAlchemy URL; default data/opsrecon.sqlite3 (embedded SQLite).",
     )
     stale_thresholds_json: str | None = Field(
         default=None, description="Stale threshold overrides (see README); optional."
     )
     language: str | None = Field(default=None, description="Message language: en (default), de.")
 
+    @classmethod
+    def of(cls, settings: Settings) -> AppDatabaseResource:
+        """The resource for a whole ``Settings`` (a process that already holds its settings:
+        the CLI, the demo, an in-process launch), so language and thresholds go with it."""
+        return cls(
+            database_url=settings.database_url,
+            stale_thresholds_json=settings.stale_thresholds_json,
+            language=settings.language,
+        )
+
     def settings(self) -> Settings:
-        """The settings this resource stands for. A setting left unset here falls back to
-        its ``OPSRECON_*`` variable where the resource runs, then to the default (for
-        processes whose environment changes after the definitions loaded: the demo)."""
-        fallback = Settings.from_env()
+        """The settings this resource stands for; a setting left unset is its default (the
+        environment was read once, when the definitions were built)."""
         return Settings(
-            database_url=self.database_url or fallback.database_url,
-            stale_thresholds_json=self.stale_thresholds_json or fallback.stale_thresholds_json,
-            language=parse_language(self.language) if self.language else fallback.language,
+            database_url=self.database_url or default_database_url(),
+            stale_thresholds_json=self.stale_thresholds_json or None,
+            language=parse_language(self.language),
         )
 
     def app(self) -> AppContext:
@@ -96,7 +104,7 @@ class ProviderResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     kind: str = Field(default="fixture", description="fixture (default) or http.")
     fixture_path: str | None = Field(
         default=None,
-        description="Fixture tenants JSON; default $OPSRECON_FIXTURE_PATH, then the packaged one.",
+        description="Fixture tenants JSON; default the packaged one.",
     )
     base_url: str | None = Field(default=None, description="HTTP provider: the API's base URL.")
     token: str | None = Field(default=None, description="HTTP provider: bearer token (EnvVar).")
@@ -124,9 +132,8 @@ class ProviderResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 raise dg.Failure(f"HTTP provider settings: {exc}") from None
         if self.kind != "fixture":
             raise dg.Failure(f"unknown provider kind {self.kind!r}: fixture or http")
-        path = self.fixture_path or os.environ.get(FIXTURE_PATH_VAR)  # as for the database
-        if path:
-            return FixtureTenantProvider.from_file(path)
+        if self.fixture_path:
+            return FixtureTenantProvider.from_file(self.fixture_path)
         return FixtureTenantProvider.default()
 
 

@@ -22,8 +22,9 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import FixtureTenantProvider
 from opsrecon_dagster.providers.http import HttpTenantProvider
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
-from opsrecon_dagster.resources import ProviderResource
+from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.resources.configured import configured_resources
+from opsrecon_dagster.settings import Settings
 from opsrecon_dagster_tests.conftest import make_scope
 from opsrecon_dagster_tests.graph_server import TOKEN, GraphServer
 
@@ -34,6 +35,28 @@ def test_unset_variables_leave_the_documented_defaults(monkeypatch: pytest.Monke
     resources = configured_resources({"OPSRECON_STALE_THRESHOLDS": ""})
     assert resources["app_db"].settings().database_url == default_database_url()
     assert isinstance(resources["provider"].get_provider(), FixtureTenantProvider)
+
+
+def test_a_variable_set_after_load_is_not_read_at_run_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Configuration is read once, when the definitions are built: a resource built with a
+    variable unset keeps its default even if the variable is set later in the process."""
+    for name in ("OPSRECON_DATABASE_URL", "OPSRECON_FIXTURE_PATH", "OPSRECON_LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    resources = configured_resources(os.environ)
+    monkeypatch.setenv("OPSRECON_DATABASE_URL", f"sqlite:///{tmp_path / 'later.sqlite3'}")
+    monkeypatch.setenv("OPSRECON_LANGUAGE", "de")
+    monkeypatch.setenv("OPSRECON_FIXTURE_PATH", str(tmp_path / "missing.json"))
+    settings = resources["app_db"].settings()
+    assert (settings.database_url, settings.language) == (default_database_url(), "en")
+    provider = resources["provider"].get_provider()  # the missing file is never opened
+    assert provider.config == FixtureTenantProvider.default().config
+
+
+def test_a_resource_of_settings_carries_them_whole() -> None:
+    settings = Settings("sqlite:///x.sqlite3", stale_thresholds_json='{"x": 1}', language="de")
+    assert AppDatabaseResource.of(settings).settings() == settings
 
 
 def test_set_variables_are_wired_as_env_vars_not_values() -> None:
