@@ -110,37 +110,38 @@ def browser_page(ui_after_demo: str) -> Iterator[object]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
+        # Dagster's first-visit dialog may open at any moment of a page's life (late under
+        # load): Playwright dismisses it whenever it shows up before an action.
+        skip = page.get_by_role("button", name="Skip")
+        page.add_locator_handler(skip, lambda overlay: overlay.click())
         yield page
         browser.close()
 
 
-def _open(page: object, url: str, expect: str, *select: str) -> str:
-    """Navigate, dismiss Dagster's first-visit dialog, click each visible text of ``select``
-    in turn (tabs, partitions), wait for ``expect``; return the page text."""
+def _open(page: object, url: str, expect: str, *select: tuple[str, int]) -> str:
+    """Navigate, click each ``(text, n)`` of ``select`` in turn (the n-th element reading
+    ``text``, in page order, once it exists), wait for ``expect``; return the page text.
+    The waits end when their element shows; the ceilings are generous for a loaded machine."""
     from playwright.sync_api import Page
 
     assert isinstance(page, Page)
-    page.goto(url, wait_until="networkidle", timeout=60_000)
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.wait_for(timeout=3_000)
-        skip.click()
-    except Exception:
-        pass
-    for text in select:
-        target = page.get_by_text(text, exact=True)
-        target.first.wait_for(timeout=30_000)
-        visible = [target.nth(i) for i in range(target.count()) if target.nth(i).is_visible()]
-        assert visible, f"nothing visible reads {text!r}"
-        visible[-1].click()
-    page.get_by_text(expect).first.wait_for(timeout=30_000)
+    page.goto(url, wait_until="networkidle", timeout=90_000)
+    for text, n in select:
+        # Waiting for the n-th one, not the first: the page renders in parts, and an earlier
+        # element with the same text (the asset's own tab) shows before the one meant.
+        target = page.get_by_text(text, exact=True).nth(n)
+        target.wait_for(timeout=90_000)
+        target.click()
+    page.get_by_text(expect).first.wait_for(timeout=90_000)
     page.wait_for_timeout(500)
     return page.inner_text("body")
 
 
 def _check_of(page: object, base: str, asset: str, partition: str, expect: str) -> str:
-    """The asset's proof check as the UI shows it for one partition."""
-    return _open(page, f"{base}/assets/{asset}?view=checks", expect, "Partitions", partition)
+    """The asset's proof check as the UI shows it for one partition: the check's own
+    Partitions tab (the second, after the asset's), then the partition."""
+    url = f"{base}/assets/{asset}?view=checks"
+    return _open(page, url, expect, ("Partitions", 1), (partition, 0))
 
 
 def _shot(page: object, tmp_path: Path, name: str) -> Path:
