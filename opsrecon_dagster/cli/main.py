@@ -1,7 +1,8 @@
 """The ``opsrecon`` command line: database upgrade, run listings, demo.
 
 User mistakes (bad URL, unknown id, unmigrated database, unreachable server) end with a
-one-line ``error:`` message and exit code 2, never a traceback.
+one-line ``error:`` message and exit code 2, never a traceback. Commands that talk to
+Dagster import it inside the command, so that the others (and ``--help``) start fast.
 """
 
 from __future__ import annotations
