@@ -25,9 +25,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings ``environ`` names (default: this process's environment, read now);
+        an unset or empty variable means its default."""
         env = os.environ if environ is None else environ
         return cls(
             database_url=env.get(DATABASE_URL_VAR) or default_database_url(),
-            stale_thresholds_json=env.get(STALE_THRESHOLDS_VAR),
+            stale_thresholds_json=env.get(STALE_THRESHOLDS_VAR) or None,
             language=parse_language(env.get(LANGUAGE_VAR)),
         )
