@@ -34,7 +34,12 @@ from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster.instance.decisions import InstancePort
 from opsrecon_dagster.jobs import JOB_BY_TYPE
-from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, in_process_job, launch_operation_run
+from opsrecon_dagster.launch import (
+    PROJECT_DAGSTER_YAML,
+    in_process_job,
+    in_process_resources,
+    launch_operation_run,
+)
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunContext, RunInputs
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
@@ -43,7 +48,7 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import DEFAULT_FIXTURE_FILE, FileGate
 from opsrecon_dagster.reconciliation.reconciler import ReconcileResult
 from opsrecon_dagster.reconciliation.service import deliver, reconcile_batch
-from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource
+from opsrecon_dagster.resources import FIXTURE_PATH_VAR
 from opsrecon_dagster.settings import Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
@@ -262,7 +267,7 @@ class Demo:
                 self.seed(app, instance)
                 self._scenarios(app, instance)
                 self._drain(app, instance)
-                self._overview(instance)
+                self._overview(app, instance)
             rows = self._rows(app)
         finally:
             app.dispose()
@@ -391,12 +396,12 @@ class Demo:
                 return
         self.echo("      runs are still open after reconciliation")
 
-    def _overview(self, instance: dg.DagsterInstance) -> None:
+    def _overview(self, app: AppContext, instance: dg.DagsterInstance) -> None:
         # Through the project's own definitions (already loaded), not a new ad-hoc set; the
         # whole job (an asset subset would rebuild it, refusing the demo's own resources).
         defs.resolve_job_def(overview_job.name).execute_in_process(
             instance=instance,
-            resources={"app_db": AppDatabaseResource.of(self.settings)},
+            resources=in_process_resources(app),
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
 

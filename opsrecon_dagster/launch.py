@@ -157,7 +157,9 @@ def in_process_resources(
     application's whole settings (database, language, thresholds) and ``provider``
     (default: as this process's environment configures it)."""
     return {
-        "app_db": AppDatabaseResource.of(app.settings),
+        # Bound as an object, not as config: Dagster stores a resource's config in the job
+        # snapshot, and a database URL may hold a password.
+        "app_db": dg.ResourceDefinition.hardcoded_resource(AppDatabaseResource.of(app.settings)),
         "provider": provider or configured_resources(os.environ)["provider"],
     }
 

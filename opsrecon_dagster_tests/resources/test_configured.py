@@ -11,11 +11,13 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._serdes import serialize_value
 from sqlalchemy import text
 
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.engine import default_database_url
 from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.launch import in_process_job
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.partitions import ENVIRONMENTS
@@ -70,6 +72,19 @@ def test_set_variables_are_wired_as_env_vars_not_values() -> None:
     assert alerts.url == dg.EnvVar("OPSRECON_ALERT_WEBHOOK_URL")
     assert hook not in repr(alerts)
     assert configured_resources({})["alerts"].webhook() is None  # alerts off by default
+
+
+def test_an_in_process_job_keeps_the_database_password_out_of_dagster(
+    instance: dg.DagsterInstance,
+) -> None:
+    """A process that runs a job itself binds its database settings as an object: nothing
+    of the URL's password reaches the run's stored job snapshot or run config."""
+    app = AppContext(Settings("postgresql://opsrecon:S3cretPw@127.0.0.1:1/opsrecon"))
+    run = instance.create_run_for_job(in_process_job(app, "inventory_sync"))
+    snapshot = instance.get_job_snapshot(run.job_snapshot_id or "")
+    stored = serialize_value(snapshot) + serialize_value(run)
+    assert "S3cretPw" not in stored
+    assert "inventory_items" in stored  # the snapshot is the job's
 
 
 def test_the_loaded_definitions_wire_the_environment_of_their_process() -> None:
