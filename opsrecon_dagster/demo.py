@@ -248,14 +248,11 @@ class Demo:
         """One pass of the reconciliation sensor's code path, as of ``later`` from now, with
         this process's settings (its message language and thresholds) on the demo database."""
         app = shared_app(self.settings)
-        batch = reconcile_batch(
-            app,
-            InstancePort(instance, defs.resolve_job_def),
-            now=datetime.now(UTC) + later,
-            run_ids=run_ids,
-        )
-        deliver(app, batch.delivery)
-        return batch.results
+        port = InstancePort(instance, defs.resolve_job_def)
+        now = datetime.now(UTC) + later
+        results = reconcile_batch(app, port, now=now, run_ids=run_ids)
+        deliver(app, port, now=now, run_ids=run_ids)
+        return results
 
     # ------------------------------------------------------------------ scenario
     def run(self) -> list[DemoRow]:

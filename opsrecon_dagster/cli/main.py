@@ -852,14 +852,20 @@ def reconcile_command(
         type_name = parse_operation_type(op_type).value if op_type else None
         with app.sessions() as session:
             ws_id = resolve_workspace(session, workspace).id if workspace else None
-        rows = _reconcile_once(
+        rows, outbox_state = _reconcile_once(
             app, limit=limit, op_type=type_name, workspace_id=ws_id, dry_run=dry_run
         )
     if as_json:
-        emit_json({"dry_run": dry_run, "runs": rows})
+        emit_json({"dry_run": dry_run, "runs": rows, "deliveries": outbox_state})
         return
+    deliveries = (
+        f"decisions shown in Dagster: {outbox_state['delivered']}; still to deliver: "
+        f"{outbox_state['pending']} ({outbox_state['due']} due now)"
+        + (f", unreadable: {outbox_state['unreadable']}" if outbox_state["unreadable"] else "")
+    )
     if not rows:
-        click.echo("no stale operation runs")
+        pending = outbox_state["pending"] or outbox_state["delivered"]
+        click.echo(f"no stale operation runs; {deliveries}" if pending else "nothing to do")
         return
     # OUTCOME: the decision (none yet: -), with its reason code below it.
     t = table("ID", "TYPE", "ENVIRONMENT", "OUTCOME", "WRITTEN", wrap=WRAPPED)
@@ -869,32 +875,41 @@ def reconcile_command(
         t.add_row(*cells(row["id"], row["type"], row["partition_key"], outcome, verb))
     console().print(t)
     print_reason_legend([str(r["reason_code"]) for r in rows], app.language)
+    if not dry_run:
+        click.echo(deliveries)
 
 
 def _reconcile_once(
     app: AppContext, *, limit: int, op_type: str | None, workspace_id: int | None, dry_run: bool
-) -> list[dict[str, Any]]:
-    """One batch through the reconciliation service, on the instance in ``$DAGSTER_HOME``;
-    its decisions as rows (the ``--json`` shape)."""
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """One batch through the reconciliation service, on the instance in ``$DAGSTER_HOME``,
+    then every due decision shown in Dagster; its decisions as rows (the ``--json`` shape),
+    and the outbox's state after the delivery."""
     import dagster as dg
 
     from opsrecon_dagster.definitions import defs
     from opsrecon_dagster.instance.decisions import InstancePort
     from opsrecon_dagster.launch import ensure_dagster_home
+    from opsrecon_dagster.reconciliation import outbox
     from opsrecon_dagster.reconciliation.service import deliver, reconcile_batch
 
     ensure_dagster_home()
+    delivered = 0
     with dg.DagsterInstance.get() as instance:
-        batch = reconcile_batch(
+        port = InstancePort(instance, defs.resolve_job_def)
+        results = reconcile_batch(
             app,
-            InstancePort(instance, defs.resolve_job_def),
+            port,
             limit=limit,
             op_type=op_type,
             workspace_id=workspace_id,
             dry_run=dry_run,
         )
-        deliver(app, batch.delivery)
-    return [
+        if not dry_run:
+            delivered = deliver(app, port).entries
+    with app.sessions() as session:
+        left = outbox.backlog(session, datetime.now(UTC))
+    rows = [
         {
             "id": r.run_id,
             "type": r.op_type,
@@ -904,8 +919,15 @@ def _reconcile_once(
             "adapter": r.verdict.adapter,
             "written": r.status.value if r.status else None,
         }
-        for r in batch.results
+        for r in results
     ]
+    state = {
+        "delivered": delivered,
+        "pending": left.pending,
+        "due": left.due,
+        "unreadable": left.unreadable,
+    }
+    return rows, state
 
 
 @cli.command("demo")

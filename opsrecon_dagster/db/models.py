@@ -421,6 +421,13 @@ class DecisionOutbox(Base):
     # A ``reconciliation.outbox.DecisionEvent``: ids, codes and counts only.
     event: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When a deliverer may take the entry: at once for the reconciler's decisions, after a
+    # grace for a job's own (its worker reports them itself); a claim moves it one lease on.
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The delivery that holds the entry (a claim token), and how often it was claimed: a
+    # repeated delivery checks what Dagster already has, so nothing is written twice.
+    claim: Mapped[str | None] = mapped_column(String(40), default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
 
 
 class AlertDelivery(Base):

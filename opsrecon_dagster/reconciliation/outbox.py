@@ -1,22 +1,25 @@
 """The decision outbox: every reconciler decision's Dagster events, delivered at least once.
 
-A decision and its outbox entry commit in one transaction. Whoever reports the events to
-Dagster (the reconciliation sensor through the daemon, a run-end sensor, the CLI) reads the
-pending entries, writes their events, and only then acknowledges them, which deletes them.
-A crash anywhere in between leaves the entries pending, so they are reported again: a
-repeat is harmless, since every event names its operation run.
+A decision and its outbox entry commit in one transaction, the job's own decisions as well as
+the reconciler's. Whoever reports the events to Dagster (the reconciliation sensor through
+the daemon, a run-end sensor, the CLI, a job's worker for its own entry) claims the due
+entries, writes their events, and only then acknowledges them, which deletes them. A claim
+is a lease: two deliverers never hold the same entry, and a deliverer that dies leaves its
+entries to be claimed again once the lease ends. A repeated delivery is marked as such, so
+the writer checks what Dagster already has before writing (exactly once in Dagster).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Text, cast, delete, func, select
+from sqlalchemy import Text, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db import bulk
@@ -56,6 +59,9 @@ class DecisionEvent(BaseModel):
     # A newer run of the same type exists in the partition: this decision must not cover it
     # (no check evaluation or materialization on the partition, no stand-in Dagster run).
     superseded: bool = False
+    # A run that never had a Dagster run and is shown failed or blocked: the Dagster run that
+    # stands in for it (one per job, outcome and reason of a batch; see ``stand_in_ids``).
+    stand_in_run_id: DagsterRunId | None = None
     counts: Annotated[dict[SnakeCase, Count], Field(max_length=MAX_COUNT_KEYS)] = Field(
         default_factory=dict
     )
@@ -63,17 +69,73 @@ class DecisionEvent(BaseModel):
 
 @dataclass(frozen=True)
 class Pending:
-    """An outbox entry to report: its id (to acknowledge) and its event."""
+    """An outbox entry to report: its id (to acknowledge), its event, and whether an earlier
+    delivery already held it (then it may be partly written: the deliverer checks first)."""
 
     id: int
     event: DecisionEvent
+    repeated: bool = False
 
 
-def enqueue_many(session: Session, events: Sequence[DecisionEvent]) -> None:
+# How long a claim holds its entries: far beyond one chunk's writes (seconds) and a sensor
+# evaluation (60 s), so a live deliverer never loses its entries to another; entries of a
+# deliverer that died become due again after it.
+LEASE = timedelta(minutes=5)
+# Parked: entries this version cannot read are never claimed again (kept for an operator).
+UNREADABLE = "unreadable"
+_PARKED_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+# Namespace of stand-in run ids (uuid5: the same batch's group always names the same run).
+NEVER_LAUNCHED = uuid.UUID("6f1d8f7e-3c1a-4f55-9d62-0b9a7f1c2e41")
+_SHOWN_FAILED = (RunOutcome.FAILED, RunOutcome.BLOCKED)
+
+
+def needs_stand_in(event: DecisionEvent) -> bool:
+    """A decision shown failed on its partition although no Dagster run ever ran for it:
+    Dagster shows a partition failed only through a failed run that planned it."""
+    return (
+        event.dagster_run_id is None
+        and not event.superseded
+        and event.outcome in _SHOWN_FAILED
+        and event.job is not None
+        and event.partition_key is not None
+    )
+
+
+def with_stand_ins(events: Sequence[DecisionEvent]) -> list[DecisionEvent]:
+    """The events, those that need a stand-in Dagster run naming it: one run per job,
+    outcome and reason of the batch (not one per decision: a Dagster run is a storage file
+    on Dagster's SQLite default). The id is derived from the group, so a repeated delivery
+    finds the same run."""
+    groups: dict[tuple[str, str, str], int] = {}
+    for e in events:
+        if needs_stand_in(e) and e.stand_in_run_id is None:
+            key = (e.job or "", e.outcome.value, e.reason_code)
+            groups[key] = min(groups.get(key, e.operation_run_id), e.operation_run_id)
+    if not groups:
+        return list(events)
+    ids = {
+        key: str(uuid.uuid5(NEVER_LAUNCHED, f"{key[0]}:{key[1]}:{key[2]}:{first}"))
+        for key, first in groups.items()
+    }
+    return [
+        e.model_copy(update={"stand_in_run_id": ids[(e.job or "", e.outcome.value, e.reason_code)]})
+        if needs_stand_in(e) and e.stand_in_run_id is None
+        else e
+        for e in events
+    ]
+
+
+def enqueue_many(
+    session: Session, events: Sequence[DecisionEvent], *, due_at: datetime | None = None
+) -> None:
     """Add decisions' events inside the caller's (the decisions') transaction, in one
-    statement."""
+    statement, with their stand-in runs named (``with_stand_ins``). ``due_at``: when
+    another process may deliver them (default: at once)."""
     if not events:
         return
+    events = with_stand_ins(events)
     bulk.insert_rows(
         session,
         DecisionOutbox,
@@ -82,56 +144,143 @@ def enqueue_many(session: Session, events: Sequence[DecisionEvent]) -> None:
                 "operation_run_id": e.operation_run_id,
                 "event": e.model_dump(mode="json"),
                 "created_at": e.decided_at,
+                "due_at": due_at or e.decided_at,
+                "attempts": 0,
             }
             for e in events
         ],
     )
 
 
-def pending(
+def _parse(rows: Iterable[tuple[int, str | None, int]]) -> tuple[list[Pending], list[int]]:
+    """Parsed entries, and the ids of those that do not parse (logged by id only)."""
+    found: list[Pending] = []
+    unreadable: list[int] = []
+    for entry_id, text, attempts in rows:
+        try:
+            event = DecisionEvent.model_validate_json(text or "")
+        except ValidationError:
+            logger.warning("decision outbox entry %s is not readable; parked", entry_id)
+            unreadable.append(entry_id)
+            continue
+        found.append(Pending(entry_id, event, repeated=attempts > 1))
+    return found, unreadable
+
+
+def claim(
     session: Session,
     *,
+    now: datetime,
     limit: int = EMIT_LIMIT,
     run_ids: Sequence[int] | None = None,
-    in_flight: Collection[int] = (),
-) -> list[Pending]:
-    """Undelivered entries, oldest first (only those of ``run_ids`` when given), except
-    those ``in_flight`` (being delivered by the caller right now).
+    token: str | None = None,
+) -> tuple[str, list[Pending]]:
+    """Claim up to ``limit`` due entries, oldest first (only those of ``run_ids`` when
+    given), for one delivery; returns its claim token and the entries.
 
+    Claimed entries are due again only after ``LEASE``: no other deliverer takes them
+    meanwhile (``SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time). Commit the
+    claim before writing to Dagster, and ``acknowledge`` with the same token after.
     An entry that does not parse was not written by this version of the product: it is
-    logged by id and skipped, never reported half-read.
+    logged by id and parked, never reported half-read.
     """
-    # As text, parsed and validated in one step by pydantic (no driver-side JSON decoding).
+    token = token or uuid.uuid4().hex
+    due = (
+        select(DecisionOutbox.id)
+        .where(DecisionOutbox.due_at <= now)
+        .order_by(DecisionOutbox.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if run_ids is not None:
+        due = due.where(DecisionOutbox.operation_run_id.in_(list(run_ids)))
     stmt = (
-        select(DecisionOutbox.id, cast(DecisionOutbox.event, Text))
+        update(DecisionOutbox)
+        .where(DecisionOutbox.id.in_(due.scalar_subquery()))
+        .values(claim=token, due_at=now + LEASE, attempts=DecisionOutbox.attempts + 1)
+        # As text, parsed and validated in one step by pydantic (no driver-side decoding).
+        .returning(DecisionOutbox.id, cast(DecisionOutbox.event, Text), DecisionOutbox.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    rows = [(i, t, a) for i, t, a in session.execute(stmt)]
+    found, unreadable = _parse(sorted(rows))
+    if unreadable:
+        session.execute(
+            update(DecisionOutbox)
+            .where(DecisionOutbox.id.in_(unreadable))
+            .values(claim=UNREADABLE, due_at=_PARKED_UNTIL)
+            .execution_options(synchronize_session=False)
+        )
+    return token, found
+
+
+def pending(
+    session: Session, *, limit: int = EMIT_LIMIT, run_ids: Sequence[int] | None = None
+) -> list[Pending]:
+    """Undelivered entries, oldest first (only those of ``run_ids`` when given), whether
+    claimed or not; a read for tests and operators, which claims nothing."""
+    stmt = (
+        select(DecisionOutbox.id, cast(DecisionOutbox.event, Text), DecisionOutbox.attempts)
+        .where(or_(DecisionOutbox.claim.is_(None), DecisionOutbox.claim != UNREADABLE))
         .order_by(DecisionOutbox.id)
         .limit(limit)
     )
     if run_ids is not None:
         stmt = stmt.where(DecisionOutbox.operation_run_id.in_(list(run_ids)))
-    if in_flight:
-        stmt = stmt.where(DecisionOutbox.id.not_in(list(in_flight)))
-    found: list[Pending] = []
-    for entry_id, text in session.execute(stmt):
-        try:
-            found.append(Pending(entry_id, DecisionEvent.model_validate_json(text or "")))
-        except ValidationError:
-            logger.warning("decision outbox entry %s is not readable; skipped", entry_id)
-    return found
+    return _parse((i, t, a) for i, t, a in session.execute(stmt))[0]
 
 
-def acknowledge(session: Session, ids: Sequence[int]) -> int:
+def acknowledge(session: Session, ids: Sequence[int], token: str | None = None) -> int:
     """Delete entries whose events are known to be written; returns how many went.
 
     Acknowledgement names entries by id, never by range: an entry committed late with a
-    lower id than one already reported must not be swept away unreported.
+    lower id than one already reported must not be swept away unreported. With ``token``,
+    only entries this delivery still holds (a claim that expired and was taken over is the
+    new holder's to acknowledge).
     """
     if not ids:
         return 0
-    result = session.execute(delete(DecisionOutbox).where(DecisionOutbox.id.in_(list(ids))))
+    stmt = delete(DecisionOutbox).where(DecisionOutbox.id.in_(list(ids)))
+    if token is not None:
+        stmt = stmt.where(DecisionOutbox.claim == token)
+    result = session.execute(stmt.execution_options(synchronize_session=False))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def release(session: Session, ids: Sequence[int], token: str, now: datetime) -> None:
+    """Make a failed delivery's entries due again at once (they stay marked as attempted)."""
+    if ids:
+        session.execute(
+            update(DecisionOutbox)
+            .where(DecisionOutbox.id.in_(list(ids)), DecisionOutbox.claim == token)
+            .values(due_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Entries not yet delivered: how many, how many of them are due now, and how many are
+    parked as unreadable."""
+
+    pending: int
+    due: int
+    unreadable: int
+
+
+def backlog(session: Session, now: datetime) -> Backlog:
+    """The outbox's undelivered entries, in one query (for the CLI, the overview, tests)."""
+    parked = DecisionOutbox.claim == UNREADABLE
+    total, due, unreadable = session.execute(
+        select(
+            func.count(),
+            func.count().filter(DecisionOutbox.due_at <= now),
+            func.count().filter(parked),
+        ).select_from(DecisionOutbox)
+    ).one()
+    return Backlog(int(total) - int(unreadable or 0), int(due or 0), int(unreadable or 0))
+
+
 def count(session: Session) -> int:
-    """Entries still waiting for delivery (for the overview and tests)."""
+    """Entries still waiting for delivery, unreadable ones included (for tests)."""
     return int(session.scalar(select(func.count()).select_from(DecisionOutbox)) or 0)

@@ -1,25 +1,28 @@
-"""The reconciliation service: decide a batch of stale runs and deliver the decisions. The
-one code path of the reconciliation sensors, ``opsrecon reconcile`` and the demo.
+"""The reconciliation service: decide a batch of stale runs, and deliver decisions to
+Dagster. The one code path of the reconciliation sensors, ``opsrecon reconcile`` and the
+demo.
 
 Plain Python. Dagster is behind one interface, ``DagsterPort``: what reconciliation reads
-(``DagsterView``) and where a decision is shown (``DecisionRecorder``). The Dagster layer
+(``DagsterView``) and where decisions are shown (``DecisionRecorder``). The Dagster layer
 implements it over a real instance (``instance/decisions.py``).
 
-``reconcile_batch`` decides (the ``Reconciler``) and records the pending outbox entries on
-their runs; ``deliver`` writes their asset events and acknowledges them; ``drain`` repeats
-both until the backlog is empty or a time budget is spent.
+``reconcile_batch`` decides (the ``Reconciler``): the decisions and their outbox entries
+commit together, and nothing is written to Dagster yet. ``deliver`` claims due outbox
+entries chunk by chunk (the reconciler's and the jobs' own), shows each chunk in Dagster in
+grouped writes, and acknowledges it, until none is due or its deadline has passed: what is
+left stays pending for the next delivery. ``drain`` alternates both within a time budget.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.enums import Actor
 from opsrecon_dagster.operations.reasons import Language
 from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.reconciliation.dagster_view import DagsterView
@@ -33,14 +36,23 @@ from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResu
 # a batch's locks are held for about half a second.
 BATCH_SIZE = 1000
 
-EventWriter = Callable[[], None]
+# Outbox entries shown per chunk (one claim, one grouped write, one acknowledgement): a
+# whole batch's decisions, so a batch's stand-in runs are created once.
+DELIVERY_CHUNK = BATCH_SIZE
 
 
 class DecisionRecorder(Protocol):
-    def record(self, decisions: Sequence[DecisionEvent], language: Language) -> EventWriter:
-        """Show each decision on its run now (idempotently: a repeated decision changes
-        nothing) and return what writes the decisions' asset events. ``deliver`` calls it
-        before acknowledging the entries, possibly on another thread."""
+    def show(
+        self,
+        decisions: Sequence[DecisionEvent],
+        language: Language,
+        *,
+        check_existing: Collection[int] = (),
+    ) -> None:
+        """Show decisions in Dagster, writes grouped per kind. Idempotent: what exists is
+        not created or ended again; for the operation runs in ``check_existing`` (a
+        repeated delivery, a job's own decision that its worker may have reported) what
+        Dagster already has is read first and not written twice."""
         ...
 
 
@@ -48,29 +60,9 @@ class DagsterPort(DagsterView, DecisionRecorder, Protocol):
     """Everything reconciliation needs from Dagster: reads, and showing decisions."""
 
 
-def _nothing_to_write() -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """The asset events still to be written for pending outbox entries, and those entries."""
-
-    write_events: EventWriter = _nothing_to_write
-    entry_ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class Batch:
-    """One reconciliation batch: its results, and the delivery its caller must complete."""
-
-    results: list[ReconcileResult]
-    delivery: Delivery
-
-
 def reconcile_batch(
     app: AppContext,
-    dagster: DagsterPort,
+    dagster: DagsterView,
     *,
     now: datetime | None = None,
     run_ids: Sequence[int] | None = None,
@@ -78,42 +70,90 @@ def reconcile_batch(
     op_type: str | None = None,
     workspace_id: int | None = None,
     dry_run: bool = False,
-    in_flight: Collection[int] = (),
-) -> Batch:
-    """Run one reconciliation batch and prepare the delivery of pending decisions.
-
-    The batch's decisions enter the outbox with the decisions. Then pending entries, oldest
-    first and at least a batch of them (those of ``run_ids`` only, when given; none of
-    ``in_flight``, still being delivered), are recorded on their Dagster runs; the caller
-    completes the returned delivery with ``deliver``.
-    """
+) -> list[ReconcileResult]:
+    """Decide one batch of open runs (stale ones, or exactly ``run_ids``). The decisions
+    enter the outbox with the decisions; ``deliver`` shows them in Dagster."""
     at = now
     reconciler = Reconciler(
         app.sessions, app.runs, dagster, clock=(lambda: at) if at is not None else None
     )
-    results = reconciler.reconcile(
-        limit=limit, run_ids=run_ids, op_type=op_type, workspace_id=workspace_id, dry_run=dry_run
-    )
-    if dry_run:
-        return Batch(results, Delivery())
-    with app.sessions() as session:
-        # At least a whole batch, so a batch's own entries fit behind older ones.
-        entries = outbox.pending(
-            session, run_ids=run_ids, limit=max(limit, outbox.EMIT_LIMIT), in_flight=in_flight
+    with paced_collection():
+        return reconciler.reconcile(
+            limit=limit,
+            run_ids=run_ids,
+            op_type=op_type,
+            workspace_id=workspace_id,
+            dry_run=dry_run,
         )
-    if not entries:
-        return Batch(results, Delivery())
-    write_events = dagster.record([e.event for e in entries], app.language)
-    return Batch(results, Delivery(write_events, tuple(e.id for e in entries)))
 
 
-def deliver(app: AppContext, delivery: Delivery) -> None:
-    """Write a delivery's events, then acknowledge its entries. A crash in between leaves
-    the entries pending, so the next delivery repeats them (at least once)."""
-    delivery.write_events()
-    if delivery.entry_ids:
+@dataclass(frozen=True)
+class Delivered:
+    """What a delivery did: entries shown and acknowledged, in how many chunks, and whether
+    it stopped with entries still due (its deadline passed)."""
+
+    entries: int = 0
+    chunks: int = 0
+    finished: bool = True
+    operation_run_ids: tuple[int, ...] = ()
+
+
+def deliver(
+    app: AppContext,
+    dagster: DecisionRecorder,
+    *,
+    now: datetime | None = None,
+    run_ids: Sequence[int] | None = None,
+    deadline: float | None = None,
+    chunk: int = DELIVERY_CHUNK,
+) -> Delivered:
+    """Show due outbox entries in Dagster, chunk by chunk, oldest first (those of
+    ``run_ids`` only, when given), until none is due or ``deadline`` (``time.monotonic``)
+    has passed.
+
+    Each chunk is claimed (committed before any Dagster write, so no other deliverer takes
+    it), shown, and then acknowledged. A crash in between leaves the chunk to be claimed
+    again once its lease ends, as a repeated delivery; a failed write releases it at once
+    and raises. ``now``: the caller's clock, the one its decisions were stamped with.
+    """
+    shown, chunks = 0, 0
+    run_ids_shown: list[int] = []
+    while deadline is None or time.monotonic() < deadline:
+        at = now or datetime.now(UTC)
         with app.sessions.begin() as session:
-            outbox.acknowledge(session, list(delivery.entry_ids))
+            token, entries = outbox.claim(session, now=at, limit=chunk, run_ids=run_ids)
+        if not entries:
+            return Delivered(shown, chunks, True, tuple(run_ids_shown))
+        ids = [e.id for e in entries]
+        try:
+            with paced_collection():
+                dagster.show(
+                    [e.event for e in entries],
+                    app.language,
+                    check_existing={
+                        e.event.operation_run_id
+                        for e in entries
+                        if e.repeated or e.event.decided_by is not Actor.RECONCILER
+                    },
+                )
+        except BaseException:
+            with app.sessions.begin() as session:
+                outbox.release(session, ids, token, at)
+            raise
+        with app.sessions.begin() as session:
+            outbox.acknowledge(session, ids, token)
+        shown, chunks = shown + len(entries), chunks + 1
+        run_ids_shown += [e.event.operation_run_id for e in entries]
+    return Delivered(shown, chunks, False, tuple(run_ids_shown))
+
+
+@dataclass(frozen=True)
+class Drained:
+    """A drain's decisions and its deliveries."""
+
+    results: list[ReconcileResult] = field(default_factory=list)
+    delivered: int = 0
+    finished: bool = True  # False: the budget ran out with runs or entries left
 
 
 def drain(
@@ -123,34 +163,19 @@ def drain(
     now: datetime,
     budget_seconds: float,
     limit: int = BATCH_SIZE,
-) -> list[ReconcileResult]:
-    """Reconcile and deliver batch after batch until the backlog is empty or the time budget
-    is spent. Rows found alive or waiting are due again only later, so each batch reads
-    rows the drain has not seen.
-
-    A batch's events are written while the next batch is decided (one writer thread, one
-    delivery at a time, in order): each side waits on its own database much of the time.
-    The next batch leaves the entries in flight out of its delivery; a failed delivery
-    leaves its entries pending and fails the drain once the batch in hand is committed.
-    """
+) -> Drained:
+    """Decide and deliver batch after batch until the backlog and the outbox are empty or
+    the time budget is spent (checked between batches and between delivery chunks, so a
+    drain ends within about one chunk's writes of its budget). Rows found alive or
+    waiting are due again only later, so each batch reads rows the drain has not seen."""
     deadline = time.monotonic() + budget_seconds
     results: list[ReconcileResult] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver") as writer:
-        delivering: Future[None] | None = None
-        in_flight: tuple[int, ...] = ()
-        while True:
-            with paced_collection():
-                batch = reconcile_batch(app, dagster, now=now, limit=limit, in_flight=in_flight)
-            if delivering is not None:
-                delivering.result()
-            delivering = writer.submit(_paced_deliver, app, batch.delivery)
-            in_flight = batch.delivery.entry_ids
-            results += batch.results
-            if len(batch.results) < limit or time.monotonic() >= deadline:
-                delivering.result()
-                return results
-
-
-def _paced_deliver(app: AppContext, delivery: Delivery) -> None:
-    with paced_collection():
-        deliver(app, delivery)
+    delivered = 0
+    while True:
+        batch = reconcile_batch(app, dagster, now=now, limit=limit)
+        results += batch
+        sent = deliver(app, dagster, now=now, deadline=deadline)
+        delivered += sent.entries
+        more = len(batch) >= limit
+        if not more or not sent.finished or time.monotonic() >= deadline:
+            return Drained(results, delivered, sent.finished and not more)

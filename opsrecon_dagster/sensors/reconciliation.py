@@ -35,6 +35,7 @@ class TickCursor(BaseModel):
     tick: str | None = None
     considered: int = 0
     decided: int = 0
+    delivered: int = 0
     thresholds: str | None = None
 
     @classmethod
@@ -91,25 +92,29 @@ def reconciliation_sensor(
         pool_connections(context.instance)
         thresholds = restamp_on_new_thresholds(app_db, TickCursor.parse(context.cursor))
         with app_db.opened() as app:
-            results = drain(
+            drained = drain(
                 app,
                 InstancePort(context.instance, jobs_of(context.repository_def)),
                 now=clock.now(),
                 budget_seconds=TICK_BUDGET_SECONDS,
                 limit=BATCH_SIZE,
             )
+        results = drained.results
         decided = sum(r.status is TransitionStatus.APPLIED for r in results)
         waiting = sum(r.verdict.outcome is None for r in results)
         cursor = TickCursor(
             tick=datetime.now(UTC).isoformat(),
             considered=len(results),
             decided=decided,
+            delivered=drained.delivered,
             thresholds=thresholds,
         ).model_dump_json()
-        if not results:
+        if not results and not drained.delivered:
             return dg.SensorResult(cursor=cursor, skip_reason="no stale operation runs")
+        left = "" if drained.finished else "; budget spent, the rest goes on next tick"
         context.log.info(
-            f"considered {len(results)}, decided and reported {decided}, no decision yet {waiting}"
+            f"considered {len(results)}, decided {decided}, no decision yet {waiting}, "
+            f"shown in Dagster {drained.delivered}{left}"
         )
         return dg.SensorResult(cursor=cursor)
 
@@ -145,16 +150,13 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
         # the safety net for a run this sensor could not decide.
         try:
             with app_db.opened() as app:
-                batch = reconcile_batch(
-                    app,
-                    InstancePort(context.instance, jobs_of(context.repository_def)),
-                    now=clock.now(),
-                    run_ids=[int(tag)],
-                )
-                deliver(app, batch.delivery)
+                port = InstancePort(context.instance, jobs_of(context.repository_def))
+                now = clock.now()
+                results = reconcile_batch(app, port, now=now, run_ids=[int(tag)])
+                deliver(app, port, now=now, run_ids=[int(tag)])
         except Exception as exc:
             raise sanitized_failure(f"reconciling operation run {tag}", exc) from None
-        for r in batch.results:
+        for r in results:
             context.log.info(
                 f"operation run {r.run_id}: {r.verdict.outcome or 'no decision'} "
                 f"({r.verdict.reason_code})"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -102,47 +100,6 @@ def test_a_tick_drains_the_backlog_in_batches_and_reports_every_decision(
     assert _reported(world) == run_ids  # nothing repeated
 
 
-def test_the_next_batch_leaves_out_the_entries_still_being_delivered(
-    world: World, monkeypatch
-) -> None:
-    """A batch's events are written while the next batch is decided: the next batch must
-    not deliver them a second time. The first delivery is held until the second batch has
-    read its entries (events, not sleeps)."""
-    import opsrecon_dagster.instance.decisions as decisions
-    import opsrecon_dagster.reconciliation.service as module
-    import opsrecon_dagster.sensors.reconciliation as sensors
-
-    monkeypatch.setattr(sensors, "BATCH_SIZE", 3)
-    scope = world.scope("full")
-    run_ids = [world.start(INV, scope, policy_types=[t]) for t in "abcde"]
-    second_read = threading.Event()
-    batches: list[list[int]] = []
-    real_batch, real_write = module.reconcile_batch, decisions.write_asset_events
-
-    def batch(*args: Any, **kwargs: Any) -> Any:
-        found = real_batch(*args, **kwargs)
-        batches.append([r.run_id for r in found.results])
-        if len(batches) == 2:
-            second_read.set()
-        return found
-
-    def write(instance: dg.DagsterInstance, events: Any) -> None:
-        if not batches[1:]:  # the first delivery waits for the second batch
-            assert second_read.wait(timeout=60)
-        real_write(instance, events)
-
-    monkeypatch.setattr(module, "reconcile_batch", batch)
-    monkeypatch.setattr(decisions, "write_asset_events", write)
-    reconciliation_sensor(
-        dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
-    )
-    assert [len(b) for b in batches] == [3, 2]
-    ids = [e.metadata["operation_run_id"].value for e in _events_of(world)]
-    assert sorted(i for i in ids if isinstance(i, int)) == run_ids  # each exactly once
-    with world.app.sessions() as session:
-        assert outbox.count(session) == 0
-
-
 def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
     world: World, monkeypatch
 ) -> None:
@@ -152,12 +109,12 @@ def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
 
     scope = world.scope("full")
     run_ids = [world.start(INV, scope, policy_types=[t]) for t in ("a", "b", "c")]
-    real_write = module.write_asset_events
+    real_write = module.store_events
 
     def storage_down(_instance: object, _events: object) -> None:
         raise ConnectionError("event log storage unavailable")
 
-    monkeypatch.setattr(module, "write_asset_events", storage_down)
+    monkeypatch.setattr(module, "store_events", storage_down)
     with pytest.raises(Exception, match="ConnectionError"):
         reconciliation_sensor(
             dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
@@ -166,7 +123,7 @@ def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
     assert _reported(world) == []
     with world.app.sessions() as session:
         assert outbox.count(session) == 3
-    monkeypatch.setattr(module, "write_asset_events", real_write)
+    monkeypatch.setattr(module, "store_events", real_write)
     reconciliation_sensor(
         dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
     )

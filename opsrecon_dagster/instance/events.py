@@ -1,0 +1,158 @@
+"""Dagster event-log writes in batches: one transaction per storage file for a delivery's
+asset events, planned materializations and check evaluations.
+
+Dagster's own ``store_event`` opens a new engine, a connection and two commits per event on
+its SQLite default (each run's events in a file of their own, asset events mirrored in an
+index file): about 100 events/s. ``store_event_batch`` is a loop over it there, and on
+PostgreSQL batches only materializations or observations of one asset. Here every event of
+a delivery goes in with one transaction per file: the run files' rows with one
+multi-row ``INSERT`` each, then the index (its event rows, the asset index's tags and
+latest-event columns, the check executions) in one transaction.
+
+This reaches under Dagster's storage API (``SqlEventLogStorage``'s row layout and its index
+helpers), as docs/decisions.md explains. ``opsrecon_dagster_tests/instance/test_events.py``
+writes the same events through Dagster's own ``store_event`` and through ``store_events`` and
+compares everything Dagster reads back, so an upgrade that changes the layout fails it.
+Storages other than Dagster's SQL ones get Dagster's own per-event path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from itertools import groupby
+from typing import Any, cast
+
+import dagster as dg
+import sqlalchemy as sa
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, DagsterEventType
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecordStatus,
+)
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    SqlEventLogStorageTable,
+)
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._serdes import serialize_value
+
+_INDEXED = ASSET_EVENTS | ASSET_CHECK_EVENTS
+
+
+def store_events(instance: dg.DagsterInstance, entries: Sequence[EventLogEntry]) -> None:
+    """Store event-log entries (asset events, planned materializations, check evaluations;
+    no run-status events) as Dagster's ``store_event`` would, one transaction per file."""
+    if not entries:
+        return
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        for entry in entries:
+            storage.store_event(entry)
+        return
+    for entry in entries:
+        kind = entry.dagster_event_type
+        if kind is None or kind not in _INDEXED:
+            raise ValueError(f"not an asset or check event: {kind}")
+    if isinstance(storage, SqliteEventLogStorage):
+        # Each run's file first (what the run's page reads), then the index file.
+        for run_id, group in groupby(sorted(entries, key=lambda e: e.run_id), lambda e: e.run_id):
+            with storage.run_connection(run_id) as conn:
+                conn.execute(SqlEventLogStorageTable.insert(), [_row(storage, e) for e in group])
+    # One database on PostgreSQL: the event rows are the index's own.
+    with storage.index_transaction() as conn:
+        ids = _insert_returning_ids(conn, storage, entries)
+        _index(conn, storage, entries, ids)
+
+
+def _row(storage: SqlEventLogStorage, entry: EventLogEntry) -> dict[str, Any]:
+    return storage._event_to_row(entry)
+
+
+def _insert_returning_ids(
+    conn: sa.Connection, storage: SqlEventLogStorage, entries: Sequence[EventLogEntry]
+) -> list[int]:
+    """Insert the entries' rows in order and return their storage ids (one statement;
+    SQLAlchemy keeps the returned ids in the rows' order)."""
+    result = conn.execute(
+        SqlEventLogStorageTable.insert().returning(
+            SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+        ),
+        [_row(storage, e) for e in entries],
+    )
+    return [int(row[0]) for row in result]
+
+
+def _index(
+    conn: sa.Connection,
+    storage: SqlEventLogStorage,
+    entries: Sequence[EventLogEntry],
+    ids: Sequence[int],
+) -> None:
+    """What ``store_event`` indexes beside the row: asset events' tags and the asset's
+    latest-event columns, and check evaluations' executions."""
+    assets = [(e, i) for e, i in zip(entries, ids, strict=True) if _kind(e) in ASSET_EVENTS]
+    if assets:
+        # Dagster's batch form: the tags of every event, the asset's row from the last event
+        # of each kind (each kind sets its own columns, so this is the state event by event).
+        storage._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
+        last: dict[tuple[str, DagsterEventType], tuple[EventLogEntry, int]] = {}
+        for entry, event_id in assets:
+            key = cast(dg.AssetKey, entry.get_dagster_event().asset_key).to_string()
+            last.pop((key, _kind(entry)), None)  # keep the order of the last ones
+            last[(key, _kind(entry))] = (entry, event_id)
+        for entry, event_id in last.values():
+            storage._store_asset_event(conn, entry, event_id)
+    for entry, event_id in zip(entries, ids, strict=True):
+        if _kind(entry) is DagsterEventType.ASSET_CHECK_EVALUATION:
+            _store_check_evaluation(conn, entry, event_id)
+
+
+def _kind(entry: EventLogEntry) -> DagsterEventType:
+    return entry.get_dagster_event().event_type
+
+
+def _store_check_evaluation(conn: sa.Connection, entry: EventLogEntry, event_id: int) -> None:
+    """The check execution row ``store_asset_check_event`` writes for an evaluation in a
+    run: the run's planned execution of the check on the partition is updated, or a new
+    one inserted when the run had not planned it."""
+    evaluation = cast(dg.AssetCheckEvaluation, entry.get_dagster_event().event_specific_data)
+    if not entry.run_id:
+        raise ValueError("check evaluations are written on a run")
+    values = {
+        "execution_status": (
+            AssetCheckExecutionRecordStatus.SUCCEEDED.value
+            if evaluation.passed
+            else AssetCheckExecutionRecordStatus.FAILED.value
+        ),
+        "evaluation_event": serialize_value(entry),
+        "evaluation_event_timestamp": datetime.fromtimestamp(entry.timestamp, UTC).replace(
+            tzinfo=None
+        ),
+        "evaluation_event_storage_id": event_id,
+        "materialization_event_storage_id": (
+            evaluation.target_materialization_data.storage_id
+            if evaluation.target_materialization_data
+            else None
+        ),
+        "partition": evaluation.partition,
+    }
+    table = AssetCheckExecutionsTable
+    same = sa.and_(
+        table.c.asset_key == evaluation.asset_key.to_string(),
+        table.c.check_name == evaluation.check_name,
+        table.c.run_id == entry.run_id,
+        table.c.partition.is_(None)
+        if evaluation.partition is None
+        else table.c.partition == evaluation.partition,
+    )
+    if conn.execute(table.update().where(same).values(**values)).rowcount == 0:
+        conn.execute(
+            table.insert().values(
+                asset_key=evaluation.asset_key.to_string(),
+                check_name=evaluation.check_name,
+                run_id=entry.run_id,
+                **values,
+            )
+        )
