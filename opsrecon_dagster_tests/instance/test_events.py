@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.events import AssetMaterializationPlannedData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
@@ -89,7 +90,7 @@ def _events(instance: dg.DagsterInstance) -> list[EventLogEntry]:
                 run.run_id,
                 run.job_name,
                 dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
-                decisions.AssetMaterializationPlannedData(ASSET, partition=partition),
+                AssetMaterializationPlannedData(ASSET, partition=partition),
             ),
             decisions._entry(
                 run.run_id, run.job_name, dg.DagsterEventType.ASSET_CHECK_EVALUATION, check

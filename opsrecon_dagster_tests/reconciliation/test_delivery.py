@@ -4,6 +4,7 @@ time budget, and exactly one set of Dagster writes however often an entry is del
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +33,7 @@ def _never_launched(world: World, n: int) -> list[int]:
     run_ids = []
     for i in range(n):
         scope = world.scope(f"env{i}")
-        world.instance.add_dynamic_partitions(ENVIRONMENTS.name, [scope.partition_key])
+        world.instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
         run_ids.append(world.start(INV, scope))
     results = reconcile_batch(world.app, _port(world), now=_now())
     assert sorted(r.run_id for r in results) == run_ids
@@ -156,13 +157,13 @@ def test_a_delivery_past_its_budget_leaves_the_rest_for_the_next(
 
     monkeypatch.setattr(InstancePort, "show", show)
     # The clock passes the deadline while the first chunk is written.
-    monkeypatch.setattr(service.time, "monotonic", lambda: 100.0 if shown else 0.0)
+    monkeypatch.setattr(time, "monotonic", lambda: 100.0 if shown else 0.0)
     first = deliver(world.app, _port(world), now=_now(), deadline=50.0, chunk=2)
     assert (first.entries, first.finished) == (2, False)
     assert _pending(world) == 3
     with world.app.sessions() as session:
         assert all(not e.repeated for e in outbox.pending(session))  # never claimed
-    monkeypatch.setattr(service.time, "monotonic", lambda: 0.0)
+    monkeypatch.setattr(time, "monotonic", lambda: 0.0)
     rest = deliver(world.app, _port(world), now=_now(), deadline=50.0, chunk=2)
     assert (rest.entries, rest.finished) == (3, True)
     assert shown == [run_ids[:2], run_ids[2:4], run_ids[4:]]
@@ -173,14 +174,12 @@ def test_a_delivery_past_its_budget_leaves_the_rest_for_the_next(
 def test_a_failed_delivery_leaves_its_entries_due_at_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import opsrecon_dagster.instance.decisions as decisions
-
     run_ids = _never_launched(world, 2)
 
     def storage_down(*_args: object) -> None:
         raise ConnectionError("event log storage unavailable")
 
-    monkeypatch.setattr(decisions, "store_events", storage_down)
+    monkeypatch.setattr("opsrecon_dagster.instance.decisions.store_events", storage_down)
     with pytest.raises(ConnectionError):
         deliver(world.app, _port(world), now=_now())
     monkeypatch.undo()

@@ -109,8 +109,9 @@ def _killed_worker(
 
 
 def _reconcile(app: AppContext, instance: dg.DagsterInstance) -> None:
-    batch = reconcile_batch(app, InstancePort(instance), now=datetime.now(UTC) + LATER)
-    deliver(app, batch.delivery)
+    port, now = InstancePort(instance), datetime.now(UTC) + LATER
+    reconcile_batch(app, port, now=now)
+    deliver(app, port, now=now)
 
 
 def _check_on(instance: dg.DagsterInstance, dagster_run_id: str) -> dg.AssetCheckEvaluation:

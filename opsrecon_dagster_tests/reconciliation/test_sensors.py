@@ -105,16 +105,13 @@ def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
 ) -> None:
     """Events are written after the decisions commit: when writing them fails (or the
     process dies there), the decisions stay in the outbox and the next tick reports them."""
-    import opsrecon_dagster.instance.decisions as module
-
     scope = world.scope("full")
     run_ids = [world.start(INV, scope, policy_types=[t]) for t in ("a", "b", "c")]
-    real_write = module.store_events
 
     def storage_down(_instance: object, _events: object) -> None:
         raise ConnectionError("event log storage unavailable")
 
-    monkeypatch.setattr(module, "store_events", storage_down)
+    monkeypatch.setattr("opsrecon_dagster.instance.decisions.store_events", storage_down)
     with pytest.raises(Exception, match="ConnectionError"):
         reconciliation_sensor(
             dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
@@ -123,7 +120,7 @@ def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
     assert _reported(world) == []
     with world.app.sessions() as session:
         assert outbox.count(session) == 3
-    monkeypatch.setattr(module, "store_events", real_write)
+    monkeypatch.undo()
     reconciliation_sensor(
         dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
     )
