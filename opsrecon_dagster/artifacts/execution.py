@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,17 +18,25 @@ from opsrecon_dagster.artifacts.families import RETENTION, Family
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome, RunStatus
+from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import (
     Decision,
     Evidence,
     PreconditionCheck,
     Progress,
+    RunContext,
     RunInputs,
 )
 from opsrecon_dagster.operations.keepalive import keep_alive
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
+from opsrecon_dagster.operations.outbox import DecisionEvent
 from opsrecon_dagster.providers.base import TenantProvider
+
+# How long a job's own decision is left to its worker to report before a deliverer shows it
+# in Dagster: far longer than a step's report takes, and within the stale scan's reach of a
+# dead worker (its heartbeat goes stale after the running threshold, 60 s by default).
+JOB_REPORT_GRACE = timedelta(minutes=2)
 
 
 class RunRefused(Exception):
@@ -47,6 +55,8 @@ class JobReport:
     artifact_id: int | None = None
     recorded: TransitionStatus = TransitionStatus.APPLIED
     evidence: Evidence = field(default_factory=Evidence)
+    # The decision's outbox entry, for the worker to acknowledge once it has reported it.
+    outbox_entry: int | None = None
 
 
 def read_proof(sessions: sessionmaker[Session], family: Family, run_id: int) -> Proof:
@@ -75,10 +85,13 @@ def run_job(
     provider that cannot even be configured still ends the run as ``failed``.
     """
     scope, blocker = claim_run(sessions, runs, family, run_id, dagster_run_id, partition_key)
+    completion = _Completion(runs, family, run_id, scope.partition_key, dagster_run_id)
     if blocker is not None:
         evidence = scope.base_evidence(dagster_run_id=dagster_run_id)
-        status = _complete(runs, family, run_id, RunOutcome.BLOCKED, blocker, evidence)
-        return JobReport(run_id, RunOutcome.BLOCKED, blocker, {}, None, status, evidence)
+        status = completion(RunOutcome.BLOCKED, blocker, evidence)
+        return JobReport(
+            run_id, RunOutcome.BLOCKED, blocker, {}, None, status, evidence, completion.entry
+        )
 
     def heartbeat(progress: Progress) -> None:
         runs.heartbeat(run_id, progress)
@@ -88,14 +101,23 @@ def run_job(
             family.execute(sessions, scope, provider_factory(), heartbeat)
     except Exception:
         # An execution error is a truthful ``failed``; its text stays out of the row.
-        _complete(runs, family, run_id, RunOutcome.FAILED, "job_execution_error", Evidence())
+        completion(RunOutcome.FAILED, "job_execution_error", Evidence())
         raise
     proof = read_proof(sessions, family, run_id)
     outcome = proof.outcome or RunOutcome.FAILED
     reason = proof.reason_code if proof.outcome else "job_finished_without_proof"
     evidence = proof.evidence.model_copy(update={"dagster_run_id": dagster_run_id})
-    status = _complete(runs, family, run_id, outcome, reason, evidence)
-    return JobReport(run_id, outcome, reason, proof.counts, proof.artifact_id, status, evidence)
+    status = completion(outcome, reason, evidence)
+    return JobReport(
+        run_id,
+        outcome,
+        reason,
+        proof.counts,
+        proof.artifact_id,
+        status,
+        evidence,
+        completion.entry,
+    )
 
 
 def enforce_retention(
@@ -174,20 +196,56 @@ def _refusal(run: OperationRun) -> str:
     )
 
 
-def _complete(
-    runs: OperationRunService,
-    family: Family,
-    run_id: int,
-    outcome: RunOutcome,
-    reason: str,
-    evidence: Evidence,
-) -> TransitionStatus:
-    decision = Decision(
-        outcome=outcome,
-        reason_code=reason,
-        adapter=family.adapter,
-        decided_by=Actor.JOB,
-        decided_at=datetime.now(UTC),
-        evidence=evidence,
-    )
-    return runs.complete(run_id, decision).status
+class _Completion:
+    """The job's terminal write, with its decision's outbox entry in the same transaction:
+    the worker reports the decision to Dagster itself and then acknowledges the entry; a
+    worker that dies in between leaves the entry to the next delivery after a grace."""
+
+    def __init__(
+        self,
+        runs: OperationRunService,
+        family: Family,
+        run_id: int,
+        partition_key: str | None,
+        dagster_run_id: str | None,
+    ) -> None:
+        self._runs, self._family, self._run_id = runs, family, run_id
+        self._partition_key, self._dagster_run_id = partition_key, dagster_run_id
+        self.entry: int | None = None
+
+    def __call__(self, outcome: RunOutcome, reason: str, evidence: Evidence) -> TransitionStatus:
+        decision = Decision(
+            outcome=outcome,
+            reason_code=reason,
+            adapter=self._family.adapter,
+            decided_by=Actor.JOB,
+            decided_at=datetime.now(UTC),
+            evidence=evidence,
+        )
+        return self._runs.complete(self._run_id, decision, then=self._enqueue).status
+
+    def _enqueue(self, session: Session, run: OperationRun) -> None:
+        """The row's standing decision (a correction's, when the report corrected one)."""
+        standing = RunContext.load_or_empty(run.context).decision
+        if standing is None:
+            return
+        if self._family.asset_key is None and self._dagster_run_id is None:
+            return  # nothing in Dagster shows this run
+        proven = standing.outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIALLY_SUCCEEDED)
+        event = DecisionEvent(
+            operation_run_id=run.id,
+            asset_key=self._family.asset_key,
+            job=self._family.job,
+            partition_key=self._partition_key,
+            dagster_run_id=self._dagster_run_id,
+            outcome=standing.outcome,
+            reason_code=standing.reason_code,
+            adapter=standing.adapter,
+            decided_by=standing.decided_by,
+            decided_at=standing.decided_at,
+            materialize=proven and self._family.asset_key is not None,
+            counts=standing.evidence.counts,
+        )
+        self.entry = outbox.enqueue_one(
+            session, event, due_at=standing.decided_at + JOB_REPORT_GRACE
+        )

@@ -5,7 +5,7 @@ and report what the run's own proof says as typed metadata and an asset-check re
 """
 
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ from opsrecon_dagster.artifacts.execution import JobReport, RunRefused, enforce_
 from opsrecon_dagster.artifacts.families import FAMILIES, Family
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.enums import Actor, RunOutcome
+from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, RunContext, RunInputs
 from opsrecon_dagster.operations.reasons import Language, message
@@ -196,20 +197,25 @@ def _report_decision(
     decision: Decision | None,
     metadata: dict[str, dg.MetadataValue],
     language: Language,
+    reported: Callable[[], None],
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:  # type: ignore[type-arg]
     """Put the row's standing decision on the Dagster run: its tags, the proof check, and
-    the materialization, or the step's failure for a blocked or failed run."""
+    the materialization, or the step's failure for a blocked or failed run. ``reported``
+    runs once Dagster has stored them (a generator resumes only after its yield is
+    handled): it acknowledges the decision's outbox entry."""
     outcome, reason, by = _standing_decision(report, decision)
     context.instance.add_run_tags(context.run.run_id, decision_tags(outcome, reason))
     counts = {k: dg.MetadataValue.int(v) for k, v in sorted(report.counts.items())}
     fields = proof_check_fields(run_id, outcome, reason, by, counts, language)
     if outcome in (RunOutcome.BLOCKED, RunOutcome.FAILED):
         yield dg.AssetCheckResult(**fields)
+        reported()
         raise dg.Failure(
             description=f"operation run {run_id}: {outcome.value}: {fields['description']}",
             metadata=metadata,
         )
     yield dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(**fields)])
+    reported()
 
 
 def materialize_family(
@@ -246,7 +252,13 @@ def materialize_family(
     context.log.info(
         f"operation run {run_id}: {report.outcome.value} ({report.reason_code}), {report.recorded}"
     )
-    yield from _report_decision(context, run_id, report, decision, metadata, language)
+
+    def reported() -> None:
+        if report.outbox_entry is not None:
+            with app_db.opened() as app, app.sessions.begin() as session:
+                outbox.acknowledge_unclaimed(session, report.outbox_entry)
+
+    yield from _report_decision(context, run_id, report, decision, metadata, language, reported)
 
 
 def _proof_check(asset_key: str, description: str) -> list[dg.AssetCheckSpec]:

@@ -890,7 +890,7 @@ def _reconcile_once(
     from opsrecon_dagster.definitions import defs
     from opsrecon_dagster.instance.decisions import InstancePort
     from opsrecon_dagster.launch import ensure_dagster_home
-    from opsrecon_dagster.reconciliation import outbox
+    from opsrecon_dagster.operations import outbox
     from opsrecon_dagster.reconciliation.service import deliver, reconcile_batch
 
     ensure_dagster_home()

@@ -37,9 +37,9 @@ from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
 from opsrecon_dagster.instance.events import store_events
 from opsrecon_dagster.instance.view import InstanceDagsterView
+from opsrecon_dagster.operations.outbox import NEVER_LAUNCHED, DecisionEvent, needs_stand_in
 from opsrecon_dagster.operations.reasons import Language
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
-from opsrecon_dagster.reconciliation.outbox import NEVER_LAUNCHED, DecisionEvent, needs_stand_in
 
 # Dagster run states in which a decided run can no longer be trusted to end by itself, with
 # what the failure message says about it.

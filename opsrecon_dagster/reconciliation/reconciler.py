@@ -25,6 +25,7 @@ from opsrecon_dagster.artifacts.families import Family
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import ACTIVE_RUN, OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome
+from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import Decision, Evidence, RunContext
 from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
@@ -35,7 +36,6 @@ from opsrecon_dagster.operations.staleness import (
     StalenessRule,
     liveness,
 )
-from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.reconciliation.dagster_view import DagsterView
 from opsrecon_dagster.reconciliation.registry import (
     GENERIC_ADAPTER,

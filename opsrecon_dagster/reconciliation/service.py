@@ -23,11 +23,11 @@ from typing import Protocol
 
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.enums import Actor
+from opsrecon_dagster.operations import outbox
+from opsrecon_dagster.operations.outbox import DecisionEvent
 from opsrecon_dagster.operations.reasons import Language
-from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.reconciliation.dagster_view import DagsterView
 from opsrecon_dagster.reconciliation.gc_pacing import paced_collection
-from opsrecon_dagster.reconciliation.outbox import DecisionEvent
 from opsrecon_dagster.reconciliation.reconciler import Reconciler, ReconcileResult
 
 # Decisions per batch (one transaction each).

@@ -21,8 +21,8 @@ from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.instance import decisions
 from opsrecon_dagster.instance.events import store_events
+from opsrecon_dagster.operations.outbox import DecisionEvent, with_stand_ins
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.reconciliation.outbox import DecisionEvent, with_stand_ins
 from opsrecon_dagster_tests.conftest import throwaway_database
 
 ASSET = dg.AssetKey("inventory_items")

@@ -14,11 +14,11 @@ import pytest
 
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.instance.decisions import STAND_IN_TAG, InstancePort
+from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
+from opsrecon_dagster.operations.outbox import DecisionEvent
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.reconciliation import outbox, service
-from opsrecon_dagster.reconciliation.outbox import DecisionEvent
-from opsrecon_dagster.reconciliation.service import deliver, reconcile_batch
+from opsrecon_dagster.reconciliation.service import Delivered, deliver, reconcile_batch
 from opsrecon_dagster_tests.reconciliation.conftest import World
 from opsrecon_dagster_tests.ui_agreement import disagreements
 
@@ -108,7 +108,7 @@ def test_overlapping_deliveries_never_write_an_entry_twice(world: World) -> None
         assert release.wait(timeout=60)
         real(self, *args, **kwargs)
 
-    first: list[service.Delivered] = []
+    first: list[Delivered] = []
     port = _port(world)
     port.show = slow_show.__get__(port)  # type: ignore[method-assign]
     thread = threading.Thread(target=lambda: first.append(deliver(world.app, port, now=_now())))

@@ -11,9 +11,9 @@ import pytest
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import DecisionOutbox
 from opsrecon_dagster.enums import Actor, RunOutcome
+from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
-from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster_tests.conftest import make_scope
 
 

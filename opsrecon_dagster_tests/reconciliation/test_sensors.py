@@ -11,9 +11,9 @@ from sqlalchemy import update
 
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.reconciliation import (
     RUN_END_SENSORS,

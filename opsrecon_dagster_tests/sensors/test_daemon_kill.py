@@ -28,10 +28,10 @@ from sqlalchemy.engine import Engine
 
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster.reconciliation import outbox
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.reconciliation import TickCursor, reconciliation_sensor
 from opsrecon_dagster.settings import Settings

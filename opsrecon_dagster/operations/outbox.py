@@ -152,6 +152,33 @@ def enqueue_many(
     )
 
 
+def enqueue_one(session: Session, event: DecisionEvent, *, due_at: datetime) -> int:
+    """Add one decision's event inside the caller's transaction; returns the entry's id (a
+    job acknowledges its own entry by id once its worker has reported the decision)."""
+    [event] = with_stand_ins([event])
+    entry = DecisionOutbox(
+        operation_run_id=event.operation_run_id,
+        event=event.model_dump(mode="json"),
+        created_at=event.decided_at,
+        due_at=due_at,
+        attempts=0,
+    )
+    session.add(entry)
+    session.flush()
+    return entry.id
+
+
+def acknowledge_unclaimed(session: Session, entry_id: int) -> bool:
+    """Delete an entry no deliverer has claimed (a job whose worker reported its own
+    decision); an entry a deliverer holds is left to it. True when it went."""
+    result = session.execute(
+        delete(DecisionOutbox)
+        .where(DecisionOutbox.id == entry_id, DecisionOutbox.claim.is_(None))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 def _parse(rows: Iterable[tuple[int, str | None, int]]) -> tuple[list[Pending], list[int]]:
     """Parsed entries, and the ids of those that do not parse (logged by id only)."""
     found: list[Pending] = []
