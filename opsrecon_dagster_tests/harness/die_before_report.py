@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from opsrecon_dagster.cli.main import main
 from opsrecon_dagster.operations.context import Decision
@@ -32,7 +32,7 @@ KILL_MESSAGE = "harness: killing process {pid} instead of completing operation r
 
 
 def _die_instead_of_completing(
-    service: OperationRunService, run_id: int, decision: Decision
+    service: OperationRunService, run_id: int, decision: Decision, *_args: Any, **_kwargs: Any
 ) -> NoReturn:
     """Stands in for ``OperationRunService.complete``: the row is never completed."""
     print(KILL_MESSAGE.format(pid=os.getpid(), run_id=run_id), file=sys.stderr, flush=True)

@@ -29,15 +29,20 @@ import dagster as dg
 import pytest
 
 from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.artifacts.execution import JOB_REPORT_GRACE
+from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.instance.decisions import InstancePort
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML
+from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.providers.fixture import CallPoint
 from opsrecon_dagster.reconciliation.service import deliver, reconcile_batch
-from opsrecon_dagster.resources import FIXTURE_PATH_VAR
+from opsrecon_dagster.resources import FIXTURE_PATH_VAR, AppDatabaseResource, ClockResource
+from opsrecon_dagster.sensors.reconciliation import reconciliation_sensor
 from opsrecon_dagster_tests.conftest import Scope
-from opsrecon_dagster_tests.harness import die_before_report
+from opsrecon_dagster_tests.harness import die_after_commit, die_before_report
+from opsrecon_dagster_tests.ui_agreement import disagreements
 
 pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
 
@@ -46,6 +51,7 @@ LATER = timedelta(hours=3)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = "opsrecon_dagster.cli.main"
 DIE_BEFORE_REPORT = die_before_report.__name__
+DIE_AFTER_COMMIT = die_after_commit.__name__
 # Inventory lists one type per call: before the second listing, nothing is written yet.
 BEFORE_THE_SECOND_LISTING = CallPoint(call="list_policies", number=2)
 
@@ -67,6 +73,7 @@ def _killed_worker(
     *,
     crash_at: CallPoint | None = None,
     module: str = CLI,
+    status: str = "running",
 ) -> tuple[int, str, str]:
     """A queued inventory run whose worker process (``python -m <module>``) is SIGKILLed,
     by the fixture provider at ``crash_at`` or by the harness ``module``: the operation run
@@ -103,7 +110,7 @@ def _killed_worker(
     stderr = worker.stderr.decode(errors="replace")
     assert worker.returncode == -signal.SIGKILL, stderr[-2000:]
     run = app.runs.get(run_id)
-    assert run.status == "running"
+    assert run.status == status
     assert run.dagster_run_id is not None
     return run_id, run.dagster_run_id, stderr
 
@@ -181,3 +188,59 @@ def test_a_materialization_without_artifacts_fails_closed(
         assert check.severity is dg.AssetCheckSeverity.ERROR
         assert "materialization_without_proof" in (check.description or "")
         assert "artifacts do not exist" in (check.description or "")
+
+
+def _tick(app: AppContext, instance: dg.DagsterInstance, at: datetime) -> dg.SensorResult:
+    """One reconciliation sensor tick on this instance, its clock at ``at``."""
+    result = reconciliation_sensor(
+        dg.build_sensor_context(
+            instance=instance,
+            repository_def=defs.get_repository_def(),
+            resources={
+                "app_db": AppDatabaseResource(database_url=app.url.render_as_string(False)),
+                "clock": ClockResource.at(at),
+            },
+        )
+    )
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_a_job_decision_committed_before_its_report_reaches_dagster(
+    app: AppContext, scope: Scope, tmp_path: Path, home: Path
+) -> None:
+    """The worker commits its decision (and the decision's outbox entry) and dies before
+    reporting to Dagster: the first tick leaves the entry to the worker's grace, the second
+    shows the decision on the partition, with its check, and ends the Dagster run."""
+    with dg.DagsterInstance.get() as instance:
+        run_id, dagster_run_id, stderr = _killed_worker(
+            app, instance, scope, tmp_path, module=DIE_AFTER_COMMIT, status="completed"
+        )
+        assert f"after completing operation run {run_id}" in stderr
+        run = app.runs.get(run_id)
+        assert (run.status, run.outcome) == ("completed", "succeeded")
+        assert run.completed_at is not None
+        assert instance.fetch_materializations(ASSET, limit=10).records == []
+        with app.sessions() as session:
+            assert outbox.count(session) == 1
+
+        _tick(app, instance, run.completed_at)  # within the grace: the worker's to report
+        assert instance.fetch_materializations(ASSET, limit=10).records == []
+        _tick(app, instance, run.completed_at + JOB_REPORT_GRACE)
+
+        [record] = instance.fetch_materializations(ASSET, limit=10).records
+        mat = record.asset_materialization
+        assert mat is not None
+        assert mat.partition == scope.partition_key
+        assert mat.metadata["operation_run_id"].value == run_id
+        assert mat.metadata["decided_by"].value == "job"
+        assert _check_on(instance, dagster_run_id).passed
+        dagster_run = instance.get_run_by_id(dagster_run_id)
+        assert dagster_run is not None
+        assert dagster_run.status is dg.DagsterRunStatus.FAILURE
+        with app.sessions() as session:
+            assert outbox.count(session) == 0
+        assert disagreements(app, instance) == []
+        # A third tick changes nothing: the decision is shown once.
+        _tick(app, instance, run.completed_at + 2 * JOB_REPORT_GRACE)
+        assert len(instance.fetch_materializations(ASSET, limit=10).records) == 1
