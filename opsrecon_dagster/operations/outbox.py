@@ -77,10 +77,10 @@ class Pending:
     repeated: bool = False
 
 
-# How long a claim holds its entries: far beyond one chunk's writes (seconds) and a sensor
-# evaluation (60 s), so a live deliverer never loses its entries to another; entries of a
-# deliverer that died become due again after it.
-LEASE = timedelta(minutes=5)
+# How long a claim holds its entries: far beyond one chunk's writes (about a second for
+# 1,000 decisions) and a sensor evaluation (60 s), so a live deliverer never loses its
+# entries to another; the entries of a deliverer that died are due again after it.
+LEASE = timedelta(minutes=2)
 # Parked: entries this version cannot read are never claimed again (kept for an operator).
 UNREADABLE = "unreadable"
 _PARKED_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)

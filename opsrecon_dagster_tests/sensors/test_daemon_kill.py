@@ -42,8 +42,8 @@ pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves i
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 60  # fewer than one batch: the killed tick decides all of them
-# Bounds for waiting on events; the restarted daemon's tick comes one sensor interval (60 s)
-# after the killed one began.
+# Bounds for waiting on events; the restarted daemon delivers the killed tick's claimed
+# decisions once their lease (outbox.LEASE, 2 minutes) has ended.
 TIMEOUT_SECONDS = 420
 
 
@@ -197,6 +197,8 @@ def test_daemon_killed_mid_tick_loses_no_event(
 
             restarted = datetime.now(UTC)
             daemon = _start_daemon(home, app_pg, log)
+            # The killed delivery's claim is due again once its lease ends.
+            _wait("every decision delivered", lambda: undelivered() == 0, daemon)
             _wait("a completed tick", lambda: bool(_saved_cursor(instance, restarted)), daemon)
             _kill_group(daemon)
             missing = [i for i in ids if i not in _observed(instance)]
