@@ -1,4 +1,5 @@
-"""The decision outbox: every reconciler decision's Dagster events, delivered at least once.
+"""The decision outbox: every decision's Dagster events (the reconciler's and the jobs'),
+claimed and delivered once.
 
 A decision and its outbox entry commit in one transaction, the job's own decisions as well as
 the reconciler's. Whoever reports the events to Dagster (the reconciliation sensor through
