@@ -50,6 +50,36 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
+# The largest id both databases hold (a signed 64-bit integer): a larger one is no id at all.
+MAX_ID = 2**63 - 1
+
+
+class DatabaseId(click.ParamType[int, Any]):
+    """A row id as an argument: a whole number from 1 to ``MAX_ID``, or one ``error:`` line
+    with exit code 2 (never a database error, never a traceback)."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            number = value
+        else:
+            text = str(value).strip()
+            number = int(text) if text.isdigit() else -1
+        if not 1 <= number <= MAX_ID:
+            what = (
+                param.opts[0]
+                if isinstance(param, click.Option)
+                else (param.human_readable_name if param is not None else "id").upper()
+            )
+            shown = str(value)[:30] + ("..." if len(str(value)) > 30 else "")
+            raise UserError(f"{what} must be a whole number from 1 to {MAX_ID} (got {shown!r})")
+        return number
+
+
+DB_ID = DatabaseId()
+
+
 @contextmanager
 def user_errors(
     app: AppContext | None = None, also: tuple[type[Exception], ...] = ()

@@ -25,6 +25,7 @@ from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.inventory import DEFAULT_POLICY_TYPES
 from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.cli.common import (
+    DB_ID,
     UserError,
     app_of,
     cells,
@@ -405,7 +406,7 @@ def _language(app: AppContext, lang: str | None) -> Language:
 
 
 @runs.command("explain")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=DB_ID)
 @click.option(
     "--lang",
     type=click.Choice(LANGUAGES, case_sensitive=False),
@@ -459,7 +460,7 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: boo
 
 
 @runs.command("show")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=DB_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
@@ -526,8 +527,8 @@ def operations() -> None:
     help="Environment id, partition key (acme.contoso) or workspace/environment.",
 )
 @click.option("--policy-type", "policy_types", multiple=True, help="Inventory sync: types.")
-@click.option("--profile", "profile_id", type=int, default=None, help="Baseline profile id.")
-@click.option("--schedule", "schedule_id", type=int, default=None, help="Backup schedule id.")
+@click.option("--profile", "profile_id", type=DB_ID, default=None, help="Baseline profile id.")
+@click.option("--schedule", "schedule_id", type=DB_ID, default=None, help="Backup schedule id.")
 @click.option("--no-launch", is_flag=True, help="Only create the queued run row.")
 @_launch_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -711,7 +712,7 @@ def _review_of(run: Any) -> int | None:
 
 
 @operations.command("launch")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=DB_ID)
 @_launch_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context

@@ -17,7 +17,15 @@ from opsrecon_dagster.artifacts.review_lifecycle import (
     ReviewNotFoundError,
     ReviewTransitionError,
 )
-from opsrecon_dagster.cli.common import app_of, cells, console, emit_json, table, user_errors
+from opsrecon_dagster.cli.common import (
+    DB_ID,
+    app_of,
+    cells,
+    console,
+    emit_json,
+    table,
+    user_errors,
+)
 from opsrecon_dagster.db.models import EnvironmentReview, ManagedEnvironment, ReviewEvent
 from opsrecon_dagster.enums import ReviewStatus
 from opsrecon_dagster.tenancy import resolve_environment, resolve_workspace
@@ -115,7 +123,7 @@ def reviews_list(
 
 
 @reviews.command("show")
-@click.argument("review_id", type=int)
+@click.argument("review_id", type=DB_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def reviews_show(ctx: click.Context, review_id: int, as_json: bool) -> None:
@@ -174,7 +182,7 @@ def _change(ctx: click.Context, review_id: int, as_json: bool, verb: str, **kwar
 
 
 @reviews.command("publish")
-@click.argument("review_id", type=int)
+@click.argument("review_id", type=DB_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def reviews_publish(ctx: click.Context, review_id: int, as_json: bool) -> None:
@@ -183,8 +191,8 @@ def reviews_publish(ctx: click.Context, review_id: int, as_json: bool) -> None:
 
 
 @reviews.command("supersede")
-@click.argument("review_id", type=int)
-@click.option("--by", "by", type=int, default=None, help="The review that replaces it.")
+@click.argument("review_id", type=DB_ID)
+@click.option("--by", "by", type=DB_ID, default=None, help="The review that replaces it.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def reviews_supersede(ctx: click.Context, review_id: int, by: int | None, as_json: bool) -> None:
@@ -193,7 +201,7 @@ def reviews_supersede(ctx: click.Context, review_id: int, by: int | None, as_jso
 
 
 @reviews.command("archive")
-@click.argument("review_id", type=int)
+@click.argument("review_id", type=DB_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def reviews_archive(ctx: click.Context, review_id: int, as_json: bool) -> None:

@@ -218,3 +218,48 @@ def test_language_applies_to_every_command(
     code, out, err = invoke(url, "runs", "list")
     assert code == 2
     assert "fr" in err and "Traceback" not in err + out
+
+
+def test_reconcile_reports_pending_deliveries_instead_of_nothing_to_do(
+    sqlite_app: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's decision waits out its worker's grace in the outbox: with no stale run,
+    ``reconcile`` says what is still to deliver, never "nothing to do"."""
+    from opsrecon_dagster.enums import Actor, RunOutcome
+    from opsrecon_dagster.operations import outbox
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    url = sqlite_app.url.render_as_string()
+    scope = make_scope(sqlite_app, "acme", "contoso")
+    run = sqlite_app.runs.start(
+        OperationType.INVENTORY_SYNC,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+    ).run
+    now = datetime.now(UTC)
+    event = outbox.DecisionEvent(
+        operation_run_id=run.id,
+        outcome=RunOutcome.SUCCEEDED,
+        reason_code="inventory_all_types_covered",
+        adapter="inventory_sync",
+        decided_by=Actor.JOB,
+        decided_at=now,
+    )
+    with sqlite_app.sessions.begin() as session:
+        outbox.enqueue_one(session, event, due_at=now + timedelta(hours=1))
+    code, out, err = invoke(url, "reconcile")
+    assert code == 0, err
+    assert out.strip() == (
+        "no stale operation runs; decisions shown in Dagster: 0; still to deliver: 1 (0 due now)"
+    )
+    code, out, _ = invoke(url, "reconcile", "--json")
+    assert json.loads(out)["deliveries"] == {
+        "delivered": 0,
+        "pending": 1,
+        "due": 0,
+        "unreadable": 0,
+    }
+    with sqlite_app.sessions.begin() as session:
+        outbox.acknowledge(session, [e.id for e in outbox.pending(session)])
+    code, out, _ = invoke(url, "reconcile")
+    assert out.strip() == "nothing to do"

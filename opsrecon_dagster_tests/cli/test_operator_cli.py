@@ -380,7 +380,7 @@ def run_count(app: AppContext) -> int:
         ),
         (
             ["baseline.capture", "--profile", "x"],
-            "error: Invalid value for '--profile': 'x' is not",
+            "error: --profile must be a whole number from 1 to",
         ),
         (
             ["restore.execute", "--policy-type", "compliancePolicies"],
@@ -603,3 +603,25 @@ def test_demo_summary_table_fits_100_columns(
     [row] = [i for i, line in enumerate(lines) if line.startswith("12 ")]
     assert "partially_succeeded" in lines[row] and "MISMATCH, expected" in lines[row + 1]
     assert "stale_without_proof Der Lauf ist ohne Fortschritt geblieben" in flat
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["runs", "show"],
+        ["runs", "explain"],
+        ["operations", "launch"],
+        ["reviews", "show"],
+        ["reviews", "publish"],
+    ],
+)
+@pytest.mark.parametrize("value", [str(2**63), str(2**64 + 7), "0", "12x"])
+def test_ids_no_database_can_hold_are_one_line_errors(
+    app: AppContext, command: list[str], value: str
+) -> None:
+    """An id beyond a signed 64-bit integer is refused before any query (SQLite would
+    otherwise raise an overflow, PostgreSQL answer "not found")."""
+    code, out, err = invoke(url_of(app), *command, value)
+    assert code == 2, out + err
+    assert err.startswith("error: ") and "must be a whole number from 1 to" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
