@@ -72,9 +72,11 @@ def asset_event(event: DecisionEvent, language: Language = "en") -> AssetEvent |
 
     Usually an observation. When the run's artifacts exist but no materialization names the
     run (its worker died between committing them and reporting), a materialization with the
-    proof's metadata, so the partition shows the artifact that exists.
+    proof's metadata, so the partition shows the artifact that exists. None for a superseded
+    run: a newer run of the partition stands there, and an older run's decision must not read
+    as the partition's state (it stays on its own Dagster run and in the audit trail).
     """
-    if event.asset_key is None or event.partition_key is None:
+    if event.asset_key is None or event.partition_key is None or event.superseded:
         return None
     fields = _check_fields(event, language)
     if event.materialize:

@@ -76,12 +76,14 @@ def test_a_tick_drains_the_backlog_in_batches_and_reports_every_decision(
     assert json.loads(first.cursor or "")["decided"] == 5
     assert {world.decided(r)[0] for r in run_ids} == {"succeeded"}
     events = _events_of(world)
-    assert _reported(world) == run_ids
-    # Older runs of the partition, superseded by the newest one: observations only.
-    older = [e for e in events if e.metadata["operation_run_id"].value != run_ids[-1]]
-    assert {type(e) for e in older} == {dg.AssetObservation}
-    assert older[0].partition == scope.partition_key
-    assert older[0].metadata["reason_code"].value == "inventory_all_types_covered"
+    # Older runs of the partition, superseded by the newest one, stay off the partition:
+    # their decisions are on their own Dagster runs and in the audit trail.
+    assert _reported(world) == run_ids[-1:]
+    for older in run_ids[:-1]:
+        [dagster_run] = world.instance.get_runs(
+            filters=dg.RunsFilter(run_ids=[world.app.runs.get(older).dagster_run_id or ""])
+        )
+        assert dagster_run.tags["opsrecon/reason"] == "inventory_all_types_covered"
     # The newest worker died after committing its artifacts and before reporting them: the
     # reconciler materializes the partition with the proof's metadata.
     [newest] = [e for e in events if e.metadata["operation_run_id"].value == run_ids[-1]]
@@ -97,7 +99,7 @@ def test_a_tick_drains_the_backlog_in_batches_and_reports_every_decision(
     )
     assert isinstance(again, dg.SensorResult)
     assert again.skip_reason is not None
-    assert _reported(world) == run_ids  # nothing repeated
+    assert _reported(world) == run_ids[-1:]  # nothing repeated
 
 
 def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
@@ -105,8 +107,7 @@ def test_decisions_whose_events_were_not_written_are_reported_by_the_next_tick(
 ) -> None:
     """Events are written after the decisions commit: when writing them fails (or the
     process dies there), the decisions stay in the outbox and the next tick reports them."""
-    scope = world.scope("full")
-    run_ids = [world.start(INV, scope, policy_types=[t]) for t in ("a", "b", "c")]
+    run_ids = [world.start(INV, world.scope(f"env-{t}"), policy_types=[t]) for t in "abc"]
 
     def storage_down(_instance: object, _events: object) -> None:
         raise ConnectionError("event log storage unavailable")
@@ -190,13 +191,17 @@ def test_run_status_sensor_reacts_to_failed_and_canceled_tagged_runs(world: Worl
         _run_end(status)(ctx)
     assert world.decided(failed_id) == ("failed", "dagster_run_failed_without_proof")
     assert world.decided(canceled_id) == ("failed", "dagster_run_canceled_without_proof")
-    # The decision shows up as an observation on the asset partition.
+    # The newest run's decision shows up as an observation on the asset partition; the
+    # older one, superseded by it, on its own Dagster run.
     records = world.instance.fetch_observations(dg.AssetKey("inventory_items"), limit=10).records
     observed = {
         r.asset_observation.metadata["operation_run_id"].value  # type: ignore[union-attr]
         for r in records
     }
-    assert observed == {failed_id, canceled_id}
+    assert observed == {canceled_id}
+    failed_stored = world.instance.get_run_by_id(failed_run.run_id)
+    assert failed_stored is not None
+    assert failed_stored.tags["opsrecon/reason"] == "dagster_run_failed_without_proof"
 
 
 def test_decided_dagster_run_that_cannot_end_itself_is_ended_with_the_decision(
