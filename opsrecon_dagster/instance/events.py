@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from itertools import groupby
 from typing import Any, cast
 
 import dagster as dg
@@ -36,7 +35,6 @@ from dagster._core.storage.event_log.schema import (
 )
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._serdes import serialize_value
 
 _INDEXED = ASSET_EVENTS | ASSET_CHECK_EVENTS
 
@@ -55,31 +53,34 @@ def store_events(instance: dg.DagsterInstance, entries: Sequence[EventLogEntry])
         kind = entry.dagster_event_type
         if kind is None or kind not in _INDEXED:
             raise ValueError(f"not an asset or check event: {kind}")
+    # Each event serialized once: its row serves the run's file, the index and its check.
+    rows = [_row(storage, e) for e in entries]
     if isinstance(storage, SqliteEventLogStorage):
         # Each run's file first (what the run's page reads), then the index file.
-        for run_id, group in groupby(sorted(entries, key=lambda e: e.run_id), lambda e: e.run_id):
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_run.setdefault(row["run_id"], []).append(row)
+        for run_id, run_rows in by_run.items():
             with storage.run_connection(run_id) as conn:
-                conn.execute(SqlEventLogStorageTable.insert(), [_row(storage, e) for e in group])
+                conn.execute(SqlEventLogStorageTable.insert(), run_rows)
     # One database on PostgreSQL: the event rows are the index's own.
     with storage.index_transaction() as conn:
-        ids = _insert_returning_ids(conn, storage, entries)
-        _index(conn, storage, entries, ids)
+        ids = _insert_returning_ids(conn, rows)
+        _index(conn, storage, entries, rows, ids)
 
 
 def _row(storage: SqlEventLogStorage, entry: EventLogEntry) -> dict[str, Any]:
     return storage._event_to_row(entry)
 
 
-def _insert_returning_ids(
-    conn: sa.Connection, storage: SqlEventLogStorage, entries: Sequence[EventLogEntry]
-) -> list[int]:
-    """Insert the entries' rows in order and return their storage ids (one statement;
-    SQLAlchemy keeps the returned ids in the rows' order)."""
+def _insert_returning_ids(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert the rows in order and return their storage ids (one statement; SQLAlchemy
+    keeps the returned ids in the rows' order)."""
     result = conn.execute(
         SqlEventLogStorageTable.insert().returning(
             SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
         ),
-        [_row(storage, e) for e in entries],
+        list(rows),
     )
     return [int(row[0]) for row in result]
 
@@ -88,6 +89,7 @@ def _index(
     conn: sa.Connection,
     storage: SqlEventLogStorage,
     entries: Sequence[EventLogEntry],
+    rows: Sequence[dict[str, Any]],
     ids: Sequence[int],
 ) -> None:
     """What ``store_event`` indexes beside the row: asset events' tags and the asset's
@@ -104,16 +106,18 @@ def _index(
             last[(key, _kind(entry))] = (entry, event_id)
         for entry, event_id in last.values():
             storage._store_asset_event(conn, entry, event_id)
-    for entry, event_id in zip(entries, ids, strict=True):
+    for entry, row, event_id in zip(entries, rows, ids, strict=True):
         if _kind(entry) is DagsterEventType.ASSET_CHECK_EVALUATION:
-            _store_check_evaluation(conn, entry, event_id)
+            _store_check_evaluation(conn, entry, row["event"], event_id)
 
 
 def _kind(entry: EventLogEntry) -> DagsterEventType:
     return entry.get_dagster_event().event_type
 
 
-def _store_check_evaluation(conn: sa.Connection, entry: EventLogEntry, event_id: int) -> None:
+def _store_check_evaluation(
+    conn: sa.Connection, entry: EventLogEntry, serialized: str, event_id: int
+) -> None:
     """The check execution row ``store_asset_check_event`` writes for an evaluation in a
     run: the run's planned execution of the check on the partition is updated, or a new
     one inserted when the run had not planned it."""
@@ -126,7 +130,7 @@ def _store_check_evaluation(conn: sa.Connection, entry: EventLogEntry, event_id:
             if evaluation.passed
             else AssetCheckExecutionRecordStatus.FAILED.value
         ),
-        "evaluation_event": serialize_value(entry),
+        "evaluation_event": serialized,
         "evaluation_event_timestamp": datetime.fromtimestamp(entry.timestamp, UTC).replace(
             tzinfo=None
         ),

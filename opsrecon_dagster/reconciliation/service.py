@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -167,15 +168,27 @@ def drain(
     """Decide and deliver batch after batch until the backlog and the outbox are empty or
     the time budget is spent (checked between batches and between delivery chunks, so a
     drain ends within about one chunk's writes of its budget). Rows found alive or
-    waiting are due again only later, so each batch reads rows the drain has not seen."""
+    waiting are due again only later, so each batch reads rows the drain has not seen.
+
+    Deliveries run in one writer thread while the next batch is decided: each side waits
+    on its own database much of the time. The claims keep them apart (a delivery takes only
+    committed, unclaimed entries), and one delivery runs at a time, in order.
+    """
     deadline = time.monotonic() + budget_seconds
     results: list[ReconcileResult] = []
-    delivered = 0
-    while True:
-        batch = reconcile_batch(app, dagster, now=now, limit=limit)
-        results += batch
-        sent = deliver(app, dagster, now=now, deadline=deadline)
-        delivered += sent.entries
-        more = len(batch) >= limit
-        if not more or not sent.finished or time.monotonic() >= deadline:
-            return Drained(results, delivered, sent.finished and not more)
+    delivered, finished = 0, True
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver") as writer:
+        delivering: Future[Delivered] | None = None
+        while True:
+            batch = reconcile_batch(app, dagster, now=now, limit=limit)
+            results += batch
+            if delivering is not None:
+                sent = delivering.result()
+                delivered += sent.entries
+                finished = sent.finished
+            delivering = writer.submit(deliver, app, dagster, now=now, deadline=deadline)
+            more = len(batch) >= limit
+            if not more or not finished or time.monotonic() >= deadline:
+                sent = delivering.result()
+                delivered += sent.entries
+                return Drained(results, delivered, sent.finished and not more)
