@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".opsrecon-installed"
+# `dagster dev` shuts its processes down on SIGINT, waiting for each in turn (about 30 s);
+# after this grace the rest of its group is killed.
+STOP_GRACE_SECONDS = 3
+DEFAULT_PORT = 3000
 
 
 def _say(msg: str) -> None:
@@ -36,12 +40,13 @@ def _run(*cmd: object, env: dict[str, str] | None = None) -> int:
     return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
 
 
-def _serve(*cmd: object, env: dict[str, str]) -> int:
+def _serve(*cmd: object, env: dict[str, str], cwd: Path = ROOT) -> int:
     """Run a long-lived command (``dagster dev``) in a process group of its own, and stop the
     whole group when this process is stopped (Ctrl-C or SIGTERM): SIGINT first, which
     ``dagster dev`` answers by shutting down its webserver, daemon and code servers; then,
-    after a grace period, SIGKILL for anything in the group still running."""
-    process = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=env, start_new_session=True)
+    after a short grace, SIGKILL for anything in the group still running. It holds no work
+    of ours that a hard stop could lose: the data are in the databases, committed."""
+    process = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, start_new_session=True)
 
     def stopped(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -53,11 +58,12 @@ def _serve(*cmd: object, env: dict[str, str]) -> int:
         _say("stopping dagster dev and its processes")
         _signal_group(process.pid, signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
+            process.wait(timeout=STOP_GRACE_SECONDS)
         return 130
     finally:
         _signal_group(process.pid, signal.SIGKILL)  # whatever is left of the group
         process.wait()
+        _say("stopped")
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -131,28 +137,46 @@ def task_demo(args: list[str]) -> int:
     return _run(BIN / "opsrecon", "demo", *args)
 
 
+def _port_of(args: list[str]) -> int:
+    """The port ``dagster dev`` will serve on (its own ``-p``/``--port``), or the default."""
+    for i, arg in enumerate(args):
+        if arg in ("-p", "--port") and i + 1 < len(args) and args[i + 1].isdigit():
+            return int(args[i + 1])
+        if arg.startswith("--port=") and arg[7:].isdigit():
+            return int(arg[7:])
+    return DEFAULT_PORT
+
+
 def task_dev(args: list[str]) -> int:
     # By default the UI opens the one local data location the demo and the CLI use too.
-    home = Path(os.environ.get("DAGSTER_HOME") or ROOT / "data" / "dagster_home")
+    home = Path(os.environ.get("DAGSTER_HOME") or ROOT / "data" / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     database = ROOT / "data" / "opsrecon.sqlite3"
+    url = f"http://127.0.0.1:{_port_of(args)}"
     env = {
         "OPSRECON_DATABASE_URL": f"sqlite:///{database}",
         **os.environ,
-        "DAGSTER_HOME": str(home.resolve()),
+        "DAGSTER_HOME": str(home),
+        # `dagster dev` is what the locked Dagster provides; its successor `dg dev` comes
+        # with dagster-dg-cli, which is not part of the lock: its notice is only noise.
+        "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded",
     }
     # Its storage is created once here: `dagster dev` starts the webserver and the daemon at
     # the same time, and two first opens of a fresh SQLite instance can race.
     init = (
         "from pathlib import Path; from opsrecon_dagster.launch import initialize_instance as i; "
     )
-    code = _run(BIN / "python", "-c", f"{init}i(Path({str(home.resolve())!r}))", env=env)
+    code = _run(BIN / "python", "-c", f"{init}i(Path({str(home)!r}))", env=env)
     if code != 0:
         return code
-    _say(f"Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME={env['DAGSTER_HOME']})")
-    return _serve(BIN / "dagster", "dev", "-w", "workspace.yaml", *args, env=env)
+    # The CLI's run links point where this UI serves (`opsrecon_dagster.settings`).
+    (home / "ui_url").write_text(url + "\n")
+    _say(f"Dagster UI on {url} (DAGSTER_HOME={home}); Ctrl-C stops it")
+    # Run from the instance's folder: a dagster.yaml in the working folder that is not
+    # DAGSTER_HOME's would draw a warning (the project's own, at the root, is a template).
+    return _serve(BIN / "dagster", "dev", "-w", ROOT / "workspace.yaml", *args, env=env, cwd=home)
 
 
 TASKS = {"test": task_test, "demo": task_demo, "dev": task_dev}

@@ -28,13 +28,11 @@ from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
 from opsrecon_dagster.resources.configured import configured_resources
+from opsrecon_dagster.settings import DEFAULT_DAGSTER_HOME, dagster_ui_url
 
-DEFAULT_DAGSTER_HOME = Path("data") / "dagster_home"
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 DEFINITIONS_MODULE = "opsrecon_dagster.definitions"
 WORKSPACE_VAR = "OPSRECON_DAGSTER_WORKSPACE"
-UI_URL_VAR = "OPSRECON_DAGSTER_UI_URL"
-DEFAULT_UI_URL = "http://127.0.0.1:3000"  # where `tasks.py dev` serves the UI
 # The daemon beats about every 30 s; a heartbeat older than this means none is running.
 DAEMON_SILENT_SECONDS = 120
 
@@ -194,10 +192,8 @@ def launch_operation_run(
 
 
 def ui_link(dagster_run_id: str) -> str:
-    """The run's page in the Dagster UI (``$OPSRECON_DAGSTER_UI_URL``, default ``tasks.py
-    dev``'s address)."""
-    base = (os.environ.get(UI_URL_VAR) or DEFAULT_UI_URL).rstrip("/")
-    return f"{base}/runs/{dagster_run_id}"
+    """The run's page in the Dagster UI (``settings.dagster_ui_url``)."""
+    return f"{dagster_ui_url()}/runs/{dagster_run_id}"
 
 
 def daemon_running(instance: dg.DagsterInstance) -> bool:

@@ -83,6 +83,14 @@ def test_stopping_tasks_dev_stops_every_process_it_started(tmp_path: Path) -> No
         while _members(group) and time.monotonic() < gone_by:
             time.sleep(0.1)
         assert _members(group) == []
+        log = (tmp_path / "dev.log").read_text()
+        assert log.rstrip().endswith("[tasks] stopped"), log[-2000:]
+        # A console a user can act on: no notice about a successor CLI we do not ship, no
+        # warning about a dagster.yaml that is not the instance's.
+        assert "SupersessionWarning" not in log and "will not be used" not in log, log[:3000]
+        # The CLI's run links follow the port.
+        ui_url = tmp_path / "dagster_home" / "ui_url"
+        assert ui_url.read_text().strip() == f"http://127.0.0.1:{port}"
     finally:
         if tasks.poll() is None:
             tasks.kill()

@@ -62,7 +62,7 @@ from opsrecon_dagster.providers.fixture import (
     FixtureEnvironment,
     load_fixture_config,
 )
-from opsrecon_dagster.settings import LANGUAGE_VAR, Settings
+from opsrecon_dagster.settings import LANGUAGE_VAR, Settings, dagster_ui_url
 from opsrecon_dagster.tenancy import (
     environment_profile,
     environment_schedule,
@@ -342,8 +342,7 @@ def _reason(code: str | None, app: AppContext | Language) -> str:
 def dagster_run_url(dagster_run_id: str) -> str:
     """The run's page in the Dagster UI, as ``launch.ui_link`` builds it (kept here so
     that reading a run does not import Dagster; a test keeps the two equal)."""
-    base = (os.environ.get("OPSRECON_DAGSTER_UI_URL") or "http://127.0.0.1:3000").rstrip("/")
-    return f"{base}/runs/{dagster_run_id}"
+    return f"{dagster_ui_url()}/runs/{dagster_run_id}"
 
 
 def _detail(app: AppContext, run_id: int) -> dict[str, Any]:

@@ -317,15 +317,25 @@ def test_show_and_explain_give_audit_trail_links_and_evidence(
     assert "Evidence:\n  Arbeitsbereich-ID: -" not in out
 
 
-def test_dagster_run_url_is_the_launchers_ui_link(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dagster_run_url_is_the_launchers_ui_link(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Run links point where ``tasks.py dev`` serves the UI (the address it writes into its
+    DAGSTER_HOME), unless ``OPSRECON_DAGSTER_UI_URL`` says otherwise."""
     from opsrecon_dagster.launch import ui_link
 
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.delenv("OPSRECON_DAGSTER_UI_URL", raising=False)
+    assert cli_main.dagster_run_url("abc-123") == "http://127.0.0.1:3000/runs/abc-123"
+    (tmp_path / "ui_url").write_text("http://127.0.0.1:3300\n")  # as `tasks.py dev -p 3300`
+    assert cli_main.dagster_run_url("abc-123") == "http://127.0.0.1:3300/runs/abc-123"
     for base in (None, "https://dagster.example/x/"):
         if base is None:
             monkeypatch.delenv("OPSRECON_DAGSTER_UI_URL", raising=False)
         else:
             monkeypatch.setenv("OPSRECON_DAGSTER_UI_URL", base)
         assert cli_main.dagster_run_url("abc-123") == ui_link("abc-123")
+    assert ui_link("abc-123") == "https://dagster.example/x/runs/abc-123"
 
 
 # ------------------------------------------------------------------ validation at the edge
