@@ -60,6 +60,14 @@ def opsrecon(
     )
 
 
+@pytest.fixture(autouse=True)
+def _no_terminal_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI lays piped output out for ``$COLUMNS`` when set; pytest-xdist's workers set
+    it to 80 for themselves. Tests start without it and set it where they mean to."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 def _no_postgres(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"PostgreSQL is required under CI=true: {reason}", pytrace=False)

@@ -7,6 +7,7 @@ end with a one-line ``error:`` message and exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,12 +115,21 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
+def output_width() -> int | None:
+    """Columns to lay output out for: ``$COLUMNS`` when set, else the terminal's (None: let
+    the console ask it), else 100 (pipes, files, tests)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) >= 20:
+        return int(columns)
+    return None if sys.stdout.isatty() else 100
+
+
 def console() -> Console:
-    """Where tables go: the terminal's width and colours on a TTY; 100 columns and no
-    colour otherwise (pipes, files, tests)."""
+    """Where tables go: the terminal's width and colours on a TTY; 100 columns (or
+    ``$COLUMNS``) and no colour otherwise (pipes, files, tests)."""
     tty = sys.stdout.isatty()
     return Console(
-        width=None if tty else 100,
+        width=output_width(),
         no_color=not tty,
         color_system="auto" if tty else None,
         highlight=False,
@@ -142,6 +152,23 @@ def table(*columns: str, wrap: tuple[str, ...] = ()) -> Table:
     for name in columns:
         t.add_column(name, no_wrap=name not in wrap, overflow="fold", min_width=len(name))
     return t
+
+
+def packed_lines(tokens: list[str], width: int, indent: int = 0) -> list[str]:
+    """Tokens joined by two spaces into lines of at most ``width`` columns, broken only
+    between tokens: an id, a code or a name is never split (a token longer than a line
+    stands alone on its line)."""
+    lines: list[str] = []
+    line = ""
+    for token in (t for t in tokens if t):
+        candidate = f"{line}  {token}" if line else " " * indent + token
+        if line and len(candidate) > width:
+            lines.append(line)
+            candidate = " " * indent + token
+        line = candidate
+    if line:
+        lines.append(line)
+    return lines
 
 
 def cells(*values: object) -> list[Text]:

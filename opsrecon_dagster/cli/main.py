@@ -31,6 +31,7 @@ from opsrecon_dagster.cli.common import (
     cells,
     console,
     emit_json,
+    packed_lines,
     table,
     user_errors,
 )
@@ -312,17 +313,39 @@ def _workspace_and_environment(
 
 
 def _print_runs(data: list[dict[str, Any]], language: Language) -> None:
-    """Run summaries as a table, then the legend of their reason codes."""
+    """Run summaries as a table when it fits the width, else two lines per run; then the
+    legend of their reason codes. Ids, codes and names are never broken."""
     # STATE: the outcome once completed, else the status (queued, running); below it the
     # reason code, whole (a code is never broken across lines).
-    t = table("ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE", wrap=WRAPPED)
-    for d in data:
-        state = d["outcome"] or d["status"]
-        if d["reason_code"]:
-            state = f"{state}\n{d['reason_code']}"
-        created = _short_time(d["created_at"])
-        t.add_row(*cells(d["id"], created, d["type"], d["partition_key"], state))
-    console().print(t)
+    rows = [
+        (
+            str(d["id"]),
+            _short_time(d["created_at"]) or "-",
+            d["type"],
+            d["partition_key"] or "-",
+            d["outcome"] or d["status"],
+            d["reason_code"] or "",
+        )
+        for d in data
+    ]
+    out = console()
+    headers = ("ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers[:4])]
+    state = max([len(headers[4])] + [max(len(r[4]), len(r[5])) for r in rows])
+    if sum(widths) + state + 2 * (len(headers) - 1) <= out.width:
+        t = table(*headers, wrap=WRAPPED)
+        for run_id, created, op_type, env, outcome, reason in rows:
+            t.add_row(*cells(run_id, created, op_type, env, f"{outcome}\n{reason}".strip()))
+        out.print(t)
+    else:
+        # Narrow: the id, environment and type, then the state, its reason and the time.
+        click.echo("ID  ENVIRONMENT  TYPE\n    STATE  REASON  CREATED\n")
+        for run_id, created, op_type, env, outcome, reason in rows:
+            for line in packed_lines([run_id, env, op_type], out.width):
+                click.echo(line)
+            indent = len(run_id) + 2
+            for line in packed_lines([outcome, reason, created], out.width, indent):
+                click.echo(line)
     print_reason_legend([d["reason_code"] for d in data], language)
 
 

@@ -171,7 +171,9 @@ def test_list_mistakes_are_one_line_errors(app: AppContext, args: list[str], exp
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
 
 
-def test_tables_fit_100_columns_without_colour(app: AppContext, history: dict[str, Any]) -> None:
+def test_tables_fit_100_columns_without_colour(
+    app: AppContext, history: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     scope = history["acme"]
     long = app.runs.start(
         OperationType.ENVIRONMENT_REVIEW_COMPOSE,
@@ -179,13 +181,21 @@ def test_tables_fit_100_columns_without_colour(app: AppContext, history: dict[st
         environment_id=scope.environment_id,
     ).run
     decide(app, long.id, RunOutcome.PARTIALLY_SUCCEEDED, "materialization_disagrees_with_proof")
+    # Piped, the output is laid out for 100 columns: these rows need 102 as a table, so
+    # each run takes two lines, nothing broken.
+    code, out, err = invoke(url_of(app), "runs", "list")
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert lines[3].split() == [str(long.id), "acme.contoso", "environment.review.compose"]
+    assert lines[4].split()[:2] == ["partially_succeeded", "materialization_disagrees_with_proof"]
+    monkeypatch.setenv("COLUMNS", "120")  # wide enough for the table
     for lang in ("en", "de"):
         code, out, err = invoke(url_of(app), "--lang", lang, "runs", "list")
         assert code == 0, err
         lines = out.splitlines()
         assert lines[0].split() == ["ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE"]
         assert lines[3].split() == ["materialization_disagrees_with_proof"]  # never broken
-        assert max(len(line) for line in lines) <= 100
+        assert max(len(line) for line in lines) <= 120
         assert "\x1b[" not in out  # no colour codes when not a terminal
         # ID, CREATED (date and time), TYPE, ENVIRONMENT, STATE: never wrapped.
         assert lines[2].split()[3:6] == [
@@ -635,3 +645,26 @@ def test_ids_no_database_can_hold_are_one_line_errors(
     assert code == 2, out + err
     assert err.startswith("error: ") and "must be a whole number from 1 to" in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_runs_list_keeps_ids_codes_and_names_whole_at_any_width(
+    app: AppContext, history: dict[str, Any], columns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a terminal of 60, 80 or 120 columns every id, environment, type, outcome and
+    reason code stands whole on one line, and no line of the runs is wider than the
+    terminal (a table when it fits, two lines per run when it does not)."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, err = invoke(url_of(app), "runs", "list", "--json")
+    assert code == 0, err
+    runs = json.loads(out)
+    code, out, err = invoke(url_of(app), "runs", "list")
+    assert code == 0, err
+    body = out.split("Reasons:")[0].splitlines()
+    assert all(len(line.rstrip()) <= columns for line in body), body
+    tokens = {token for line in body for token in line.split()}
+    for run in runs:
+        for field in ("id", "type", "partition_key", "reason_code"):
+            if run[field]:
+                assert str(run[field]) in tokens, (field, run[field], body)
+        assert (run["outcome"] or run["status"]) in tokens
