@@ -56,6 +56,7 @@ from opsrecon_dagster.operations.reasons import (
     LANGUAGES,
     Language,
     message,
+    next_step,
     parse_language,
 )
 from opsrecon_dagster.providers.fixture import (
@@ -180,6 +181,8 @@ def runs() -> None:
 
 # Columns of the run tables that may wrap to fit 100 columns (ids and states never do).
 WRAPPED = ("ENVIRONMENT",)
+# `runs show` and `explain` fit this many columns (fewer in a narrower terminal).
+DETAIL_WIDTH = 100
 STATUSES = tuple(s.value for s in RunStatus)
 OUTCOMES = tuple(o.value for o in RunOutcome)
 _RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
@@ -373,20 +376,51 @@ def _detail(app: AppContext, run_id: int) -> dict[str, Any]:
         return run_detail(session, app.runs.get(run_id), app.catalog, dagster_run_url)
 
 
+def _width() -> int:
+    """Columns for the detail views: the terminal's (or ``$COLUMNS``), at most 100."""
+    return min(console().width, DETAIL_WIDTH)
+
+
+def _echo_wrapped(first: str, words: list[str], indent: int, gap: str = " ") -> None:
+    """``first``, then the words joined by ``gap``, broken only between words within the
+    width (an id, a code or a URL is never split); continuation lines start at ``indent``."""
+    width, line = _width(), first
+    for word in words:
+        candidate = f"{line}{gap}{word}" if line.strip() else f"{line}{word}"
+        if len(candidate) > width and line.strip():
+            click.echo(line)
+            line = " " * indent + word
+        else:
+            line = candidate
+    click.echo(line)
+
+
 def _echo_evidence(evidence: dict[str, Any] | None, language: Language, indent: str) -> None:
     lines = evidence_lines(evidence, language)
     if not lines:
         click.echo(f"{indent}-")
     for line in lines:
-        click.echo(f"{indent}{line['label']}: {line['value']}")
+        values = line["value"].split(", ")
+        words = [f"{v}," for v in values[:-1]] + values[-1:]
+        _echo_wrapped(f"{indent}{line['label']}:", words, len(indent) + 4)
+
+
+def _echo_next_step(code: str | None, language: Language) -> None:
+    """The decision's next step, last, in the chosen language."""
+    step = next_step(code, language)
+    label = "Next step:" if language == "en" else "Nächster Schritt:"
+    _echo_wrapped(
+        label, (step or ("nothing to do" if language == "en" else "nichts zu tun")).split(), 2
+    )
 
 
 def _echo_links(detail: dict[str, Any]) -> None:
     links = detail["links"]
     click.echo("Links:")
     dagster = links["dagster_run_id"] or "-"
-    url = f"  {links['dagster_run_url']}" if links["dagster_run_url"] else ""
-    click.echo(f"  Dagster run      {dagster}{url}")
+    click.echo(f"  Dagster run      {dagster}")
+    if links["dagster_run_url"]:
+        click.echo(f"                   {links['dagster_run_url']}")
     if links["asset_key"]:
         click.echo(f"  asset partition  {links['asset_key']} / {links['asset_partition'] or '-'}")
     else:
@@ -397,30 +431,40 @@ def _echo_links(detail: dict[str, Any]) -> None:
 
 
 def _echo_audit(detail: dict[str, Any], language: Language) -> None:
-    """The audit trail, oldest first: one line per row, then what a decision row proved
-    (evidence), what it replaced, and what an ignored late report said."""
+    """The audit trail, oldest first: one entry per row (its decision on the next line),
+    what it replaced, what an ignored late report said, and the evidence of a decision
+    that is no longer the run's (the standing one's is under "Evidence")."""
     click.echo("Audit trail:")
+    standing = detail["decision"] or {}
     for a in detail["audit"]:
         via = f" via {a['adapter']}" if a["adapter"] else ""
-        decided = f"  {a['outcome']}: {_reason(a['reason_code'], language)}" if a["outcome"] else ""
-        click.echo(
-            f"  {_short_time(a['created_at'])}  {a['action']}  {a['from_status'] or '-'} -> "
-            f"{a['to_status']}  by {a['actor']}{via}{decided}"
+        _echo_wrapped(
+            f"  {_short_time(a['created_at'])}",
+            [
+                a["action"],
+                f"{a['from_status'] or '-'} -> {a['to_status']}",
+                f"by {a['actor']}{via}",
+            ],
+            6,
+            gap="  ",
         )
+        if a["outcome"]:
+            reason = _reason(a["reason_code"], language)
+            _echo_wrapped(f"      {a['outcome']}:", reason.split(), 8)
         if a["previous_decision"]:
             prev = a["previous_decision"]
-            click.echo(
-                f"      replaces {prev['outcome']}: {_reason(prev['reason_code'], language)}"
-            )
+            reason = _reason(prev["reason_code"], language)
+            _echo_wrapped(f"      replaces {prev['outcome']}:", reason.split(), 8)
         if a["reported"]:
             rep = a["reported"]
-            click.echo(
-                f"      reported {rep['outcome']}: {_reason(rep['reason_code'], language)}"
-                " (not applied)"
-            )
-        if a["evidence"]:
-            for line in evidence_lines(a["evidence"], language):
-                click.echo(f"      {line['label']}: {line['value']}")
+            reason = f"{_reason(rep['reason_code'], language)} (not applied)"
+            _echo_wrapped(f"      reported {rep['outcome']}:", reason.split(), 8)
+        current = (a["outcome"], a["reason_code"]) == (
+            standing.get("outcome"),
+            standing.get("reason_code"),
+        )
+        if a["evidence"] and not current:
+            _echo_evidence(a["evidence"], language, "      ")
 
 
 def _language(app: AppContext, lang: str | None) -> Language:
@@ -455,8 +499,10 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: boo
     if d is None:
         click.echo(f"Decision: none yet (status {detail['status']})")
     else:
-        click.echo(
-            f"Decision: {d['outcome']}: {message(d['reason_code'], language)}  [{d['reason_code']}]"
+        _echo_wrapped(
+            f"Decision: {d['outcome']}:",
+            f"{message(d['reason_code'], language)} [{d['reason_code']}]".split(),
+            2,
         )
         click.echo(
             f"  decided by {d['decided_by']} via {d['adapter']} at {d['decided_at']}"
@@ -466,19 +512,35 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: boo
         _echo_evidence(d.get("evidence"), language, "  ")
     _echo_links(detail)
     for prev in detail["previous_decisions"]:
-        click.echo(
-            f"Earlier decision: {prev['outcome']}: {_reason(prev['reason_code'], language)}"
-            f" by {prev['decided_by']}"
-        )
+        said = f"{_reason(prev['reason_code'], language)} by {prev['decided_by']}"
+        _echo_wrapped(f"Earlier decision: {prev['outcome']}:", said.split(), 2)
     for late in detail["late_reports"]:
         state = "applied" if late["applied"] else "not applied"
-        click.echo(
-            f"Late job report: {late['reported_outcome']}: "
-            f"{_reason(late['reason_code'], language)} ({state})"
-        )
+        said = f"{_reason(late['reason_code'], language)} ({state})"
+        _echo_wrapped(f"Late job report: {late['reported_outcome']}:", said.split(), 2)
     _echo_audit(detail, language)
+    _echo_raw_context(detail)
+    _echo_next_step(d["reason_code"] if d else None, language)
+
+
+def _echo_raw_context(detail: dict[str, Any]) -> None:
+    """The stored context as JSON, the decisions' evidence left out (each is shown above
+    once; ``--json`` has all of it)."""
+    context = dict(detail["context"] or {})
+
+    def shown(decision: Any, where: str) -> Any:
+        if isinstance(decision, dict) and "evidence" in decision:
+            return {**decision, "evidence": f"(see {where} above)"}
+        return decision
+
+    context["decision"] = shown(context.get("decision"), "Evidence")
+    if isinstance(context.get("previous_decisions"), list):
+        context["previous_decisions"] = [
+            shown(d, "Audit trail") for d in context["previous_decisions"]
+        ]
+    context = {k: v for k, v in context.items() if v is not None}
     click.echo("Raw context:")
-    click.echo(json.dumps(detail["context"], indent=2))
+    click.echo(json.dumps(context, indent=2))
 
 
 @runs.command("show")
@@ -496,17 +558,23 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     click.echo(f"Run {detail['id']}  {detail['type']}  in {detail['partition_key'] or '-'}")
     click.echo(f"  status   {detail['status']}")
     if decision:
-        click.echo(f"  outcome  {decision['outcome']}: {_reason(decision['reason_code'], app)}")
+        _echo_wrapped(
+            f"  outcome  {decision['outcome']}:",
+            _reason(decision["reason_code"], app).split(),
+            11,
+        )
         click.echo(
             f"  decided  by {decision['decided_by']} via {decision['adapter']}"
             f" at {decision['decided_at']}"
         )
+        click.echo("Evidence:")
+        _echo_evidence(decision.get("evidence"), app.language, "  ")
     else:
         click.echo("  outcome  - (no decision yet)")
     _echo_links(detail)
     _echo_audit(detail, app.language)
-    click.echo("Raw context:")
-    click.echo(json.dumps(detail["context"], indent=2))
+    _echo_raw_context(detail)
+    _echo_next_step(decision["reason_code"] if decision else None, app.language)
 
 
 def _launch_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -296,6 +296,256 @@ def message(code: str, language: Language = "en") -> str:
     return pair[0] if language == "en" else pair[1]
 
 
+# What an operator does next about a decision with this reason, English and German: the
+# CLI's `show`/`explain` and the overview's attention list end with it. Codes of a proven
+# success, and those of a run still at work, need no step (``NO_STEP_NEEDED``).
+_RERUN = ("re-run it for this partition", "führen Sie ihn für diese Partition erneut aus")
+NEXT_STEPS: dict[str, tuple[str, str]] = {
+    "inventory_partial_coverage": (
+        "See which policy types failed (Evidence: counts); once the provider answers for "
+        "them, re-run inventory_sync for this partition.",
+        "Prüfen Sie, welche Richtlinientypen fehlschlugen (Nachweise: Anzahlen); sobald der "
+        "Anbieter für sie antwortet, inventory_sync für diese Partition erneut ausführen.",
+    ),
+    "inventory_access_missing": (
+        "Grant admin consent and read permission in the tenant, then re-run inventory_sync "
+        "for this partition.",
+        "Erteilen Sie im Mandanten die Administratorzustimmung und Leserechte, dann "
+        "inventory_sync für diese Partition erneut ausführen.",
+    ),
+    "inventory_no_type_covered": (
+        "Check the provider and the requested policy types, then re-run inventory_sync for "
+        "this partition.",
+        "Prüfen Sie den Anbieter und die angeforderten Richtlinientypen, dann inventory_sync "
+        "für diese Partition erneut ausführen.",
+    ),
+    "baseline_snapshot_with_gaps": (
+        "Review the gaps (missing, ambiguous, capture failed): sync inventory again or fix "
+        "the profile's subjects, then re-run baseline_capture.",
+        "Prüfen Sie die Lücken (fehlend, mehrdeutig, Erfassung fehlgeschlagen): Inventar neu "
+        "synchronisieren oder die Elemente des Profils korrigieren, dann baseline_capture "
+        "erneut ausführen.",
+    ),
+    "baseline_capture_failed": (
+        "Re-run baseline_capture for this partition once the provider answers.",
+        "Führen Sie baseline_capture für diese Partition erneut aus, sobald der Anbieter "
+        "antwortet.",
+    ),
+    "baseline_no_usable_inventory": (
+        "Run inventory_sync for this partition first, then baseline_capture.",
+        "Führen Sie zuerst inventory_sync für diese Partition aus, dann baseline_capture.",
+    ),
+    "baseline_profile_without_subjects": (
+        "Add subjects to the baseline profile, then re-run baseline_capture.",
+        "Fügen Sie dem Baseline-Profil Elemente hinzu, dann baseline_capture erneut ausführen.",
+    ),
+    "backup_some_items_failed": (
+        "See the failed items of the backup set; the next scheduled backup tries them again, "
+        "or run backup.schedule.execute now.",
+        "Prüfen Sie die fehlgeschlagenen Elemente des Sicherungssatzes; die nächste geplante "
+        "Sicherung versucht sie erneut, oder führen Sie backup.schedule.execute jetzt aus.",
+    ),
+    "backup_no_item_captured": (
+        "Check the provider and the environment's access, then run backup.schedule.execute again.",
+        "Prüfen Sie den Anbieter und den Zugriff der Umgebung, dann backup.schedule.execute "
+        "erneut ausführen.",
+    ),
+    "retention_not_enforced": (
+        "Sets beyond retention remain: the next successful backup prunes them again.",
+        "Sicherungen über die Aufbewahrung hinaus bleiben: die nächste erfolgreiche "
+        "Sicherung entfernt sie erneut.",
+    ),
+    "retention_pruned_protected_set": (
+        "A protected set was removed: check the schedule's retention settings and restore "
+        "the set from elsewhere if it is needed.",
+        "Eine geschützte Sicherung wurde entfernt: prüfen Sie die Aufbewahrung des Zeitplans "
+        "und stellen Sie die Sicherung bei Bedarf anderweitig wieder her.",
+    ),
+    "backup_schedule_disabled": (
+        "Enable the backup schedule if backups are wanted; the next window runs it.",
+        "Aktivieren Sie den Sicherungszeitplan, wenn Sicherungen gewünscht sind; das nächste "
+        "Zeitfenster führt ihn aus.",
+    ),
+    "backup_schedule_missing": (
+        "Create a backup schedule for the environment, or pass an existing one (--schedule).",
+        "Legen Sie einen Sicherungszeitplan für die Umgebung an oder geben Sie einen "
+        "bestehenden an (--schedule).",
+    ),
+    "review_no_inventory": (
+        "Run inventory_sync for this partition first, then compose the review.",
+        "Führen Sie zuerst inventory_sync für diese Partition aus, dann die Bewertung erstellen.",
+    ),
+    "review_fingerprint_missing": (
+        "Start the review with `opsrecon operations start environment.review.compose` (it "
+        "records the fingerprint).",
+        "Starten Sie die Bewertung mit `opsrecon operations start "
+        "environment.review.compose` (das zeichnet den Fingerabdruck auf).",
+    ),
+    "review_fingerprint_mismatch": (
+        "The stored review does not match its inputs: archive it (`opsrecon reviews archive "
+        "ID`) and compose again.",
+        "Die gespeicherte Bewertung passt nicht zu ihren Eingaben: archivieren Sie sie "
+        "(`opsrecon reviews archive ID`) und erstellen Sie sie neu.",
+    ),
+    "proof_ambiguous": (
+        "Several artifacts claim this run: inspect the artifact ids in the evidence, remove "
+        "the duplicate, then re-run.",
+        "Mehrere Artefakte beanspruchen diesen Lauf: prüfen Sie die Artefakt-IDs in den "
+        "Nachweisen, entfernen Sie das Duplikat, dann erneut ausführen.",
+    ),
+    "environment_consent_missing": (
+        "Grant admin consent in the tenant, then re-run this operation for this partition.",
+        "Erteilen Sie im Mandanten die Administratorzustimmung, dann den Vorgang für diese "
+        "Partition erneut ausführen.",
+    ),
+    "environment_permission_missing": (
+        "Grant the missing permission in the tenant, then re-run this operation for this "
+        "partition.",
+        "Erteilen Sie im Mandanten die fehlende Berechtigung, dann den Vorgang für diese "
+        "Partition erneut ausführen.",
+    ),
+    "environment_disabled": (
+        "Enable the environment if it should be managed, then re-run this operation.",
+        "Aktivieren Sie die Umgebung, wenn sie verwaltet werden soll, dann den Vorgang "
+        "erneut ausführen.",
+    ),
+    "provider_throttled": (
+        "The provider throttled the requests: re-run later (the tenant's queue lane limits "
+        "how many run at once).",
+        "Der Anbieter hat die Anfragen gedrosselt: später erneut ausführen (die "
+        "Warteschlange des Mandanten begrenzt gleichzeitige Läufe).",
+    ),
+    "provider_consent_missing": (
+        "Grant admin consent in the tenant, then re-run this operation for this partition.",
+        "Erteilen Sie im Mandanten die Administratorzustimmung, dann den Vorgang für diese "
+        "Partition erneut ausführen.",
+    ),
+    "provider_permission_missing": (
+        "Grant the missing permission in the tenant, then re-run this operation for this "
+        "partition.",
+        "Erteilen Sie im Mandanten die fehlende Berechtigung, dann den Vorgang für diese "
+        "Partition erneut ausführen.",
+    ),
+    "provider_timeout": (
+        "Re-run once the provider answers in time.",
+        "Erneut ausführen, sobald der Anbieter rechtzeitig antwortet.",
+    ),
+    "provider_unavailable": (
+        "Re-run once the provider is available.",
+        "Erneut ausführen, sobald der Anbieter erreichbar ist.",
+    ),
+    "provider_bad_response": (
+        "The provider answered something unreadable: re-run; if it recurs, tell the "
+        "provider's owner.",
+        "Der Anbieter antwortete unlesbar: erneut ausführen; wiederholt es sich, den "
+        "Betreiber des Anbieters informieren.",
+    ),
+    "provider_item_not_found": (
+        "An item vanished between listing and reading: re-run to capture the current state.",
+        "Ein Element verschwand zwischen Auflisten und Lesen: erneut ausführen, um den "
+        "aktuellen Stand zu erfassen.",
+    ),
+    "job_execution_error": (
+        "See the failing step in the Dagster run's log, fix the cause, then re-run this operation.",
+        "Prüfen Sie den fehlgeschlagenen Schritt im Protokoll des Dagster-Laufs, beheben Sie "
+        "die Ursache, dann den Vorgang erneut ausführen.",
+    ),
+    "stale_without_proof": (
+        "Its worker stopped reporting and left no proof: check the worker (its Dagster run), "
+        "then re-run this operation for this partition.",
+        "Sein Worker meldete sich nicht mehr und hinterließ keinen Nachweis: prüfen Sie den "
+        "Worker (seinen Dagster-Lauf), dann den Vorgang für diese Partition erneut ausführen.",
+    ),
+    "dagster_queue_wait_exceeded": (
+        "It waited too long in Dagster's run queue: check that dagster-daemon runs and the "
+        "queue's limits, then re-run.",
+        "Er wartete zu lange in Dagsters Warteschlange: prüfen Sie, ob dagster-daemon läuft, "
+        "und die Grenzen der Warteschlange, dann erneut ausführen.",
+    ),
+    "queued_never_started": (
+        "The launch never reached a worker: check that dagster-daemon runs, then re-run this "
+        "operation.",
+        "Der Start erreichte nie einen Worker: prüfen Sie, ob dagster-daemon läuft, dann den "
+        "Vorgang erneut ausführen.",
+    ),
+    "dagster_run_failed_without_proof": (
+        "See the failed Dagster run's log, fix the cause, then re-run this operation.",
+        "Prüfen Sie das Protokoll des fehlgeschlagenen Dagster-Laufs, beheben Sie die "
+        "Ursache, dann den Vorgang erneut ausführen.",
+    ),
+    "dagster_run_canceled_without_proof": (
+        "Its Dagster run was canceled: re-run this operation if the work is still wanted.",
+        "Sein Dagster-Lauf wurde abgebrochen: den Vorgang erneut ausführen, wenn die Arbeit "
+        "noch gewünscht ist.",
+    ),
+    "dagster_success_without_proof": (
+        "Dagster finished, but the run's artifacts are missing: see the step's log, then re-run.",
+        "Dagster wurde fertig, aber die Artefakte des Laufs fehlen: prüfen Sie das Protokoll "
+        "des Schritts, dann erneut ausführen.",
+    ),
+    "unsupported_type_stale": (
+        "This type has no proof adapter: finish the work where it runs, or stop launching it.",
+        "Dieser Typ hat keinen Nachweisadapter: schließen Sie die Arbeit dort ab, wo sie "
+        "läuft, oder starten Sie ihn nicht mehr.",
+    ),
+    "run_scope_invalid": (
+        "The run's stored scope is unusable: start a new run for the right environment.",
+        "Der gespeicherte Bereich des Laufs ist unbrauchbar: starten Sie einen neuen Lauf für "
+        "die richtige Umgebung.",
+    ),
+    "materialization_without_proof": (
+        "A materialization names this run, but its artifacts are missing: see who reported "
+        "it (the asset's events), then re-run.",
+        "Eine Materialisierung nennt diesen Lauf, aber seine Artefakte fehlen: prüfen Sie, "
+        "wer sie gemeldet hat (Ereignisse des Assets), dann erneut ausführen.",
+    ),
+    "materialization_disagrees_with_proof": (
+        "A materialization reports another outcome than the artifacts: see the asset's "
+        "events, then re-run.",
+        "Eine Materialisierung meldet ein anderes Ergebnis als die Artefakte: prüfen Sie die "
+        "Ereignisse des Assets, dann erneut ausführen.",
+    ),
+}
+# The same step for every reason of "the run left nothing usable": re-run it.
+for _code in (
+    "inventory_no_coverage",
+    "baseline_no_snapshot",
+    "backup_no_set",
+    "retention_not_started",
+    "review_compose_failed",
+    "review_not_found",
+    "job_finished_without_proof",
+    "run_unreadable",
+    "run_context_invalid",
+):
+    NEXT_STEPS[_code] = (
+        f"The run left nothing usable: {_RERUN[0]}; if it recurs, see its Dagster run's log.",
+        f"Der Lauf hinterließ nichts Verwendbares: {_RERUN[1]}; wiederholt es sich, prüfen "
+        "Sie das Protokoll seines Dagster-Laufs.",
+    )
+# Proven successes, and a run still at work: nothing to do.
+NO_STEP_NEEDED = frozenset(
+    {
+        "inventory_all_types_covered",
+        "baseline_snapshot_complete",
+        "backup_all_items_captured",
+        "retention_enforced",
+        "review_composed",
+        "review_reused",
+        "run_waiting_in_queue",
+        "run_alive",
+    }
+)
+
+
+def next_step(code: str | None, language: Language = "en") -> str | None:
+    """What to do next about a decision with this reason (None: nothing to do)."""
+    pair = NEXT_STEPS.get(code or "")
+    if pair is None:
+        return None
+    return pair[0] if language == "en" else pair[1]
+
+
 # Labels of the evidence fields (``operations.context.Evidence``) for people, English and
 # German; the key itself stays the stable name in JSON.
 EVIDENCE_LABELS: dict[str, tuple[str, str]] = {

@@ -316,7 +316,10 @@ def test_show_and_explain_give_audit_trail_links_and_evidence(
         trail_at = lines.index("Audit trail:")
         assert lines.index("Links:") < trail_at < lines.index("Raw context:")
         text = "\n".join(lines[: lines.index("Raw context:")])
-        assert f"Dagster run      {dagster_id}  http://ui.example:3000/runs/{dagster_id}" in text
+        assert (
+            f"Dagster run      {dagster_id}\n{' ' * 19}http://ui.example:3000/runs/{dagster_id}"
+            in text
+        )
         assert "asset partition  inventory_items / acme.contoso" in text
         assert "artifacts        inventory_coverage 7, 8" in text
         assert "run.late_report_ignored  completed -> completed  by job via inventory_sync" in text
@@ -324,6 +327,11 @@ def test_show_and_explain_give_audit_trail_links_and_evidence(
         assert "replaces failed: Der Lauf ist ohne Fortschritt geblieben" in text
         assert "Artefakt-IDs: 7, 8" in text and "Dagster-Laufstatus: STARTED" in text
         assert "{'" not in text and "[]" not in text  # no Python dicts or lists as evidence
+        # Each decision's evidence once, every line within 100 columns, the next step last.
+        assert out.count("Artefakt-IDs: 7, 8") == 1, out
+        assert out.count("Dagster-Laufstatus: STARTED") == 1, out
+        assert max(len(line) for line in lines) <= 100
+        assert lines[-1].startswith("Nächster Schritt: nichts zu tun")
     assert "Evidence:\n  Arbeitsbereich-ID: -" not in out
 
 

@@ -68,3 +68,20 @@ def test_message_language_and_fallback() -> None:
     assert message("backup_schedule_disabled") == "The backup schedule is disabled."
     assert message("backup_schedule_disabled", "de") == "Der Sicherungszeitplan ist deaktiviert."
     assert message("no_such_code") == "no_such_code"
+
+
+def test_every_reason_says_what_to_do_next_in_both_languages() -> None:
+    """A decision that needs attention names its next step (the CLI and the overview show
+    it); only proven successes and runs still at work have none."""
+    from opsrecon_dagster.operations.reasons import NEXT_STEPS, NO_STEP_NEEDED, next_step
+
+    assert set(MESSAGES) - NO_STEP_NEEDED == set(NEXT_STEPS)
+    for code, (en, de) in NEXT_STEPS.items():
+        assert en.endswith(".") and de.endswith("."), code
+        assert en != de, code
+    assert next_step("environment_consent_missing", "de") == (
+        "Erteilen Sie im Mandanten die Administratorzustimmung, dann den Vorgang für diese "
+        "Partition erneut ausführen."
+    )
+    assert next_step("inventory_all_types_covered") is None
+    assert next_step(None) is None
