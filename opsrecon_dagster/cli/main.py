@@ -663,7 +663,7 @@ def operations_start(
     with user_errors(app), app.sessions() as session:
         final = app.runs.get(run.id)
         summary = run_summary(final, partition_keys(session, [run]).get(env_id))
-    _print_started(summary, started.created, launched, _review_of(final), as_json)
+    _print_started(summary, started.created, launched, _review_of(final), as_json, app.language)
     _exit_for(summary, wait=wait or in_process, launched=launched is not None)
 
 
@@ -703,12 +703,26 @@ def _checked_inputs(
         return env.workspace_id, env.id, inputs
 
 
+def _echo_result(
+    status: str, outcome: str | None, reason_code: str | None, language: Language
+) -> None:
+    """Where a started or launched run stands: status and outcome, the reason in words with
+    its code, and the next step when the decision needs one."""
+    _echo_wrapped(
+        f"status {status}, outcome {outcome or '-'}:", _reason(reason_code, language).split(), 2
+    )
+    if outcome and (step := next_step(reason_code, language)) is not None:
+        label = "Next step:" if language == "en" else "Nächster Schritt:"
+        _echo_wrapped(label, step.split(), 2)
+
+
 def _print_started(
     summary: dict[str, Any],
     created: bool,
     launched: dict[str, Any] | None,
     review_id: int | None,
     as_json: bool,
+    language: Language,
 ) -> None:
     """The final state of a started run (and, for a review compose, its review)."""
     compose = summary["type"] == OperationType.ENVIRONMENT_REVIEW_COMPOSE.value
@@ -718,10 +732,7 @@ def _print_started(
             out["review_id"] = review_id
         emit_json(out)
         return
-    click.echo(
-        f"status {summary['status']}, outcome {summary['outcome'] or '-'}"
-        f" ({summary['reason_code'] or '-'})"
-    )
+    _echo_result(summary["status"], summary["outcome"], summary["reason_code"], language)
     if compose and review_id is not None:
         verb = "reused" if summary["reason_code"] == "review_reused" else "composed"
         click.echo(f"review {review_id} {verb}")
@@ -828,9 +839,8 @@ def operations_launch(
     if as_json:
         emit_json({"launched": launched, **summary})
     else:
-        click.echo(
-            f"operation run {run_id}: {run.status} {run.outcome or ''} ({run.reason_code or '-'})"
-        )
+        click.echo(f"operation run {run_id}:")
+        _echo_result(run.status, run.outcome, run.reason_code, app.language)
     _exit_for(summary, wait=wait or in_process, launched=True)
 
 

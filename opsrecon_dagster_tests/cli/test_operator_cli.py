@@ -542,7 +542,11 @@ def test_review_compose_prints_the_review_it_composed_or_reused(
 
     with app.sessions() as s:
         [review] = s.scalars(select(EnvironmentReview)).all()
-    assert "status completed, outcome succeeded (review_composed)" in out
+    # The outcome with its reason in words and the code beside it.
+    assert (
+        "status completed, outcome succeeded: The run composed a ready review. [review_composed]"
+        in out
+    )
     assert out.splitlines()[-1] == f"review {review.id} composed"
     code, out, err = invoke(
         url,
@@ -676,3 +680,31 @@ def test_runs_list_keeps_ids_codes_and_names_whole_at_any_width(
             if run[field]:
                 assert str(run[field]) in tokens, (field, run[field], body)
         assert (run["outcome"] or run["status"]) in tokens
+
+
+def test_start_prints_the_outcome_in_words_and_the_next_step(
+    app: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blocked start says why in the chosen language, with the code beside it, and what
+    to do next; the exit code says it did not succeed."""
+    from opsrecon_dagster.enums import Readiness
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    scope = make_scope(app, "acme", "contoso", readiness=Readiness.CONSENT_MISSING)
+    code, out, err = invoke(
+        url_of(app),
+        "--lang",
+        "de",
+        "operations",
+        "start",
+        "inventory.sync",
+        "--environment",
+        scope.partition_key,
+        "--in-process",
+    )
+    assert code == 1, out + err
+    text = " ".join(out.split())
+    assert "status completed, outcome blocked: Die Administratorzustimmung" in text
+    assert "[environment_consent_missing]" in text
+    assert "Nächster Schritt: Erteilen Sie im Mandanten die Administratorzustimmung" in text
+    assert max(len(line) for line in out.splitlines()) <= 100
