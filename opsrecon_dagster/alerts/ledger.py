@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import AlertDelivery, ManagedEnvironment, OperationRun, Workspace
@@ -48,8 +48,18 @@ def parse_outcomes(value: str) -> frozenset[RunOutcome]:
     return frozenset(outcomes)
 
 
+# The frame of an alert's text line, English and German (the reason's message and code
+# follow it).
+_ENDED = {"en": "ended {outcome}", "de": "endete mit {outcome}"}
+_CORRECTED = {
+    "en": "was corrected from {previous} to {outcome}",
+    "de": "wurde von {previous} zu {outcome} korrigiert",
+}
+
+
 class Alert(BaseModel):
-    """One decision to post: what happened to which run, where."""
+    """One decision to post: what happened to which run, where. With ``previous_outcome``,
+    a follow-up: a decision already posted was corrected (a late report with proof)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -60,19 +70,27 @@ class Alert(BaseModel):
     workspace: str
     environment: str | None
     completed_at: datetime
+    previous_outcome: RunOutcome | None = None
+    previous_reason_code: SnakeCase | None = None
 
     @property
     def idempotency_key(self) -> str:
         """The same for every post of this decision: a receiver can drop repeats."""
-        return f"opsrecon-run-{self.operation_run_id}-{self.outcome.value}"
+        corrected = "-corrected" if self.previous_outcome is not None else ""
+        return f"opsrecon-run-{self.operation_run_id}{corrected}-{self.outcome.value}"
 
     def payload(self, language: Language = "en") -> dict[str, Any]:
         """Slack-compatible JSON (``text``), with the fields under ``opsrecon`` for
         receivers that read them."""
         where = self.environment or self.workspace
+        frame = _ENDED if self.previous_outcome is None else _CORRECTED
+        what = frame[language].format(
+            outcome=self.outcome.value,
+            previous=self.previous_outcome.value if self.previous_outcome else "",
+        )
         text = (
-            f"opsrecon: {self.type} run {self.operation_run_id} in {where} ended "
-            f"{self.outcome.value}: {message(self.reason_code, language)} [{self.reason_code}]"
+            f"opsrecon: {self.type} run {self.operation_run_id} in {where} {what}: "
+            f"{message(self.reason_code, language)} [{self.reason_code}]"
         )
         return {
             "text": text,
@@ -132,9 +150,67 @@ def due(
     ]
 
 
+def corrections(session: Session, *, now: datetime, limit: int) -> list[Alert]:
+    """Posted decisions that were corrected since (the run's decision is no longer the one
+    posted): one follow-up each, oldest post first. ``alert_deliveries`` holds only the
+    look-back window's posts, so this reads a bounded table."""
+    rows = session.execute(
+        select(
+            OperationRun.id,
+            OperationRun.type,
+            OperationRun.outcome,
+            OperationRun.reason_code,
+            OperationRun.completed_at,
+            Workspace.slug,
+            ManagedEnvironment.partition_key,
+            AlertDelivery.outcome,
+            AlertDelivery.reason_code,
+        )
+        .join(OperationRun, OperationRun.id == AlertDelivery.operation_run_id)
+        .join(Workspace, Workspace.id == OperationRun.workspace_id)
+        .outerjoin(ManagedEnvironment, ManagedEnvironment.id == OperationRun.managed_environment_id)
+        .where(
+            AlertDelivery.delivered_at >= now - LOOKBACK,
+            OperationRun.status == RunStatus.COMPLETED.value,
+            OperationRun.outcome.is_not(None),
+            or_(
+                OperationRun.outcome != AlertDelivery.outcome,
+                OperationRun.reason_code != AlertDelivery.reason_code,
+            ),
+        )
+        .order_by(AlertDelivery.delivered_at, AlertDelivery.operation_run_id)
+        .limit(limit)
+    ).all()
+    return [
+        Alert(
+            operation_run_id=run_id,
+            type=op_type,
+            outcome=RunOutcome(cast(str, outcome)),
+            reason_code=reason or "unknown",
+            workspace=workspace,
+            environment=environment,
+            completed_at=completed_at,
+            previous_outcome=RunOutcome(previous),
+            previous_reason_code=previous_reason,
+        )
+        for (
+            run_id,
+            op_type,
+            outcome,
+            reason,
+            completed_at,
+            workspace,
+            environment,
+            previous,
+            previous_reason,
+        ) in rows
+    ]
+
+
 def record_posted(session: Session, alert: Alert, at: datetime) -> None:
-    """Remember that ``alert`` was posted, so no later tick posts it again."""
-    session.add(
+    """Remember that ``alert`` was posted (a follow-up: the decision it now names), so no
+    later tick posts it again."""
+    session.merge(
         AlertDelivery(
             operation_run_id=alert.operation_run_id,
             outcome=alert.outcome.value,

@@ -44,6 +44,8 @@ def post_due_alerts(
         ledger.prune(session, now)
     with app.sessions() as session:
         alerts = ledger.due(session, outcomes=outcomes, since=since, now=now, limit=limit)
+        # Follow-ups for posted decisions that a late report with proof corrected since.
+        alerts += ledger.corrections(session, now=now, limit=limit - len(alerts))
     posted = 0
     for alert in alerts:
         try:

@@ -176,3 +176,71 @@ def test_decisions_older_than_the_look_back_are_no_longer_posted(
     result = _tick(app, instance, alerts, cursor, at=datetime.now(UTC) + timedelta(days=8))
     assert _skip(result) == "no new decisions that need attention"
     assert receiver.posts == []
+
+
+def test_a_corrected_decision_is_followed_up_once(
+    app: AppContext, scope: Scope, instance: dg.DagsterInstance, receiver: Receiver
+) -> None:
+    """A failed decision was posted; a late report with the run's own proof corrects it:
+    the next tick posts one follow-up naming the previous and the new outcome, in the
+    chosen language, and no later tick posts it again."""
+    from opsrecon_dagster.enums import Actor
+    from opsrecon_dagster.operations.context import Decision, Evidence
+
+    alerts = AlertWebhookResource(url=receiver.url)
+    cursor = _begin(app, instance, alerts)
+    run_id = app.runs.start(
+        OperationType.INVENTORY_SYNC,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+    ).run.id
+    app.runs.mark_running(run_id, None)
+    app.runs.reconcile(
+        run_id,
+        Decision(
+            outcome=RunOutcome.FAILED,
+            reason_code="stale_without_proof",
+            adapter="inventory_sync",
+            decided_by=Actor.RECONCILER,
+            decided_at=datetime.now(UTC),
+            evidence=Evidence(),
+        ),
+    )
+    _tick(app, instance, alerts, cursor)
+    assert receiver.accepted_run_ids() == [run_id]
+    decide(app, run_id, RunOutcome.SUCCEEDED, "inventory_all_types_covered")  # late, proven
+    assert app.runs.get(run_id).outcome == "succeeded"
+
+    _tick(app, instance, alerts, cursor)
+    follow_up = receiver.accepted()[-1]
+    assert receiver.accepted_run_ids() == [run_id, run_id]
+    assert follow_up["idempotency_key"] == f"opsrecon-run-{run_id}-corrected-succeeded"
+    assert follow_up["body"]["text"] == (
+        f"opsrecon: inventory.sync run {run_id} in {scope.partition_key} was corrected from "
+        f"failed to succeeded: {message('inventory_all_types_covered')} "
+        "[inventory_all_types_covered]"
+    )
+    assert follow_up["body"]["opsrecon"]["previous_outcome"] == "failed"
+    again = _tick(app, instance, alerts, cursor)
+    assert _skip(again) == "no new decisions that need attention"
+    assert len(receiver.accepted()) == 2
+
+
+def test_alert_text_speaks_the_chosen_language() -> None:
+    from opsrecon_dagster.alerts.ledger import Alert
+
+    fields = {
+        "operation_run_id": 7,
+        "type": "inventory.sync",
+        "outcome": RunOutcome.SUCCEEDED,
+        "reason_code": "inventory_all_types_covered",
+        "workspace": "acme",
+        "environment": "acme.contoso",
+        "completed_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    corrected = Alert(**fields, previous_outcome=RunOutcome.FAILED)
+    assert corrected.payload("de")["text"] == (
+        "opsrecon: inventory.sync run 7 in acme.contoso wurde von failed zu succeeded "
+        f"korrigiert: {message('inventory_all_types_covered', 'de')} [inventory_all_types_covered]"
+    )
+    assert " endete mit succeeded: " in Alert(**fields).payload("de")["text"]
