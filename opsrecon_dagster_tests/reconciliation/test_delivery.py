@@ -187,3 +187,37 @@ def test_a_failed_delivery_leaves_its_entries_due_at_once(
     assert retried.entries == 2
     assert _observations(world) == Counter(run_ids)
     assert disagreements(world.app, world.instance) == []
+
+
+def test_a_tick_past_its_budget_stops_between_batches_and_the_next_finishes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drain checks its budget after each batch: once spent, the rest of the backlog
+    stays open (and its decisions' entries pending) for the next tick, which finishes."""
+    from opsrecon_dagster.reconciliation.service import drain
+
+    run_ids = []
+    for i in range(5):
+        scope = world.scope(f"env{i}")
+        world.instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
+        run_ids.append(world.start(INV, scope))
+    batches: list[int] = []
+    real = reconcile_batch
+
+    def batch(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        batches.append(len(found))
+        return found
+
+    monkeypatch.setattr("opsrecon_dagster.reconciliation.service.reconcile_batch", batch)
+    # The clock passes the budget while the first batch is decided.
+    monkeypatch.setattr(time, "monotonic", lambda: 100.0 if batches else 0.0)
+    first = drain(world.app, _port(world), now=_now(), budget_seconds=50.0, limit=2)
+    assert batches == [2] and not first.finished
+    assert sum(world.decided(r)[0] is not None for r in run_ids) == 2
+    monkeypatch.setattr(time, "monotonic", lambda: 0.0)
+    rest = drain(world.app, _port(world), now=_now(), budget_seconds=50.0, limit=2)
+    assert rest.finished and batches[1:] == [2, 1]
+    assert all(world.decided(r) == ("failed", "queued_never_started") for r in run_ids)
+    assert _observations(world) == Counter(run_ids)
+    assert _pending(world) == 0
