@@ -181,6 +181,30 @@ def test_same_fingerprint_review_older_than_the_run_is_reuse(world: World) -> No
         assert len(s.scalars(select(EnvironmentReview)).all()) == 1
 
 
+def test_a_ready_review_of_another_fingerprint_made_by_another_run_is_not_reuse(
+    world: World,
+) -> None:
+    """Same scope, ready, made by another run, but for other inputs: it proves nothing
+    about this run, which fails closed for lack of its own review."""
+    scope = world.scope("full")
+    world.inventory(scope)
+    run_id = _tagged(world, REV, scope)
+    other = world.start(REV, world.scope("full"), trigger="other", fingerprint="f" * 64)
+    with world.app.sessions.begin() as s:
+        s.add(
+            EnvironmentReview(
+                workspace_id=scope.workspace_id,
+                managed_environment_id=scope.environment_id,
+                fingerprint="e" * 64,  # not the fingerprint this run was started for
+                status="ready",
+                operation_run_id=other,
+            )
+        )
+    [result] = world.reconcile(run_ids=[run_id])
+    assert world.decided(run_id) == ("failed", result.verdict.reason_code)
+    assert result.verdict.reason_code == "stale_without_proof"  # no proof of its own
+
+
 def test_a_review_superseded_after_its_worker_died_still_proves_the_run(world: World) -> None:
     """The worker composed its review and died before reporting; by the time the reconciler
     looks, an operator has published and then superseded that review."""
