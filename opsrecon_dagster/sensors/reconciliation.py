@@ -112,16 +112,32 @@ def reconciliation_sensor(
         if not results and not drained.delivered:
             return dg.SensorResult(cursor=cursor, skip_reason="no stale operation runs")
         left = "" if drained.finished else "; budget spent, the rest goes on next tick"
-        context.log.info(
-            f"considered {len(results)}, decided {decided}, no decision yet {waiting}, "
-            f"shown in Dagster {drained.delivered}{left}"
+        summary = (
+            f"decided {decided} of {len(results)} due operation runs"
+            f"{_named([r.run_id for r in results if r.status is TransitionStatus.APPLIED])}, "
+            f"no decision yet {waiting}, shown in Dagster {drained.delivered}{left}"
         )
-        return dg.SensorResult(cursor=cursor)
+        context.log.info(summary)
+        # A tick without run requests is always "skipped" in Dagster; its reason is what
+        # the tick history and the daemon log show, so it says what the tick did.
+        return dg.SensorResult(cursor=cursor, skip_reason=summary)
 
     # A batch that fails commits no decision (one transaction); decisions whose events were
     # not written stay in the outbox, and the next batch (this tick's or the next) reports
     # them again.
     return guarded_tick(context, "reconciliation", tick)
+
+
+# Operation run ids a tick's summary names before "and N more".
+NAMED_RUNS = 10
+
+
+def _named(run_ids: list[int]) -> str:
+    """`` (runs 1, 2, 3 and 7 more)``: the first few ids of a tick's decisions."""
+    if not run_ids:
+        return ""
+    more = f" and {len(run_ids) - NAMED_RUNS} more" if len(run_ids) > NAMED_RUNS else ""
+    return f" (runs {', '.join(map(str, run_ids[:NAMED_RUNS]))}{more})"
 
 
 def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition:
@@ -142,10 +158,10 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
     )
     def _sensor(
         context: dg.RunStatusSensorContext, app_db: AppDatabaseResource, clock: ClockResource
-    ) -> None:
+    ) -> dg.SkipReason | None:
         tag = context.dagster_run.tags.get(RUN_TAG)
         if tag is None or not tag.isdigit():
-            return
+            return None
         # An error fails the tick visibly, with a sanitized message; the stale scan remains
         # the safety net for a run this sensor could not decide.
         try:
@@ -156,11 +172,15 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
                 deliver(app, port, now=now, run_ids=[int(tag)])
         except Exception as exc:
             raise sanitized_failure(f"reconciling operation run {tag}", exc) from None
-        for r in results:
-            context.log.info(
-                f"operation run {r.run_id}: {r.verdict.outcome or 'no decision'} "
-                f"({r.verdict.reason_code})"
-            )
+        said = "; ".join(
+            f"operation run {r.run_id}: {r.verdict.outcome or 'no decision'} "
+            f"({r.verdict.reason_code})"
+            for r in results
+        )
+        if said:
+            context.log.info(said)
+        # Shown in the tick history (a run-status sensor's tick is "skipped" otherwise).
+        return dg.SkipReason(said or f"operation run {tag} is already final")
 
     return _sensor
 

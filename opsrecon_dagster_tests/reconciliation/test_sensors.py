@@ -74,6 +74,12 @@ def test_a_tick_drains_the_backlog_in_batches_and_reports_every_decision(
     # Two batches of at most three in one tick; the events are written by the tick itself.
     assert first.asset_events == []
     assert json.loads(first.cursor or "")["decided"] == 5
+    # What the tick history shows for it: what it decided, not an empty result.
+    assert first.skip_reason is not None
+    assert first.skip_reason.skip_message == (
+        f"decided 5 of 5 due operation runs (runs {', '.join(map(str, run_ids))}), "
+        "no decision yet 0, shown in Dagster 5"
+    )
     assert {world.decided(r)[0] for r in run_ids} == {"succeeded"}
     events = _events_of(world)
     # Older runs of the partition, superseded by the newest one, stay off the partition:
@@ -99,6 +105,7 @@ def test_a_tick_drains_the_backlog_in_batches_and_reports_every_decision(
     )
     assert isinstance(again, dg.SensorResult)
     assert again.skip_reason is not None
+    assert again.skip_reason.skip_message == "no stale operation runs"
     assert _reported(world) == run_ids[-1:]  # nothing repeated
 
 

@@ -220,6 +220,7 @@ def test_daemon_killed_mid_tick_loses_no_event(
             )
             assert isinstance(after, dg.SensorResult)
             assert after.skip_reason is not None
+            assert after.skip_reason.skip_message == "no stale operation runs"
             assert set(_observed(instance).values()) == {1}  # one event per decision
             with app.sessions() as s:
                 reasons = set(

@@ -155,6 +155,9 @@ def test_a_real_daemon_drains_a_backlog_over_hundreds_of_environments(
             assert ticks, "the reconciliation sensor never ticked"
             failed = [t for t in ticks if t.status is TickStatus.FAILURE]
             assert failed == [], [t.error for t in failed][:3]
+            # The tick history says what the deciding ticks did.
+            said = [t.skip_reason or "" for t in ticks]
+            assert any(r.startswith("decided ") and "shown in Dagster" in r for r in said), said
             assert disagreements(app, instance) == []
             standing = instance.get_runs(filters=dg.RunsFilter(tags={RUN_TAG: str(ids[-1])}))
             assert [r.status for r in standing] == [dg.DagsterRunStatus.FAILURE]
