@@ -206,7 +206,10 @@ class Reconciler:
                     batch.facts,
                     verdicts,
                     batch.partitions,
-                    now,
+                    # "As of" (the clock) only decides liveness: a decision is stamped
+                    # with the time it is really written, so nothing stored is later than
+                    # the wall clock and "latest" means latest everywhere.
+                    datetime.now(UTC),
                 )
             )
             results = [
@@ -435,7 +438,8 @@ class Reconciler:
         now: datetime,
     ) -> dict[int, TransitionStatus]:
         """Write every decision of the batch through the lifecycle service in one batch,
-        with the decisions' outbox entries in the same transaction."""
+        with the decisions' outbox entries in the same transaction; ``now`` is the real
+        time of writing (the decisions' stamp)."""
         decisions = {
             run_id: Decision(
                 outcome=verdict.outcome,

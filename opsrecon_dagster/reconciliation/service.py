@@ -120,7 +120,9 @@ def deliver(
     shown, chunks = 0, 0
     run_ids_shown: list[int] = []
     while deadline is None or time.monotonic() < deadline:
-        at = now or datetime.now(UTC)
+        # Decisions are stamped with the real time: an entry is due by the caller's
+        # clock ("as of" a later instant: a worker's grace has passed) or the real one.
+        at = max(now, datetime.now(UTC)) if now is not None else datetime.now(UTC)
         with app.sessions.begin() as session:
             token, entries = outbox.claim(session, now=at, limit=chunk, run_ids=run_ids)
         if not entries:

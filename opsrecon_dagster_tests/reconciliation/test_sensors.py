@@ -370,3 +370,25 @@ def test_a_thresholds_change_makes_every_open_row_due_once(world: World) -> None
     result = tick("thresholds-before-the-change")
     assert world.decided(run_id) == ("failed", "unsupported_type_stale")
     assert TickCursor.parse(result.cursor).thresholds == current
+
+
+def test_decisions_are_stamped_with_the_real_time_not_the_clock(world: World) -> None:
+    """The sensor decides "as of" three hours later (its clock); the decision, the row's
+    completion, its audit row and its Dagster event are stamped with when they were
+    really written, never later than the wall clock."""
+    from opsrecon_dagster.operations.context import RunContext
+
+    run_id = world.start(INV, world.scope("full"))
+    before = datetime.now(UTC)
+    reconciliation_sensor(
+        dg.build_sensor_context(instance=world.instance, resources=resources(world, LATER))
+    )
+    after = datetime.now(UTC)
+    run = world.app.runs.get(run_id)
+    decision = RunContext.load(run.context).decision
+    assert decision is not None and run.completed_at is not None
+    assert before <= decision.decided_at <= after
+    assert before <= run.completed_at <= after
+    assert all(a.created_at <= after for a in world.app.runs.audit_trail(run_id))
+    [record] = world.instance.fetch_observations(dg.AssetKey("inventory_items"), limit=10).records
+    assert record.timestamp <= after.timestamp()
