@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import func, select
 
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.cli.main import cli
+from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.demo import run_demo
 from opsrecon_dagster.settings import Settings
 from opsrecon_dagster_tests.ui_agreement import disagreements, partition_views
@@ -78,6 +81,10 @@ def test_demo_decides_every_scenario_as_expected(isolated_env: Path) -> None:
         try:
             assert disagreements(app, instance) == []
             views = {(v.asset, v.partition): v for v in partition_views(app, instance)}
+            # Reconciled "as of" a later instant, yet no decision is stamped after now.
+            with app.sessions() as session:
+                latest = session.scalar(select(func.max(OperationRun.completed_at)))
+            assert latest is not None and latest <= datetime.now(UTC)
         finally:
             app.dispose()
         assert views[("inventory_items", "globex.umbrella")].status == "failed"
