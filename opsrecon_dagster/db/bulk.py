@@ -2,22 +2,28 @@
 
 On PostgreSQL a batch's per-row values travel as one array parameter per column and become
 rows again through ``unnest``: one statement, compiled once and planned as a join, whatever
-the batch size. SQLite has no arrays; there the callers use forms that cost no round trips
-in-process (multi-row ``INSERT``, ``CASE`` by id).
+the batch size. SQLite has no arrays; there they travel as one JSON text parameter (a list
+of rows, each value already in the form the column's type binds it) and become rows again
+through ``json_each``: the same one statement whatever the batch, evaluated in-process.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, bindparam, func, insert, select
+from sqlalchemy import JSON, Table, Text, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import FromClause
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
 from opsrecon_dagster.db.models import Base
+
+Columns = Mapping[str, tuple[Sequence[object], TypeEngine[Any]]]
 
 
 def arrays_supported(session: Session) -> bool:
@@ -25,7 +31,7 @@ def arrays_supported(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def unnest(columns: Mapping[str, tuple[Sequence[object], TypeEngine[Any]]]) -> TableValuedAlias:
+def unnest(columns: Columns) -> TableValuedAlias:
     """Rows from one array parameter per column, each typed like its target column:
     ``unnest(:v_a, :v_b, ...) AS anon(a, b, ...)`` (PostgreSQL)."""
     arrays = []
@@ -36,12 +42,38 @@ def unnest(columns: Mapping[str, tuple[Sequence[object], TypeEngine[Any]]]) -> T
     return func.unnest(*arrays).table_valued(*columns).render_derived()
 
 
+def json_rows(dialect: Dialect, columns: Columns) -> FromClause:
+    """Rows from one JSON text parameter (SQLite): ``SELECT json_extract(value, '$[0]') AS a,
+    ... FROM json_each(:v_rows)``. Each value is first put in the form its column's type
+    binds it (a datetime's text, a JSON column's encoded text), so what is stored is exactly
+    what binding it as a parameter would store."""
+    processed: list[list[Any]] = []
+    for items, typed in columns.values():
+        process = typed.dialect_impl(dialect).bind_processor(dialect)
+        processed.append([process(v) for v in items] if process is not None else list(items))
+    payload = json.dumps([list(row) for row in zip(*processed, strict=True)])
+    each = func.json_each(bindparam("v_rows", payload, type_=Text)).table_valued("value")
+    return select(
+        *(func.json_extract(each.c.value, f"$[{i}]").label(name) for i, name in enumerate(columns))
+    ).subquery()
+
+
+def rows_of(session: Session, columns: Columns) -> FromClause:
+    """The batch's rows as a table to join or select from, in the form the session's
+    database takes best (``unnest`` on PostgreSQL, ``json_each`` on SQLite)."""
+    if arrays_supported(session):
+        return unnest(columns)
+    return json_rows(session.get_bind().dialect, columns)
+
+
 def insert_rows(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert rows of ``model`` that all have the same keys, in one statement."""
     if not rows:
         return
     table = cast(Table, model.__table__)
     if not arrays_supported(session):
+        # A multi-row executemany costs no round trips in-process (measured: no slower
+        # than one ``json_each`` INSERT ... SELECT).
         session.execute(insert(table), list(rows))
         return
     names = list(rows[0])

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Text, bindparam, case, cast, select, update
+from sqlalchemy import Text, cast, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -80,19 +80,6 @@ class TransitionResult:
         return self.status in (TransitionStatus.APPLIED, TransitionStatus.CORRECTED)
 
 
-def _per_row(name: str, values: Mapping[int, object], typed: Any) -> Any:
-    """A CASE over the row id giving each row its own value (portable to both databases,
-    unlike UPDATE ... FROM VALUES). Named parameters: anonymous ones cost the compiler time
-    per name and batch."""
-    return case(
-        {
-            run_id: bindparam(f"{name}_{run_id}", value, type_=typed)
-            for run_id, value in values.items()
-        },
-        value=OperationRun.id,
-    )
-
-
 def input_hash(inputs: RunInputs) -> str:
     """Hash of what the run is asked to do; the trigger (manual, schedule) is not part of it."""
     payload = inputs.model_dump(mode="json", exclude={"trigger"}, exclude_none=True)
@@ -133,7 +120,7 @@ class _StartRequest:
 
 
 # The per-row columns a batch of final decisions writes, from (decision, stored context).
-_FINAL_VALUES: dict[str, Callable[[Decision, dict[str, object]], object]] = {
+_FINAL_VALUES: dict[str, Callable[[Decision, dict[str, Any]], object]] = {
     "outcome": lambda d, _c: d.outcome.value,
     "reason_code": lambda d, _c: d.reason_code,
     "context": lambda _d, c: c,
@@ -313,10 +300,17 @@ class OperationRunService:
             )
         if revisit:
             column = OperationRun.__table__.c
+            rows = bulk.rows_of(
+                session,
+                {
+                    "id": (list(revisit), column.id.type),
+                    "stale_at": (list(revisit.values()), column.stale_at.type),
+                },
+            )
             session.execute(
                 update(OperationRun)
-                .where(OperationRun.id.in_(list(revisit)), OperationRun.status.in_(ACTIVE))
-                .values(stale_at=_per_row("s", revisit, column.stale_at.type))
+                .where(OperationRun.id == rows.c.id, OperationRun.status.in_(ACTIVE))
+                .values(stale_at=rows.c.stale_at)
                 .execution_options(synchronize_session=False)
             )
 
@@ -413,9 +407,10 @@ class OperationRunService:
         changed = self._finalize_many(session, planned)
         results: dict[int, TransitionResult] = {}
         audits = []
+        now = utcnow()
         for run_id in changed:
             run, (decision, context) = by_id[run_id], planned[run_id]
-            audits.append(self._mirror_reconciled(run, decision, context))
+            audits.append(self._mirror_reconciled(run, decision, context, now))
             results[run_id] = TransitionResult(TransitionStatus.APPLIED, run)
         bulk.insert_rows(session, AuditLog, audits)
         for run_id, decision in decisions.items():
@@ -431,10 +426,10 @@ class OperationRunService:
         by_id: Mapping[int, OperationRun],
         decisions: Mapping[int, Decision],
         parsed: Mapping[int, RunContext],
-    ) -> dict[int, tuple[Decision, dict[str, object]]]:
+    ) -> dict[int, tuple[Decision, dict[str, Any]]]:
         """Per still-open row, the decision as it will be recorded and the context that
         records it (a row already final is left to the single-row path)."""
-        planned: dict[int, tuple[Decision, dict[str, object]]] = {}
+        planned: dict[int, tuple[Decision, dict[str, Any]]] = {}
         for run_id, decision in decisions.items():
             run = by_id[run_id]
             ctx = parsed.get(run_id) or self._context(session, run) or RunContext()
@@ -444,12 +439,16 @@ class OperationRunService:
             planned[run_id] = (recorded, new_ctx.dump())
         return planned
 
-    @classmethod
+    @staticmethod
     def _mirror_reconciled(
-        cls, run: OperationRun, decision: Decision, context: dict[str, object]
+        run: OperationRun, decision: Decision, context: dict[str, Any], now: datetime
     ) -> dict[str, Any]:
         """Mirror a row the batch UPDATE completed on its loaded object (without marking it
-        dirty) and return its audit row."""
+        dirty) and return its audit row (``_audit_row``'s, built from what was just dumped).
+
+        The details are ``AuditDetails(adapter=..., evidence=...)`` as ``_audit_row`` dumps
+        them; the evidence is taken from the stored context's decision, dumped once for both
+        (the same ``mode="json", exclude_none=True`` dump of the same evidence)."""
         from_status = run.status
         for name, value in (
             ("status", RunStatus.COMPLETED.value),
@@ -459,13 +458,19 @@ class OperationRunService:
             ("completed_at", decision.decided_at),
         ):
             set_committed_value(run, name, value)
-        return cls._audit_row(
-            run,
-            "run.reconciled",
-            decision.decided_by,
-            from_status=from_status,
-            details=AuditDetails(adapter=decision.adapter, evidence=decision.evidence),
-        )
+        return {
+            "operation_run_id": run.id,
+            "workspace_id": run.workspace_id,
+            "managed_environment_id": run.managed_environment_id,
+            "action": "run.reconciled",
+            "actor": decision.decided_by.value,
+            "from_status": from_status,
+            "to_status": RunStatus.COMPLETED.value,
+            "outcome": decision.outcome.value,
+            "reason_code": decision.reason_code,
+            "details": {"adapter": decision.adapter, "evidence": context["decision"]["evidence"]},
+            "created_at": now,
+        }
 
     @staticmethod
     def _recorded_decision(ctx: RunContext, decision: Decision) -> tuple[Decision, RunContext]:
@@ -478,51 +483,42 @@ class OperationRunService:
 
     @staticmethod
     def _finalize_many(
-        session: Session, planned: Mapping[int, tuple[Decision, dict[str, object]]]
+        session: Session, planned: Mapping[int, tuple[Decision, dict[str, Any]]]
     ) -> set[int]:
         """One guarded UPDATE completing every planned row that is still open; returns the
         ids it changed.
 
-        On PostgreSQL the per-row values arrive as one array per column, joined to the rows
-        with ``unnest``: the statement text is the same for every batch (compiled once, a
-        hash join in the server). SQLite has no arrays: there the values come from CASE
-        expressions keyed by id (it runs in-process, without round trips).
+        The per-row values arrive as rows joined to the table by id (``bulk.rows_of``: one
+        array per column through ``unnest`` on PostgreSQL, one JSON text through
+        ``json_each`` on SQLite): the statement text is the same for every batch, compiled
+        once and cached.
         """
         if not planned:
             return set()
         plans = list(planned.items())
         column = OperationRun.__table__.c
-        guard = OperationRun.status.in_(ACTIVE)
-        if bulk.arrays_supported(session):
-            rows = bulk.unnest(
-                {
-                    "id": ([run_id for run_id, _ in plans], column.id.type),
-                    **{
-                        name: ([value_of(*plan) for _, plan in plans], column[name].type)
-                        for name, value_of in _FINAL_VALUES.items()
-                    },
-                }
-            )
-            stmt = update(OperationRun).where(OperationRun.id == rows.c.id, guard)
-            new = {name: rows.c[name] for name in _FINAL_VALUES}
-        else:
-            stmt = update(OperationRun).where(OperationRun.id.in_(list(planned)), guard)
-            new = {
-                name: _per_row(
-                    name, {run_id: value_of(*plan) for run_id, plan in plans}, column[name].type
-                )
-                for name, value_of in _FINAL_VALUES.items()
-            }
+        rows = bulk.rows_of(
+            session,
+            {
+                "id": ([run_id for run_id, _ in plans], column.id.type),
+                **{
+                    name: ([value_of(*plan) for _, plan in plans], column[name].type)
+                    for name, value_of in _FINAL_VALUES.items()
+                },
+            },
+        )
         stmt = (
-            stmt.values(status=RunStatus.COMPLETED.value, stale_at=None, **new)
+            update(OperationRun)
+            .where(OperationRun.id == rows.c.id, OperationRun.status.in_(ACTIVE))
+            .values(
+                status=RunStatus.COMPLETED.value,
+                stale_at=None,
+                **{name: rows.c[name] for name in _FINAL_VALUES},
+            )
             .returning(OperationRun.id)
             .execution_options(synchronize_session=False)
         )
-        # SQLite's text names every row, so it is never the same twice: kept out of the
-        # engine's statement cache, which it would otherwise fill and hold batch by batch
-        # (the process grew by about 15 MiB per 1,000 decisions).
-        cache = {} if bulk.arrays_supported(session) else {"compiled_cache": None}
-        return set(session.scalars(stmt, execution_options=cache))
+        return set(session.scalars(stmt))
 
     def _finalize(self, run_id: int, decision: Decision, *, action: str) -> TransitionResult:
         with self._sessions.begin() as session:

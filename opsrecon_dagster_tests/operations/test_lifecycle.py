@@ -391,6 +391,68 @@ def test_proven_and_blocked_decisions_are_never_corrected(
     )
 
 
+def test_a_batch_stores_exactly_what_the_single_row_path_stores(
+    app: AppContext, scope: Scope
+) -> None:
+    """``reconcile_many_in`` (rows joined from one parameter, audit details reusing the
+    context's dump) stores byte for byte what ``reconcile`` stores: context text, columns
+    and audit row."""
+    from sqlalchemy import Text, cast
+
+    other = make_scope(app, "acme", "batch-twin")
+    inputs = RunInputs(policy_types=["deviceConfigurations"], trigger="schedule")
+    single, batched = (
+        app.runs.start(
+            INV, workspace_id=s.workspace_id, environment_id=s.environment_id, inputs=inputs
+        ).run.id
+        for s in (scope, other)
+    )
+    d = decision(
+        RunOutcome.PARTIALLY_SUCCEEDED,
+        "inventory_partial_coverage",
+        Actor.RECONCILER,
+        artifact_kind="inventory_coverage",
+        artifact_ids=[3, 1, 2],
+        artifact_statuses=["succeeded", "throttled"],
+        counts={"covered_types": 2, "missing_types": 1},
+        dagster_run_id="0f1e2d3c-aaaa-bbbb-cccc-123456789abc",
+        artifact_created_at=datetime(2026, 5, 4, 3, 2, 1, 987654, tzinfo=UTC),
+    )
+    assert app.runs.reconcile(single, d).status is TransitionStatus.APPLIED
+    with app.sessions() as session, session.begin():
+        runs = list(session.scalars(select(OperationRun).where(OperationRun.id == batched)))
+        [result] = app.runs.reconcile_many_in(session, runs, {batched: d}).values()
+    assert result.status is TransitionStatus.APPLIED
+
+    def stored(run_id: int) -> tuple[Any, ...]:
+        with app.sessions() as session:
+            row = session.execute(
+                select(
+                    OperationRun.status,
+                    OperationRun.outcome,
+                    OperationRun.reason_code,
+                    OperationRun.completed_at,
+                    OperationRun.stale_at,
+                    cast(OperationRun.context, Text),
+                ).where(OperationRun.id == run_id)
+            ).one()
+            audit = session.execute(
+                select(
+                    AuditLog.action,
+                    AuditLog.actor,
+                    AuditLog.from_status,
+                    AuditLog.to_status,
+                    AuditLog.outcome,
+                    AuditLog.reason_code,
+                    cast(AuditLog.details, Text),
+                ).where(AuditLog.operation_run_id == run_id, AuditLog.action == "run.reconciled")
+            ).one()
+        return (*row, *audit)
+
+    assert stored(batched) == stored(single)
+    assert stored(batched)[3] == d.decided_at
+
+
 def test_a_batch_of_decisions_is_written_in_two_statements(app: AppContext, scope: Scope) -> None:
     """``reconcile_many_in``: one guarded UPDATE and one audit INSERT for the whole batch;
     a row finalized meanwhile is not overwritten and gets no second audit row."""
