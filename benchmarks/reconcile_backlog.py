@@ -41,7 +41,6 @@ import io
 import resource
 import statistics
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,13 +55,13 @@ from opsrecon_dagster.db.bulk import insert_rows
 from opsrecon_dagster.db.models import AuditLog, DecisionOutbox, InventoryCoverage, OperationRun
 from opsrecon_dagster.definitions import defs
 from opsrecon_dagster.instance.decisions import InstancePort, jobs_of
-from opsrecon_dagster.operations.staleness import DagsterRunInfo
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.reconciliation.gc_pacing import paced_collection
 from opsrecon_dagster.reconciliation.reconciler import Reconciler
 from opsrecon_dagster.reconciliation.service import BATCH_SIZE, drain
 from opsrecon_dagster.sensors.reconciliation import TICK_BUDGET_SECONDS, pool_connections
+from opsrecon_dagster_tests.doubles import NoDagster  # found through seeding's sys.path
 
 TYPES = ("deviceConfigurations", "compliancePolicies", "appProtectionPolicies")
 
@@ -198,7 +197,7 @@ def floor(app: AppContext, op_type: str, batch: int) -> tuple[int, float]:
 
 
 def decide_and_write(app: AppContext, batch: int) -> tuple[int, float, list[float]]:
-    reconciler = Reconciler(app.sessions, app.runs, _NoDagster())
+    reconciler = Reconciler(app.sessions, app.runs, NoDagster())
     done, started = 0, time.perf_counter()
     ticks: list[float] = []
     while True:
@@ -209,23 +208,6 @@ def decide_and_write(app: AppContext, batch: int) -> tuple[int, float, list[floa
             return done, time.perf_counter() - started, ticks
         ticks.append(time.perf_counter() - t0)
         done += len(results)
-
-
-class _NoDagster:
-    """Dagster knows no runs and no materializations: decide-and-write alone."""
-
-    def runs(self, dagster_run_ids: Sequence[str]) -> Mapping[str, DagsterRunInfo]:
-        return {}
-
-    def runs_tagged(
-        self, operation_run_ids: Sequence[int]
-    ) -> Mapping[int, Sequence[DagsterRunInfo]]:
-        return {}
-
-    def materializations(
-        self, asset_key: str, partition_keys: Sequence[str], run_ids: Sequence[int], since: datetime
-    ) -> Mapping[int, Sequence[str]]:
-        return {}
 
 
 def rss_mib() -> float:

@@ -4,6 +4,7 @@ environments, and bulk inserts in chunks."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +19,11 @@ from opsrecon_dagster.settings import Settings
 from opsrecon_dagster.tenancy import get_or_create_environment, get_or_create_workspace
 
 CHUNK = 20_000
+# Run as `python benchmarks/<name>.py` from a clone: the repository root holds the test
+# package whose doubles the benchmarks share (it is not installed).
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 Row = dict[str, object]
 
 

@@ -10,12 +10,12 @@ detail, no secret.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import Select, delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import AlertDelivery, ManagedEnvironment, OperationRun, Workspace
@@ -115,18 +115,8 @@ def due(
     if not outcomes:
         return []
     posted = exists().where(AlertDelivery.operation_run_id == OperationRun.id)
-    rows = session.execute(
-        select(
-            OperationRun.id,
-            OperationRun.type,
-            OperationRun.outcome,
-            OperationRun.reason_code,
-            OperationRun.completed_at,
-            Workspace.slug,
-            ManagedEnvironment.partition_key,
-        )
-        .join(Workspace, Workspace.id == OperationRun.workspace_id)
-        .outerjoin(ManagedEnvironment, ManagedEnvironment.id == OperationRun.managed_environment_id)
+    stmt = (
+        _alert_select()
         .where(
             OperationRun.completed_at >= max(since, now - LOOKBACK),
             OperationRun.status == RunStatus.COMPLETED.value,
@@ -135,40 +125,17 @@ def due(
         )
         .order_by(OperationRun.completed_at, OperationRun.id)
         .limit(limit)
-    ).all()
-    return [
-        Alert(
-            operation_run_id=run_id,
-            type=op_type,
-            outcome=RunOutcome(cast(str, outcome)),  # selected by outcome: never NULL
-            reason_code=reason or "unknown",
-            workspace=workspace,
-            environment=environment,
-            completed_at=completed_at,
-        )
-        for run_id, op_type, outcome, reason, completed_at, workspace, environment in rows
-    ]
+    )
+    return [_alert(row) for row in session.execute(stmt)]
 
 
 def corrections(session: Session, *, now: datetime, limit: int) -> list[Alert]:
     """Posted decisions that were corrected since (the run's decision is no longer the one
     posted): one follow-up each, oldest post first. ``alert_deliveries`` holds only the
     look-back window's posts, so this reads a bounded table."""
-    rows = session.execute(
-        select(
-            OperationRun.id,
-            OperationRun.type,
-            OperationRun.outcome,
-            OperationRun.reason_code,
-            OperationRun.completed_at,
-            Workspace.slug,
-            ManagedEnvironment.partition_key,
-            AlertDelivery.outcome,
-            AlertDelivery.reason_code,
-        )
-        .join(OperationRun, OperationRun.id == AlertDelivery.operation_run_id)
-        .join(Workspace, Workspace.id == OperationRun.workspace_id)
-        .outerjoin(ManagedEnvironment, ManagedEnvironment.id == OperationRun.managed_environment_id)
+    stmt = (
+        _alert_select(AlertDelivery.outcome, AlertDelivery.reason_code)
+        .join(AlertDelivery, AlertDelivery.operation_run_id == OperationRun.id)
         .where(
             AlertDelivery.delivered_at >= now - LOOKBACK,
             OperationRun.status == RunStatus.COMPLETED.value,
@@ -180,31 +147,43 @@ def corrections(session: Session, *, now: datetime, limit: int) -> list[Alert]:
         )
         .order_by(AlertDelivery.delivered_at, AlertDelivery.operation_run_id)
         .limit(limit)
-    ).all()
+    )
     return [
-        Alert(
-            operation_run_id=run_id,
-            type=op_type,
-            outcome=RunOutcome(cast(str, outcome)),
-            reason_code=reason or "unknown",
-            workspace=workspace,
-            environment=environment,
-            completed_at=completed_at,
-            previous_outcome=RunOutcome(previous),
-            previous_reason_code=previous_reason,
-        )
-        for (
-            run_id,
-            op_type,
-            outcome,
-            reason,
-            completed_at,
-            workspace,
-            environment,
-            previous,
-            previous_reason,
-        ) in rows
+        _alert(row[:7], previous_outcome=RunOutcome(row[7]), previous_reason_code=row[8])
+        for row in session.execute(stmt)
     ]
+
+
+def _alert_select(*extra: Any) -> Select[Any]:
+    """A completed run with its workspace and environment (and ``extra`` columns)."""
+    return (
+        select(
+            OperationRun.id,
+            OperationRun.type,
+            OperationRun.outcome,
+            OperationRun.reason_code,
+            OperationRun.completed_at,
+            Workspace.slug,
+            ManagedEnvironment.partition_key,
+            *extra,
+        )
+        .join(Workspace, Workspace.id == OperationRun.workspace_id)
+        .outerjoin(ManagedEnvironment, ManagedEnvironment.id == OperationRun.managed_environment_id)
+    )
+
+
+def _alert(row: Sequence[Any], **previous: Any) -> Alert:
+    run_id, op_type, outcome, reason, completed_at, workspace, environment = row
+    return Alert(
+        operation_run_id=run_id,
+        type=op_type,
+        outcome=RunOutcome(cast(str, outcome)),  # selected completed: never NULL
+        reason_code=reason or "unknown",
+        workspace=workspace,
+        environment=environment,
+        completed_at=completed_at,
+        **previous,
+    )
 
 
 def record_posted(session: Session, alert: Alert, at: datetime) -> None:

@@ -12,12 +12,11 @@ moment is chosen here; everything else is the real command, job and database.
 from __future__ import annotations
 
 import os
-import signal
-import sys
 from typing import Any, NoReturn
 
 from opsrecon_dagster.cli.main import main
 from opsrecon_dagster.operations.lifecycle import OperationRunService
+from opsrecon_dagster_tests.harness.die_before_report import kill_self
 
 KILL_MESSAGE = "harness: killing process {pid} after completing operation run {run_id}"
 _complete = OperationRunService.complete
@@ -27,9 +26,7 @@ def _complete_then_die(
     service: OperationRunService, run_id: int, *args: Any, **kwargs: Any
 ) -> NoReturn:
     _complete(service, run_id, *args, **kwargs)
-    print(KILL_MESSAGE.format(pid=os.getpid(), run_id=run_id), file=sys.stderr, flush=True)
-    os.kill(os.getpid(), signal.SIGKILL)
-    raise AssertionError("not reached: SIGKILL cannot be caught")  # pragma: no cover
+    kill_self(KILL_MESSAGE.format(pid=os.getpid(), run_id=run_id))
 
 
 def install() -> None:

@@ -31,13 +31,18 @@ from opsrecon_dagster.operations.lifecycle import OperationRunService
 KILL_MESSAGE = "harness: killing process {pid} instead of completing operation run {run_id}"
 
 
+def kill_self(said: str) -> NoReturn:
+    """Say why on stderr, then SIGKILL this process: no exception, no cleanup."""
+    print(said, file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("not reached: SIGKILL cannot be caught")  # pragma: no cover
+
+
 def _die_instead_of_completing(
     service: OperationRunService, run_id: int, decision: Decision, *_args: Any, **_kwargs: Any
 ) -> NoReturn:
     """Stands in for ``OperationRunService.complete``: the row is never completed."""
-    print(KILL_MESSAGE.format(pid=os.getpid(), run_id=run_id), file=sys.stderr, flush=True)
-    os.kill(os.getpid(), signal.SIGKILL)
-    raise AssertionError("not reached: SIGKILL cannot be caught")  # pragma: no cover
+    kill_self(KILL_MESSAGE.format(pid=os.getpid(), run_id=run_id))
 
 
 def install() -> None:
