@@ -162,6 +162,13 @@ class RunContext(_Strict):
     def from_stored_text(cls, raw: str | None) -> RunContext | None:
         """Parse the stored JSON text of a context; None when it is not a context this
         product wrote (too large, too deep, not JSON, not an object, wrong shape)."""
+        parsed = cls.parse_stored_text(raw)
+        return parsed[0] if parsed is not None else None
+
+    @classmethod
+    def parse_stored_text(cls, raw: str | None) -> tuple[RunContext, dict[str, Any]] | None:
+        """``from_stored_text``, with the decoded JSON object that validated as the context
+        (for a caller that mirrors the stored value without dumping the model again)."""
         if raw is None or len(raw) > MAX_CONTEXT_CHARS or json_depth(raw) > MAX_CONTEXT_DEPTH:
             return None
         try:
@@ -171,7 +178,7 @@ class RunContext(_Strict):
         if not isinstance(data, dict):
             return None
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data), data
         except ValidationError:
             return None
 

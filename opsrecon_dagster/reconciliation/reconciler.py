@@ -186,8 +186,10 @@ class Reconciler:
         """Decide a bounded batch of open runs (stale ones, or exactly ``run_ids``)."""
         now = self._clock()
         with self._sessions() as session, session.begin():
-            candidates = self._candidates(session, now, limit, op_type, workspace_id, run_ids)
-            batch = self._gather(session, candidates, now)
+            candidates, texts = self._candidates(
+                session, now, limit, op_type, workspace_id, run_ids
+            )
+            batch = self._gather(session, candidates, texts, now)
             verdicts = {
                 run.id: self._with_evidence(
                     run,
@@ -227,10 +229,17 @@ class Reconciler:
                 self._observe(session, candidates, batch, verdicts, now)
         return results
 
-    def _gather(self, session: Session, candidates: list[OperationRun], now: datetime) -> _Batch:
-        """Everything a batch is decided from: stored contexts, partitions, what Dagster
-        knows (runs and materializations), supersession, and the batched proof view."""
-        contexts = self._load_contexts(session, candidates)
+    def _gather(
+        self,
+        session: Session,
+        candidates: list[OperationRun],
+        texts: Mapping[int, str | None],
+        now: datetime,
+    ) -> _Batch:
+        """Everything a batch is decided from: stored contexts (``texts``: as read with the
+        candidates), partitions, what Dagster knows (runs and materializations),
+        supersession, and the batched proof view."""
+        contexts = self._load_contexts(candidates, texts)
         unreadable = {r.id for r in candidates} - contexts.keys()
         partitions = partition_keys(session, candidates)
         dagster = self._dagster_runs(candidates, partitions)
@@ -281,13 +290,15 @@ class Reconciler:
         op_type: str | None,
         workspace_id: int | None,
         run_ids: Sequence[int] | None,
-    ) -> list[OperationRun]:
+    ) -> tuple[list[OperationRun], dict[int, str | None]]:
+        """The batch's rows (locked), and each one's stored context as text."""
         stmt = (
-            select(OperationRun)
+            # The context is read as text beside the row, not by the driver, so a malformed
+            # one cannot break the batch (``_load_contexts`` parses it defensively).
+            select(OperationRun, cast(OperationRun.context, Text))
             # Literal, as in the open-rows index's own predicate (bound parameters would keep
             # SQLite from using that partial index).
             .where(ACTIVE_RUN)
-            # Contexts are read separately, as text, so a malformed one cannot break the batch.
             .options(defer(OperationRun.context))
         )
         if run_ids is not None:
@@ -303,29 +314,24 @@ class Reconciler:
         stmt = stmt.order_by(OperationRun.stale_at, OperationRun.id).limit(limit)
         # Two reconcilers never take the same rows (PostgreSQL; SQLite has one writer).
         stmt = stmt.with_for_update(skip_locked=True)
-        return list(session.scalars(stmt).all())
+        rows = session.execute(stmt).all()
+        return [run for run, _ in rows], {run.id: text for run, text in rows}
 
     @staticmethod
-    def _load_contexts(session: Session, runs: Sequence[OperationRun]) -> dict[int, RunContext]:
-        """Read every candidate's context as text and parse it defensively (bounded size and
-        depth first); returns the parsed ones (a missing id: not a context the product
-        wrote)."""
-        if not runs:
-            return {}
-        rows = session.execute(
-            select(OperationRun.id, cast(OperationRun.context, Text)).where(
-                OperationRun.id.in_([r.id for r in runs])
-            )
-        )
-        raw: dict[int, str | None] = {run_id: text for run_id, text in rows}
+    def _load_contexts(
+        runs: Sequence[OperationRun], texts: Mapping[int, str | None]
+    ) -> dict[int, RunContext]:
+        """Parse every candidate's context text defensively (bounded size and depth first);
+        returns the parsed ones (a missing id: not a context the product wrote)."""
         parsed: dict[int, RunContext] = {}
         for run in runs:
-            ctx = RunContext.from_stored_text(raw.get(run.id))
-            if ctx is not None:
-                parsed[run.id] = ctx
-            # Mirror the parsed (or, when unreadable, an empty) context on the loaded row, so
-            # the proof view and the lifecycle service read it without touching the driver.
-            set_committed_value(run, "context", ctx.dump() if ctx is not None else {})
+            found = RunContext.parse_stored_text(texts.get(run.id))
+            if found is not None:
+                parsed[run.id] = found[0]
+            # Mirror the context as parsed (the JSON that validated as ``found[0]``; when
+            # unreadable, an empty one) on the loaded row, so the proof view and the
+            # lifecycle service read it without touching the driver.
+            set_committed_value(run, "context", found[1] if found is not None else {})
         return parsed
 
     def _facts(self, run: OperationRun, dagster: DagsterRunInfo | None, now: datetime) -> RunFacts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -73,3 +74,21 @@ def test_safe_evidence_round_trips_through_context() -> None:
     )
     stored = RunContext(decision=d).dump()
     assert RunContext.load(stored).decision == d
+
+
+@pytest.mark.parametrize(
+    "raw", [None, "", "not json", "[1]", '{"inputs": {"unknown": 1}}', "[" * 100 + "]" * 100]
+)
+def test_parse_stored_text_refuses_what_from_stored_text_refuses(raw: str | None) -> None:
+    assert RunContext.parse_stored_text(raw) is None
+    assert RunContext.from_stored_text(raw) is None
+
+
+def test_parse_stored_text_returns_the_context_and_the_json_it_validated() -> None:
+    stored = RunContext(reconciliation_attempts=2).dump()
+    parsed = RunContext.parse_stored_text(json.dumps(stored))
+    assert parsed is not None
+    ctx, data = parsed
+    assert ctx == RunContext.from_stored_text(json.dumps(stored))
+    assert data == stored
+    assert RunContext.load(data) == ctx
