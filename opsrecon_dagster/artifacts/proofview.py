@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.artifacts.common import OwnArtifact, Proof, RunScope, run_blocker, scope_of
+from opsrecon_dagster.db.bulk import one_of
 from opsrecon_dagster.db.models import (
     BackupItem,
     BackupSchedule,
@@ -219,7 +220,9 @@ def _grouped_rows(session: Session, column: Any, ids: Sequence[int]) -> dict[int
     grouped: dict[int, list[Any]] = defaultdict(list)
     if ids:
         model = column.class_
-        for row in session.scalars(select(model).where(column.in_(ids)).order_by(model.id)):
+        for row in session.scalars(
+            select(model).where(one_of(session, column, ids)).order_by(model.id)
+        ):
             grouped[getattr(row, column.key)].append(row)
     return grouped
 
@@ -227,14 +230,16 @@ def _grouped_rows(session: Session, column: Any, ids: Sequence[int]) -> dict[int
 def _by_id(session: Session, model: Any, ids: set[int]) -> dict[int, Any]:
     if not ids:
         return {}
-    return {row.id: row for row in session.scalars(select(model).where(model.id.in_(ids)))}
+    return {
+        row.id: row for row in session.scalars(select(model).where(one_of(session, model.id, ids)))
+    }
 
 
 def _counts(session: Session, column: Any, ids: Sequence[int]) -> dict[int, int]:
     """``column`` value -> number of rows, for the values in ``ids``, in one grouped query."""
     if not ids:
         return {}
-    query = select(column, func.count()).where(column.in_(ids)).group_by(column)
+    query = select(column, func.count()).where(one_of(session, column, ids)).group_by(column)
     return {key: int(n) for key, n in session.execute(query)}
 
 
@@ -246,8 +251,8 @@ def _same_fingerprint_reviews(
     if env_ids and fingerprints:
         for review in session.scalars(
             select(EnvironmentReview).where(
-                EnvironmentReview.managed_environment_id.in_(env_ids),
-                EnvironmentReview.fingerprint.in_(fingerprints),
+                one_of(session, EnvironmentReview.managed_environment_id, env_ids),
+                one_of(session, EnvironmentReview.fingerprint, sorted(fingerprints)),
             )
         ):
             reviews[(review.managed_environment_id, review.fingerprint)].append(review)
@@ -262,7 +267,7 @@ def _grouped_counts(
     if parent_ids:
         for parent_id, value, n in session.execute(
             select(parent, status, func.count())
-            .where(parent.in_(list(parent_ids)))
+            .where(one_of(session, parent, parent_ids))
             .group_by(parent, status)
         ):
             counts[parent_id][value] = int(n)

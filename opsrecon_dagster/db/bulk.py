@@ -10,13 +10,13 @@ through ``json_each``: the same one statement whatever the batch, evaluated in-p
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, Text, bindparam, func, insert, select
+from sqlalchemy import JSON, ColumnElement, Table, Text, any_, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.expression import FromClause
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
@@ -64,6 +64,22 @@ def rows_of(session: Session, columns: Columns) -> FromClause:
     if arrays_supported(session):
         return unnest(columns)
     return json_rows(session.get_bind().dialect, columns)
+
+
+def one_of(
+    session: Session,
+    column: ColumnElement[Any] | QueryableAttribute[Any],
+    values: Iterable[Any],
+) -> ColumnElement[bool]:
+    """``column IN values`` (integers or strings) with the values in one parameter, so the
+    statement text does not grow with them and is compiled once: ``= ANY(:array)`` on
+    PostgreSQL, ``IN (SELECT value FROM json_each(:json))`` on SQLite."""
+    items = list(values)
+    expr = column.__clause_element__() if isinstance(column, QueryableAttribute) else column
+    if arrays_supported(session):
+        return expr == any_(bindparam(None, items, type_=ARRAY(expr.type)))
+    each = func.json_each(bindparam(None, json.dumps(items), type_=Text)).table_valued("value")
+    return expr.in_(select(each.c.value))
 
 
 def insert_rows(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:

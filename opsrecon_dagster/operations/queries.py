@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import exists, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
+from opsrecon_dagster.db.bulk import one_of
 from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun, Workspace
 from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import Evidence, RunContext
@@ -132,7 +133,7 @@ def partition_keys(session: Session, runs: Sequence[OperationRun]) -> dict[int, 
         return {}
     rows = session.execute(
         select(ManagedEnvironment.id, ManagedEnvironment.partition_key).where(
-            ManagedEnvironment.id.in_(env_ids)
+            one_of(session, ManagedEnvironment.id, sorted(env_ids))
         )
     )
     return {env_id: key for env_id, key in rows}
@@ -146,7 +147,7 @@ def superseded_runs(session: Session, runs: Sequence[OperationRun]) -> set[int]:
         return set()
     newer = aliased(OperationRun)
     stmt = select(OperationRun.id).where(
-        OperationRun.id.in_(ids),
+        one_of(session, OperationRun.id, ids),
         exists().where(
             newer.managed_environment_id == OperationRun.managed_environment_id,
             newer.type == OperationRun.type,
