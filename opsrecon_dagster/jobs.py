@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from opsrecon_dagster.artifacts.families import FAMILIES
+from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.reconciliation.dagster_view import ENVIRONMENT_TAG, WORKSPACE_TAG
 
 # Dagster run monitoring cancels a run that is still going after this long (the tag
 # ``dagster/max_runtime``), whatever the launcher; its run-end sensor then decides the
@@ -17,13 +19,28 @@ MAX_RUNTIME_SECONDS = {
 }
 
 
+def lane_tags(partition_key: str) -> dict[str, str]:
+    """The run queue's per-tenant lanes, from the partition (``<workspace>.<environment>``):
+    every launch of a partition, the UI's and GraphQL's included, waits in its own lanes."""
+    return {WORKSPACE_TAG: partition_key.split(".", 1)[0], ENVIRONMENT_TAG: partition_key}
+
+
+# A partition's runs carry its lane tags whoever launches them (Dagster adds a partitioned
+# config's tags to every run of a partition); the run config itself stays empty.
+LANES = dg.PartitionedConfig(
+    partitions_def=ENVIRONMENTS,
+    run_config_for_partition_key_fn=lambda _key: {},
+    tags_for_partition_key_fn=lane_tags,
+)
+
+
 def _family_job(asset_key: str) -> dg.UnresolvedAssetJobDefinition:
-    # Partitioning is inferred from the selected (environment-partitioned) asset.
     name = FAMILIES[asset_key].job
     assert name is not None  # every asset family has its job
     return dg.define_asset_job(
         name,
         selection=[asset_key],
+        config=LANES,
         tags={"dagster/max_runtime": str(MAX_RUNTIME_SECONDS[asset_key])},
     )
 

@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from sqlalchemy import select
+
 from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.enums import Actor
 from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.outbox import DecisionEvent
@@ -85,6 +88,18 @@ def reconcile_batch(
             op_type=op_type,
             workspace_id=workspace_id,
             dry_run=dry_run,
+        )
+
+
+def operation_run_of(app: AppContext, dagster_run_id: str) -> int | None:
+    """The operation run that records this Dagster run (one launched without the tag: its
+    first step created the row and linked it), if any."""
+    with app.sessions() as session:
+        return session.scalar(
+            select(OperationRun.id)
+            .where(OperationRun.dagster_run_id == dagster_run_id)
+            .order_by(OperationRun.id.desc())
+            .limit(1)
         )
 
 

@@ -11,7 +11,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from opsrecon_dagster.instance.decisions import InstancePort, jobs_of
 from opsrecon_dagster.operations.lifecycle import TransitionStatus
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
-from opsrecon_dagster.reconciliation.service import BATCH_SIZE, deliver, drain, reconcile_batch
+from opsrecon_dagster.reconciliation.service import (
+    BATCH_SIZE,
+    deliver,
+    drain,
+    operation_run_of,
+    reconcile_batch,
+)
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.guard import guarded_tick, sanitized_failure
 
@@ -147,7 +153,8 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
         run_status=status,
         name=name,
         # Every run, including those executed in-process (the CLI, the demo), which carry
-        # no code location; runs without an operation run tag are ignored below.
+        # no code location; a run is matched to its operation run by tag, else by the
+        # Dagster run id its row records (runs no operation run names are ignored).
         monitor_all_code_locations=True,
         # Below the daemon's 5 s loop, so every loop evaluates it (an interval of exactly 5 s
         # would be missed by a hair on every other loop, i.e. every 10 s).
@@ -160,16 +167,22 @@ def _run_end_sensor(status: dg.DagsterRunStatus) -> dg.RunStatusSensorDefinition
         context: dg.RunStatusSensorContext, app_db: AppDatabaseResource, clock: ClockResource
     ) -> dg.SkipReason | None:
         tag = context.dagster_run.tags.get(RUN_TAG)
-        if tag is None or not tag.isdigit():
+        if tag is not None and not tag.isdigit():
             return None
         # An error fails the tick visibly, with a sanitized message; the stale scan remains
         # the safety net for a run this sensor could not decide.
         try:
             with app_db.opened() as app:
+                # Untagged (launched from the UI or GraphQL): its row, created by its first
+                # step, names the Dagster run.
+                found = int(tag) if tag else operation_run_of(app, context.dagster_run.run_id)
+                if found is None:
+                    return None
+                tag = str(found)
                 port = InstancePort(context.instance, jobs_of(context.repository_def))
                 now = clock.now()
-                results = reconcile_batch(app, port, now=now, run_ids=[int(tag)])
-                deliver(app, port, now=now, run_ids=[int(tag)])
+                results = reconcile_batch(app, port, now=now, run_ids=[found])
+                deliver(app, port, now=now, run_ids=[found])
         except Exception as exc:
             raise sanitized_failure(f"reconciling operation run {tag}", exc) from None
         said = "; ".join(

@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.definitions import defs
+from opsrecon_dagster.jobs import JOBS
 from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.partitions import ENVIRONMENTS
@@ -392,3 +393,41 @@ def test_decisions_are_stamped_with_the_real_time_not_the_clock(world: World) ->
     assert all(a.created_at <= after for a in world.app.runs.audit_trail(run_id))
     [record] = world.instance.fetch_observations(dg.AssetKey("inventory_items"), limit=10).records
     assert record.timestamp <= after.timestamp()
+
+
+def test_run_end_sensor_finds_an_untagged_runs_row_by_its_dagster_run_id(world: World) -> None:
+    """A run launched from the UI or GraphQL carries no operation run tag: its first step
+    created the row and linked the Dagster run. When that run fails, the run-end sensor
+    finds the row by the Dagster run id and decides it at once."""
+    run_id = world.start(INV, world.scope("full"))
+    failed = failing_job.execute_in_process(instance=world.instance, raise_on_error=False)
+    assert "opsrecon/operation_run_id" not in failed.dagster_run.tags
+    world.app.runs.mark_running(run_id, failed.run_id)
+    stored = world.instance.get_run_by_id(failed.run_id)
+    assert stored is not None
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="reconcile_on_run_failure",
+        dagster_instance=world.instance,
+        dagster_run=stored,
+        dagster_event=world.instance.all_logs(failed.run_id)[-1].dagster_event,  # type: ignore[arg-type]
+        resources=resources(world),
+    )
+    said = _run_end("failure")(ctx)
+    assert world.decided(run_id) == ("failed", "dagster_run_failed_without_proof")
+    assert isinstance(said, dg.SkipReason)
+    assert said.skip_message == (
+        f"operation run {run_id}: failed (dagster_run_failed_without_proof)"
+    )
+
+
+def test_every_launch_of_a_partition_gets_its_queue_lanes() -> None:
+    """The family jobs' partitioned config gives a partition's runs their lane tags (the
+    UI's launchpad, backfills and run requests apply it)."""
+    for name in (j.name for j in JOBS):
+        job = defs.resolve_job_def(name)
+        assert job.partitioned_config is not None
+        assert job.partitioned_config.get_tags_for_partition_key("acme.contoso") == {
+            "opsrecon/workspace": "acme",
+            "opsrecon/environment": "acme.contoso",
+            "dagster/partition": "acme.contoso",
+        }
