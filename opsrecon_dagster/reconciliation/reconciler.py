@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
@@ -247,10 +247,8 @@ class Reconciler:
         materialized = self._materializations(readable, partitions)
         superseded = superseded_runs(session, candidates)
         facts = {
-            r.id: replace(
-                self._facts(r, dagster.get(r.id), now),
-                materialized=materialized.get(r.id, ()),
-                superseded=r.id in superseded,
+            r.id: self._facts(
+                r, dagster.get(r.id), now, materialized.get(r.id, ()), r.id in superseded
             )
             for r in candidates
         }
@@ -334,11 +332,20 @@ class Reconciler:
             set_committed_value(run, "context", found[1] if found is not None else {})
         return parsed
 
-    def _facts(self, run: OperationRun, dagster: DagsterRunInfo | None, now: datetime) -> RunFacts:
+    def _facts(
+        self,
+        run: OperationRun,
+        dagster: DagsterRunInfo | None,
+        now: datetime,
+        materialized: tuple[str, ...],
+        superseded: bool,
+    ) -> RunFacts:
         return RunFacts(
             liveness=liveness(self._rule, run, dagster, now),
             dagster=dagster,
+            materialized=materialized,
             stale=self._rule.is_stale(run.type, run.status, run.last_progress_at, now),
+            superseded=superseded,
         )
 
     def _dagster_runs(
