@@ -21,7 +21,7 @@ from sqlalchemy import func, insert, select
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun, Workspace
 from opsrecon_dagster.instance.decisions import STAND_IN_TAG
-from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML
+from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, initialize_instance
 from opsrecon_dagster.operations import outbox
 from opsrecon_dagster_tests.conftest import throwaway_database
 
@@ -98,6 +98,9 @@ def test_four_reconcilers_decide_and_show_every_run_exactly_once(
     app: AppContext, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _seed(app)
+    # Dagster's storage is created once, before four processes open it at the same time
+    # (two first opens of a fresh SQLite instance can both stamp its schema).
+    initialize_instance(home)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
