@@ -30,7 +30,6 @@ from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.operations.context import RunInputs
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 from opsrecon_dagster.sensors.reconciliation import TickCursor, reconciliation_sensor
@@ -66,20 +65,18 @@ def _wait(what: str, condition: Callable[[], bool], daemon: subprocess.Popen[byt
 
 
 def _seed(app: AppContext, instance: dg.DagsterInstance) -> list[int]:
-    """Stale runs that were never launched: each is decided ``queued_never_started``."""
+    """Stale runs that were never launched, one per environment (so each is its
+    partition's newest and shows there): each is decided ``queued_never_started``."""
     with app.sessions.begin() as session:
         ws = get_or_create_workspace(session, "acme")
-        env = get_or_create_environment(session, ws, "contoso")
-        ws_id, env_id, partition = ws.id, env.id, env.partition_key
-    instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [partition])
+        envs = [get_or_create_environment(session, ws, f"contoso{i}") for i in range(RUNS)]
+        scopes = [(ws.id, env.id, env.partition_key) for env in envs]
+    instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [p for _w, _e, p in scopes])
     ids = [
         app.runs.start(
-            OperationType.INVENTORY_SYNC,
-            workspace_id=ws_id,
-            environment_id=env_id,
-            inputs=RunInputs(policy_types=[f"type{i}"]),
+            OperationType.INVENTORY_SYNC, workspace_id=ws_id, environment_id=env_id
         ).run.id
-        for i in range(RUNS)
+        for ws_id, env_id, _partition in scopes
     ]
     long_ago = datetime.now(UTC) - timedelta(days=2)
     with app.engine.begin() as conn:  # history: these rows were queued two days ago
