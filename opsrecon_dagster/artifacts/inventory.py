@@ -14,8 +14,6 @@ from opsrecon_dagster.artifacts.common import (
     Proof,
     RunScope,
     readiness_blocker,
-    redaction_counts,
-    redaction_progress,
 )
 from opsrecon_dagster.artifacts.proofview import ProofView, no_artifact_proof
 from opsrecon_dagster.db.models import InventoryCoverage, InventoryItem, OperationRun
@@ -90,8 +88,9 @@ def _list_types(
             listing.failures[policy_type] = err.reason_code
             if err.kind in ABORTS_SYNC:
                 stopped_by = err.reason_code
-        done = {"types_done": index + 1, "types_total": len(types)}
-        heartbeat(Progress(phase="listing", counts=done | redaction_progress(provider)))
+        heartbeat(
+            Progress(phase="listing", counts={"types_done": index + 1, "types_total": len(types)})
+        )
     return listing
 
 
@@ -171,7 +170,7 @@ def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proo
     """
     rows, wrong_scope = view.own_rows(InventoryCoverage, run, scope)
     coverage = _CoverageByStatus.of(rows, requested_types(scope))
-    counts = coverage.counts() | redaction_counts(scope)
+    counts = coverage.counts()
     base: dict[str, object] = {
         "artifact_kind": "inventory_coverage",
         "rejected_wrong_scope": wrong_scope,
