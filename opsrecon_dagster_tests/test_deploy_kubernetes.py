@@ -73,11 +73,13 @@ def test_the_dockerfile_lints() -> None:
     assert kinds[0] == "FROM"
     assert set(kinds) <= {"FROM", "ENV", "WORKDIR", "COPY", "RUN", "USER", "EXPOSE", "CMD"}
     base = steps[0][1]
-    assert re.fullmatch(r"python:3\.\d+-slim", base), "the base image names its Python minor"
+    # Pinned by digest (the tag only names it for readers): every build starts from the same bytes.
+    match = re.fullmatch(r"python:(3\.\d+)-slim@sha256:[0-9a-f]{64}", base)
+    assert match, "the base image names its Python minor and is pinned by digest"
     project = _pyproject()["project"]
     assert isinstance(project, dict)
     minimum = project["requires-python"].removeprefix(">=")
-    assert tuple(map(int, base[7:].split("-")[0].split("."))) >= tuple(map(int, minimum.split(".")))
+    assert tuple(map(int, match[1].split("."))) >= tuple(map(int, minimum.split(".")))
 
     for kind, args in steps:
         if kind == "COPY":
@@ -99,6 +101,27 @@ def test_the_dockerfile_lints() -> None:
     assert command[command.index("--module-name") + 1] == module
     [expose] = [args for kind, args in steps if kind == "EXPOSE"]
     assert command[command.index("--port") + 1] == expose
+
+
+def test_the_build_backend_is_pinned() -> None:
+    """The image builds the package with the backend pyproject.toml names: pinned exactly."""
+    build = _pyproject()["build-system"]
+    assert isinstance(build, dict)
+    for spec in build["requires"]:
+        requirement = Requirement(spec)
+        assert [s.operator for s in requirement.specifier] == ["=="], f"{spec} is not pinned"
+
+
+def test_the_image_carries_the_k8s_run_launcher() -> None:
+    """The K8sRunLauncher imports dagster_k8s in the code server and run pods (this image): it is
+    a runtime dependency, at the same release as the rest of Dagster."""
+    project = _pyproject()["project"]
+    assert isinstance(project, dict)
+    pins = {Requirement(s).name: str(Requirement(s).specifier) for s in project["dependencies"]}
+    assert pins["dagster-k8s"] == pins["dagster-postgres"] == "==0.29.27"
+    import dagster_k8s  # installed from the lock
+
+    assert dagster_k8s.__version__ == "0.29.27"
 
 
 def test_the_lock_pins_every_runtime_dependency_the_image_installs() -> None:
