@@ -3,9 +3,9 @@
 - ``deploy/Dockerfile`` lints: every instruction is one we use on purpose, every file it
   copies exists, it runs as a non-root user, its command serves the project's module, and
   the lock pins every runtime dependency it installs under ``--constraint``;
-- ``deploy/helm/values.yaml`` parses against the Dagster Helm chart's documented keys for
-  the sections we set (unknown keys are errors, as the chart's schema makes them), and
-  agrees with the rest of the project: the same run queue lanes as
+- ``deploy/helm/values.yaml`` parses against typed models of the sections we set (unknown keys
+  are errors; ``test_deploy_helm_chart.py`` validates the same values against the chart's own
+  vendored JSON schema), and agrees with the rest of the project: the same run queue lanes as
   ``deploy/dagster.postgres.yaml``, only configuration variables the code reads, and no
   secret as a plain value.
 """
@@ -242,7 +242,22 @@ class Postgres(_Keys):
     service: PostgresService
 
 
+class Global(_Keys):
+    postgresql_secret_name: str = Field(alias="postgresqlSecretName")
+
+
+class Webserver(_Keys):
+    enable_read_only: bool = Field(alias="enableReadOnly")
+
+
+class Ingress(_Keys):
+    enabled: bool
+
+
 class Values(_Keys):
+    global_: Global = Field(alias="global")
+    dagster_webserver: Webserver = Field(alias="dagsterWebserver")
+    ingress: Ingress
     user_deployments: UserDeployments = Field(alias="dagster-user-deployments")
     run_launcher: RunLauncher = Field(alias="runLauncher")
     dagster_daemon: Daemon = Field(alias="dagsterDaemon")
@@ -267,6 +282,13 @@ def test_the_helm_values_use_the_charts_documented_keys() -> None:
     assert not values.postgresql.enabled  # an existing server, not the bundled one
     # The same secret reaches the code server and every run pod.
     assert deployment.env_secrets == values.run_launcher.config.k8s_run_launcher.env_secrets
+    # Viewers get a --read-only webserver; the read-write one has no chart ingress (operators
+    # reach it through oauth2-proxy, deploy/k8s/access.yaml).
+    assert values.dagster_webserver.enable_read_only
+    assert not values.ingress.enabled
+    # Dagster's storage password comes from a secret the README creates, not the values.
+    assert not values.generate_postgresql_password_secret
+    assert values.global_.postgresql_secret_name == "dagster-postgresql-secret"
 
 
 def test_the_helm_values_agree_with_the_project() -> None:
