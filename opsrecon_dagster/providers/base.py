@@ -5,6 +5,11 @@ tenants with injectable faults, a product feature for demos and tests) and the H
 (Graph-style REST). Errors cross this boundary only as ``ProviderError`` with a reason code;
 raw response bodies, tokens and exception text stay behind it.
 
+Every value a provider returns passes one redaction step first (``providers/redaction.py``):
+its own credentials and anything shaped like a bearer token or a JWT become ``[redacted]``
+before an object is reduced to a ``PolicyObject`` (so before it is hashed or stored), and
+the provider counts the fields that lost content (``redacted_fields``).
+
 The protocol has no fault hook: the fixture provider fires its faults from its own calls
 (``CallPoint`` in ``providers/fixture.py``), so jobs never call anything test-only.
 """
@@ -99,6 +104,9 @@ def content_hash(payload: Mapping[str, Any]) -> str:
 def policy_from_payload(policy_type: str, payload: Mapping[str, Any]) -> PolicyObject:
     """Reduce a Graph-style object (``id``, ``displayName``) to a ``PolicyObject``.
 
+    ``payload`` must have passed the provider's ``Redactor`` already: this is where it is
+    hashed and where the stored fields are taken from.
+
     Raises ``ProviderError(BAD_RESPONSE)`` when the object has no usable id.
     """
     external_id = payload.get("id")
@@ -122,4 +130,10 @@ class TenantProvider(Protocol):
 
     def fetch_policy(self, env: EnvironmentRef, policy_type: str, external_id: str) -> PolicyObject:
         """Fetch one object's current version (for backups). Raises ``ProviderError``."""
+        ...
+
+    @property
+    def redacted_fields(self) -> int:
+        """How many fields of the values this provider returned so far lost content to its
+        redaction step (``providers/redaction.py``); a count, never what they held."""
         ...

@@ -39,7 +39,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Self
@@ -53,6 +53,7 @@ from opsrecon_dagster.providers.base import (
     ProviderErrorKind,
     policy_from_payload,
 )
+from opsrecon_dagster.providers.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -216,10 +217,12 @@ class FixtureConfig(_Model):
 
 @dataclass(frozen=True)
 class _TypeObjects:
-    """The generated objects of one (environment, policy type), in listing order."""
+    """The generated objects of one (environment, policy type), in listing order, and how
+    many fields of each lost content to redaction (counted each time it is served)."""
 
     objects: tuple[PolicyObject, ...]
     positions: dict[str, int]
+    redacted: tuple[int, ...]
 
 
 class FixtureTenantProvider:
@@ -238,6 +241,10 @@ class FixtureTenantProvider:
     configuration names a ``call_log``, appended to that file (see the module docstring).
     That count is what ``crash_at`` and ``pause_at`` (``CallPoint``) refer to: an environment's
     faults fire just before its Nth call of a method is served.
+
+    Every generated payload passes the same redaction step as the HTTP provider's answers
+    (``providers/redaction.py``) before it is hashed; ``redacted_fields`` counts the fields
+    that lost content in the objects served.
     """
 
     def __init__(
@@ -245,8 +252,11 @@ class FixtureTenantProvider:
         config: FixtureConfig | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        secrets: Iterable[str] = (),
     ) -> None:
-        """Serve ``config`` (default: ``FixtureConfig()``); ``sleep`` is used for slow pages."""
+        """Serve ``config`` (default: ``FixtureConfig()``); ``sleep`` is used for slow pages;
+        ``secrets`` are credentials redacted from the payloads (shapes of bearer tokens and
+        JWTs are redacted without any)."""
         # Deep copy: the caller's config object may hold mutable lists; ours must not change.
         self._config = (config if config is not None else FixtureConfig()).model_copy(deep=True)
         self._sleep = sleep
@@ -257,6 +267,7 @@ class FixtureTenantProvider:
         self.calls: Counter[tuple[str, str]] = Counter()
         self._calls_lock = threading.Lock()
         self._call_log = Path(self._config.call_log) if self._config.call_log else None
+        self._redactor = Redactor(secrets)
 
     @classmethod
     def from_file(
@@ -289,6 +300,11 @@ class FixtureTenantProvider:
 
     # -- TenantProvider ---------------------------------------------------------------------
 
+    @property
+    def redacted_fields(self) -> int:
+        """Fields of the objects served so far that lost content to redaction."""
+        return self._redactor.redacted_fields
+
     def list_policies(self, env: EnvironmentRef, policy_type: str) -> Iterator[PolicyObject]:
         """Yield every object of ``policy_type``, page by page.
 
@@ -298,12 +314,14 @@ class FixtureTenantProvider:
         """
         faults = self._serve(env, "list_policies")
         self._check_access(faults, policy_type)
-        objects = self._objects(env.partition_key, policy_type).objects
+        generated = self._objects(env.partition_key, policy_type)
+        objects = generated.objects
         page_size = self._config.page_size
         # max(..., 1): an empty listing is still one (empty) page, as from a real service.
         for start in range(0, max(len(objects), 1), page_size):
             if faults.slow_page_seconds > 0:
                 self._sleep(faults.slow_page_seconds)
+            self._redactor.record(sum(generated.redacted[start : start + page_size]))
             yield from objects[start : start + page_size]
             if policy_type in faults.throttled_types:
                 _fail(ProviderErrorKind.THROTTLED, policy_type, 429)
@@ -322,6 +340,7 @@ class FixtureTenantProvider:
             _fail(ProviderErrorKind.NOT_FOUND, policy_type, 404)
         if position < faults.failing_items:
             _fail(ProviderErrorKind.UNAVAILABLE, policy_type, 503)
+        self._redactor.record(generated.redacted[position])
         return generated.objects[position]
 
     # -- internals --------------------------------------------------------------------------
@@ -391,12 +410,11 @@ class FixtureTenantProvider:
         env = self.environment_config(partition_key)
         count = self._config.policy_types_of(env).get(policy_type, 0)
         if count == 0:
-            return _TypeObjects((), {})
+            return _TypeObjects((), {}, ())
         extra = env.duplicate_display_names.get(policy_type, 0)
         seed = self._config.seed
-        objects = tuple(
-            policy_from_payload(
-                policy_type,
+        redacted = [
+            self._redactor.redact(
                 _payload(
                     seed,
                     partition_key,
@@ -404,16 +422,17 @@ class FixtureTenantProvider:
                     index,
                     # Duplicates reuse object #0's name, so matching by name is ambiguous.
                     name_index=index if index < count else 0,
-                ),
+                )
             )
             for index in range(count + extra)
-        )
+        ]
+        objects = tuple(policy_from_payload(policy_type, payload) for payload, _ in redacted)
         positions = {obj.external_id: position for position, obj in enumerate(objects)}
         # 48 bits of hash per id: a collision is practically impossible, but would silently
         # make fetch_policy return the wrong object, so refuse rather than guess.
         if len(positions) != len(objects):
             raise RuntimeError(f"fixture id collision for {policy_type} in {partition_key}")
-        return _TypeObjects(objects, positions)
+        return _TypeObjects(objects, positions, tuple(fields for _, fields in redacted))
 
 
 def _gate_stem(partition_key: str, point: CallPoint | str) -> str:

@@ -9,6 +9,10 @@ Layout of the remote API::
     GET {base_url}/tenants/{partition_key}/policies/{policy_type}/{external_id}
         -> {"id": ..., "displayName": ..., ...}
 
+Every decoded answer passes the provider's ``Redactor`` before anything reads it (page
+objects, fetched objects and ``@odata.nextLink`` alike): the token, any other configured
+secret and anything shaped like a bearer token or a JWT become ``[redacted]``.
+
 Everything that leaves this module as an error is a ``ProviderError`` carrying a reason code,
 the policy type and the HTTP status only. Response bodies, URLs, the bearer token and the text
 of ``requests`` exceptions are never logged, put into an error, or chained onto one.
@@ -22,7 +26,7 @@ import logging
 import math
 import string
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, NoReturn, Self
@@ -40,6 +44,7 @@ from opsrecon_dagster.providers.base import (
     ProviderErrorKind,
     policy_from_payload,
 )
+from opsrecon_dagster.providers.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +94,14 @@ class HttpTenantProvider:
         page_size: int | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         sleep: Callable[[float], None] = time.sleep,
+        secrets: Iterable[str] = (),
     ) -> None:
         """Configure the provider; raises ``ValueError`` (never echoing the token) on bad input.
 
         ``timeout_seconds`` applies to connecting and to each socket read. ``page_size`` asks
         the service for ``$top`` objects per page; ``None`` leaves it to the service.
+        ``secrets`` are further credentials of this provider (a client secret): redacted
+        from its answers like the token.
         """
         base = base_url.rstrip("/")
         _check_settings(
@@ -117,6 +125,7 @@ class HttpTenantProvider:
         # only the waits are ours (Retry-After capped, back-off, the injectable sleep).
         retry = _ProviderRetry(max_retries, pause=sleep, max_retry_after=self._max_retry_after)
         self._session = _authorized_session(token, retry)
+        self._redactor = Redactor([token, *secrets])
 
     def __repr__(self) -> str:
         return (
@@ -140,6 +149,11 @@ class HttpTenantProvider:
         self.close()
 
     # -- TenantProvider ---------------------------------------------------------------------
+
+    @property
+    def redacted_fields(self) -> int:
+        """Fields of this provider's answers that lost content to redaction so far."""
+        return self._redactor.redacted_fields
 
     def list_policies(self, env: EnvironmentRef, policy_type: str) -> Iterator[PolicyObject]:
         """Yield every object of ``policy_type``, following ``@odata.nextLink`` page by page.
@@ -190,11 +204,22 @@ class HttpTenantProvider:
 
     def _get_json(self, url: str, policy_type: str, *, not_found: ProviderErrorKind) -> Any:
         """GET ``url`` (urllib3 retries throttling and 5xx) and return the decoded JSON body,
-        or raise ProviderError for the final answer."""
+        redacted, or raise ProviderError for the final answer."""
         status, body = self._send(url, policy_type)
         if body is None:
             _fail(_classify(status, not_found), policy_type, status)
-        return _decode_json(body, policy_type)
+        return self._redact(_decode_json(body, policy_type), policy_type)
+
+    def _redact(self, value: Any, policy_type: str) -> Any:
+        """The answer with this provider's credentials redacted (the one redaction step)."""
+        ok = True
+        try:
+            cleaned = self._redactor.clean(value)
+        except RecursionError:  # nested deeper than redaction can walk: not a usable answer
+            ok = False
+        if not ok:
+            _fail(ProviderErrorKind.BAD_RESPONSE, policy_type)
+        return cleaned
 
     def _send(self, url: str, policy_type: str) -> tuple[int, bytes | None]:
         """One GET, retried by urllib3: (final status, body for 2xx else None).
