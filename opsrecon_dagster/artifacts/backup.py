@@ -12,6 +12,8 @@ from opsrecon_dagster.artifacts.common import (
     Proof,
     RunScope,
     readiness_blocker,
+    redaction_counts,
+    redaction_progress,
 )
 from opsrecon_dagster.artifacts.proofview import ProofView, artifact_proof
 from opsrecon_dagster.db.models import BackupItem, BackupSet, OperationRun
@@ -57,7 +59,8 @@ def execute_backup(
     items: list[BackupItem] = []
     for policy_type in types:
         items.extend(_capture_type(provider, scope, policy_type))
-        heartbeat(Progress(phase="capturing", counts={"items_done": len(items)}))
+        done = {"items_done": len(items)}
+        heartbeat(Progress(phase="capturing", counts=done | redaction_progress(provider)))
     _write_set(sessions, scope, schedule.id, items)
 
 
@@ -136,7 +139,12 @@ def backup_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
     by_status = view.backup_item_counts.get(bset.id, {})
     captured = by_status.get(BackupItemStatus.CAPTURED.value, 0)
     total = sum(by_status.values())
-    counts = {"items": total, "items_captured": captured, "items_failed": total - captured}
+    counts = {
+        "items": total,
+        "items_captured": captured,
+        "items_failed": total - captured,
+        **redaction_counts(scope),
+    }
     if captured == 0:
         decided = (RunOutcome.FAILED, "backup_no_item_captured")
     elif captured < total:

@@ -15,6 +15,8 @@ from opsrecon_dagster.artifacts.common import (
     Proof,
     RunScope,
     readiness_blocker,
+    redaction_counts,
+    redaction_progress,
 )
 from opsrecon_dagster.artifacts.proofview import ProofView, artifact_proof
 from opsrecon_dagster.db.models import (
@@ -99,7 +101,8 @@ def capture_baseline(
     capture = _Capture([], [])
     for index, subject in enumerate(subjects):
         _capture_subject(capture, subject, inventory, provider, scope)
-        heartbeat(Progress(phase="capturing", counts={"subjects_done": index + 1}))
+        done = {"subjects_done": index + 1}
+        heartbeat(Progress(phase="capturing", counts=done | redaction_progress(provider)))
     _write_snapshot(sessions, scope, profile.id, len(subjects), capture)
 
 
@@ -202,6 +205,7 @@ def baseline_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof
         "items_captured": captured,
         "gaps": gaps,
         **{f"gaps_{kind.value}": int(gap_counts.get(kind.value, 0)) for kind in GapKind},
+        **redaction_counts(scope),
     }
     if snap.subject_count == 0 or captured == 0:
         decided = (RunOutcome.FAILED, "baseline_capture_failed")

@@ -12,9 +12,12 @@ from sqlalchemy.orm import Session
 from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun, Workspace
 from opsrecon_dagster.enums import Readiness, RunOutcome
 from opsrecon_dagster.operations.context import Evidence, Progress, RunContext
-from opsrecon_dagster.providers.base import EnvironmentRef
+from opsrecon_dagster.providers.base import EnvironmentRef, TenantProvider
 
 Heartbeat = Callable[[Progress], None]
+
+# The count of provider fields that lost content to redaction (providers/redaction.py).
+REDACTED_FIELDS = "redacted_fields"
 
 READINESS_REASONS = {
     Readiness.CONSENT_MISSING.value: "environment_consent_missing",
@@ -97,6 +100,23 @@ class Proof:
 def readiness_blocker(scope: RunScope) -> str | None:
     """The reason code when the environment's readiness prevents any provider work now."""
     return READINESS_REASONS.get(scope.readiness)
+
+
+def redaction_progress(provider: TenantProvider) -> dict[str, int]:
+    """Progress counts of the provider's redactions so far (none while there were none).
+
+    A job puts them into every progress it reports after a provider call, so the run's last
+    progress, written before its artifacts, holds the run's whole count."""
+    fields = provider.redacted_fields
+    return {REDACTED_FIELDS: fields} if fields else {}
+
+
+def redaction_counts(scope: RunScope) -> dict[str, int]:
+    """Evidence counts of the redactions the run's job reported with its last progress
+    (docs/decisions.md#redaction); none when there were none."""
+    progress = scope.context.progress
+    fields = progress.counts.get(REDACTED_FIELDS, 0) if progress is not None else 0
+    return {REDACTED_FIELDS: fields} if fields else {}
 
 
 def run_blocker(scope: RunScope) -> str | None:

@@ -14,6 +14,8 @@ from opsrecon_dagster.artifacts.common import (
     Proof,
     RunScope,
     readiness_blocker,
+    redaction_counts,
+    redaction_progress,
 )
 from opsrecon_dagster.artifacts.proofview import ProofView, no_artifact_proof
 from opsrecon_dagster.db.models import InventoryCoverage, InventoryItem, OperationRun
@@ -88,9 +90,8 @@ def _list_types(
             listing.failures[policy_type] = err.reason_code
             if err.kind in ABORTS_SYNC:
                 stopped_by = err.reason_code
-        heartbeat(
-            Progress(phase="listing", counts={"types_done": index + 1, "types_total": len(types)})
-        )
+        done = {"types_done": index + 1, "types_total": len(types)}
+        heartbeat(Progress(phase="listing", counts=done | redaction_progress(provider)))
     return listing
 
 
@@ -170,7 +171,7 @@ def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proo
     """
     rows, wrong_scope = view.own_rows(InventoryCoverage, run, scope)
     coverage = _CoverageByStatus.of(rows, requested_types(scope))
-    counts = coverage.counts()
+    counts = coverage.counts() | redaction_counts(scope)
     base: dict[str, object] = {
         "artifact_kind": "inventory_coverage",
         "rejected_wrong_scope": wrong_scope,
