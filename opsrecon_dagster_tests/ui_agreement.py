@@ -43,10 +43,12 @@ class PartitionView:
     check_run_id: int | None
 
 
+# Partition status and proof check per outcome (README, "One presentation per outcome"); the
+# check's description tells succeeded from partially succeeded ("passed: partial").
 EXPECTED = {
     "succeeded": ("materialized", "passed"),
-    "partially_succeeded": ("materialized", "warning"),
-    "blocked": ("failed", "error"),
+    "partially_succeeded": ("materialized", "passed: partial"),
+    "blocked": ("failed", "warning"),
     "failed": ("failed", "error"),
 }
 
@@ -123,7 +125,8 @@ def _check(
     run_id = evaluation.metadata.get("operation_run_id")
     value = getattr(run_id, "value", None)
     if evaluation.passed:
-        state = "passed"
+        outcome = getattr(evaluation.metadata.get("outcome"), "value", None)
+        state = "passed: partial" if outcome == "partially_succeeded" else "passed"
     elif evaluation.severity is dg.AssetCheckSeverity.WARN:
         state = "warning"
     else:

@@ -20,7 +20,12 @@ from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Decision, RunContext, RunInputs
-from opsrecon_dagster.operations.reasons import Language, message
+from opsrecon_dagster.operations.reasons import (
+    Language,
+    decision_text,
+    next_step,
+    word,
+)
 from opsrecon_dagster.partitions import ENVIRONMENTS
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 from opsrecon_dagster.resources import AppDatabaseResource, ProviderResource
@@ -59,12 +64,10 @@ def _operation_run_for(context: dg.AssetExecutionContext, app: AppContext, famil
 
 
 def _metadata(report: JobReport, family: Family) -> dict[str, dg.MetadataValue]:
+    # The decision itself (outcome, reason, who decided) is added where it is reported,
+    # as the row stands then (``_report_decision``).
     metadata: dict[str, dg.MetadataValue] = {
-        "operation_run_id": dg.MetadataValue.int(report.operation_run_id),
         "operation_type": dg.MetadataValue.text(family.op_type.value),
-        "outcome": dg.MetadataValue.text(report.outcome.value),
-        "reason_code": dg.MetadataValue.text(report.reason_code),
-        "recorded": dg.MetadataValue.text(report.recorded.value),
     }
     if report.artifact_id is not None:
         metadata["artifact_id"] = dg.MetadataValue.int(report.artifact_id)
@@ -74,16 +77,61 @@ def _metadata(report: JobReport, family: Family) -> dict[str, dg.MetadataValue]:
 
 
 def proof_verdict(outcome: RunOutcome) -> tuple[bool, dg.AssetCheckSeverity]:
-    """The proof check for a decision: succeeded passes, partially succeeded warns, blocked
-    and failed error. The job and the reconciler report it the same way."""
-    if outcome is RunOutcome.PARTIALLY_SUCCEEDED:
+    """The proof check for a decision, reported the same way by the job and the reconciler.
+
+    The check asks "do the run's own artifacts prove its outcome?": succeeded and partially
+    succeeded pass (the evaluation's description says which, and the partition is
+    materialized either way: Dagster counts any failed check, even a warning, as failed, so
+    a usable partial result must not fail it). Blocked fails as a warning (yellow: a
+    precondition outside the run stopped the work), failed as an error (red)."""
+    if outcome in (RunOutcome.SUCCEEDED, RunOutcome.PARTIALLY_SUCCEEDED):
+        return True, dg.AssetCheckSeverity.ERROR  # the severity of a pass shows nowhere
+    if outcome is RunOutcome.BLOCKED:
         return False, dg.AssetCheckSeverity.WARN
-    return outcome is RunOutcome.SUCCEEDED, dg.AssetCheckSeverity.ERROR
+    return False, dg.AssetCheckSeverity.ERROR
 
 
 def decision_tags(outcome: RunOutcome, reason_code: str) -> dict[str, str]:
     """Tags that put a run's decision on its Dagster run (filterable on the Runs page)."""
     return {OUTCOME_TAG: outcome.value, REASON_TAG: reason_code}
+
+
+def decision_metadata(
+    run_id: int,
+    outcome: RunOutcome,
+    reason: str,
+    decided_by: str,
+    dagster_run_id: str | None,
+    language: Language = "en",
+) -> dict[str, dg.MetadataValue]:
+    """A decision as metadata, the same wherever it is shown (check, materialization,
+    observation): the outcome and the reason in words with their codes, the next step, who
+    decided, and a link to the Dagster run the decision is about."""
+    metadata: dict[str, dg.MetadataValue] = {
+        "decision": dg.MetadataValue.text(decision_text(outcome.value, reason, language)),
+        "operation_run_id": dg.MetadataValue.int(run_id),
+        "outcome": dg.MetadataValue.text(outcome.value),
+        "reason_code": dg.MetadataValue.text(reason),
+        "decided_by": dg.MetadataValue.text(decided_by),
+    }
+    step = next_step(reason, language)
+    if step is not None:
+        metadata["next_step"] = dg.MetadataValue.text(step)
+    if dagster_run_id is not None:
+        metadata["deciding_run"] = dg.MetadataValue.dagster_run(dagster_run_id)
+    return metadata
+
+
+def failure_message(
+    run_ids: int | str, outcome: RunOutcome, reason: str, decided_by: str, language: Language
+) -> str:
+    """A blocked or failed run's failure message: the decision in words, its operation
+    run(s), who decided and the next step, in the configured language."""
+    decided = decision_text(outcome.value, reason, language)
+    by = f"{word('decided_by', language)} {decided_by}"
+    text = f"{decided} ({word('operation_run', language)} {run_ids}, {by})"
+    step = next_step(reason, language)
+    return f"{text}. {word('next_step', language)}: {step}" if step else text
 
 
 def proof_check_fields(
@@ -93,20 +141,18 @@ def proof_check_fields(
     decided_by: str,
     extra: Mapping[str, dg.MetadataValue] | None = None,
     language: Language = "en",
+    dagster_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Fields of a proof check evaluation for one decision, whoever reports it: the message
-    in the configured language, with the reason code beside it."""
+    """Fields of a proof check evaluation for one decision, whoever reports it: the outcome
+    and the message in the configured language, with the reason code beside it."""
     passed, severity = proof_verdict(outcome)
     return {
         "check_name": PROOF_CHECK,
         "passed": passed,
         "severity": severity,
-        "description": f"{message(reason, language)} [{reason}]",
+        "description": decision_text(outcome.value, reason, language),
         "metadata": {
-            "operation_run_id": dg.MetadataValue.int(run_id),
-            "outcome": dg.MetadataValue.text(outcome.value),
-            "reason_code": dg.MetadataValue.text(reason),
-            "decided_by": dg.MetadataValue.text(decided_by),
+            **decision_metadata(run_id, outcome, reason, decided_by, dagster_run_id, language),
             **(extra or {}),
         },
     }
@@ -206,13 +252,18 @@ def _report_decision(
     outcome, reason, by = _standing_decision(report, decision)
     context.instance.add_run_tags(context.run.run_id, decision_tags(outcome, reason))
     counts = {k: dg.MetadataValue.int(v) for k, v in sorted(report.counts.items())}
-    fields = proof_check_fields(run_id, outcome, reason, by, counts, language)
+    fields = proof_check_fields(
+        run_id, outcome, reason, by, counts, language, dagster_run_id=context.run.run_id
+    )
+    metadata = {
+        **decision_metadata(run_id, outcome, reason, by, context.run.run_id, language),
+        **metadata,
+    }
     if outcome in (RunOutcome.BLOCKED, RunOutcome.FAILED):
         yield dg.AssetCheckResult(**fields)
         reported()
         raise dg.Failure(
-            description=f"operation run {run_id}: {outcome.value}: {fields['description']}",
-            metadata=metadata,
+            description=failure_message(run_id, outcome, reason, by, language), metadata=metadata
         )
     yield dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(**fields)])
     reported()
@@ -261,14 +312,26 @@ def materialize_family(
     yield from _report_decision(context, run_id, report, decision, metadata, language, reported)
 
 
-def _proof_check(asset_key: str, description: str) -> list[dg.AssetCheckSpec]:
+# One meaning for every family's check (the evaluation's description says which outcome and
+# why, in the configured language; this definition text is static, so it stays English).
+PROOF_CHECK_DESCRIPTION = (
+    "Do the run's own artifacts, in its own scope, prove its outcome? Passed: succeeded or "
+    "partially succeeded (the evaluation says which, and what is missing). Warning: blocked "
+    "(a precondition outside the run stopped the work). Error: failed."
+)
+
+
+def _proof_check(asset_key: str) -> list[dg.AssetCheckSpec]:
     # Partitioned like the asset: each environment's latest evaluation is its own decision.
     # (A preview feature in this pinned Dagster version; its warning would only be noise.)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return [
             dg.AssetCheckSpec(
-                PROOF_CHECK, asset=asset_key, description=description, partitions_def=ENVIRONMENTS
+                PROOF_CHECK,
+                asset=asset_key,
+                description=PROOF_CHECK_DESCRIPTION,
+                partitions_def=ENVIRONMENTS,
             )
         ]
 
@@ -277,9 +340,7 @@ def _proof_check(asset_key: str, description: str) -> list[dg.AssetCheckSpec]:
     partitions_def=ENVIRONMENTS,
     group_name=GROUP,
     kinds={"python", "sqlalchemy"},
-    check_specs=_proof_check(
-        "inventory_items", "Every requested policy type was covered by this run."
-    ),
+    check_specs=_proof_check("inventory_items"),
 )
 def inventory_items(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
@@ -297,9 +358,7 @@ def inventory_items(
     group_name=GROUP,
     kinds={"python", "sqlalchemy"},
     deps=[inventory_items],
-    check_specs=_proof_check(
-        "baseline_snapshots", "The snapshot captured every subject of the profile, no gaps."
-    ),
+    check_specs=_proof_check("baseline_snapshots"),
 )
 def baseline_snapshots(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
@@ -315,7 +374,7 @@ def baseline_snapshots(
     partitions_def=ENVIRONMENTS,
     group_name=GROUP,
     kinds={"python", "sqlalchemy"},
-    check_specs=_proof_check("backup_sets", "Every item of the backup set was captured."),
+    check_specs=_proof_check("backup_sets"),
 )
 def backup_sets(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource
@@ -329,9 +388,7 @@ def backup_sets(
     group_name=GROUP,
     kinds={"python", "sqlalchemy"},
     deps=[inventory_items, baseline_snapshots, backup_sets],
-    check_specs=_proof_check(
-        "environment_reviews", "A ready review exists for the run's fingerprint."
-    ),
+    check_specs=_proof_check("environment_reviews"),
 )
 def environment_reviews(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, provider: ProviderResource

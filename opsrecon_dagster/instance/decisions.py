@@ -32,9 +32,11 @@ from dagster._core.events import (
     StepMaterializationData,
 )
 from dagster._core.events.log import EventLogEntry
+from dagster._core.execution.plan.objects import StepFailureData
 from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+from dagster._utils.error import SerializableErrorInfo
 
-from opsrecon_dagster.assets.artifacts import decision_tags, proof_check_fields
+from opsrecon_dagster.assets.artifacts import decision_tags, failure_message, proof_check_fields
 from opsrecon_dagster.instance.events import store_events
 from opsrecon_dagster.instance.view import InstanceDagsterView
 from opsrecon_dagster.operations.outbox import NEVER_LAUNCHED, DecisionEvent, needs_stand_in
@@ -42,13 +44,20 @@ from opsrecon_dagster.operations.reasons import Language
 from opsrecon_dagster.reconciliation.dagster_view import run_tags
 
 # Dagster run states in which a decided run can no longer be trusted to end by itself, with
-# what the failure message says about it.
+# what the failure message says about it (English, German).
 ENDING_NOTES = {
-    "STARTED": "its worker is gone",
-    "STARTING": "its worker is gone",
-    "CANCELING": "its worker is gone",
-    "NOT_STARTED": "it never started",
-    "QUEUED": "it never left the run queue",
+    "STARTED": ("its worker is gone", "sein Worker ist nicht mehr da"),
+    "STARTING": ("its worker is gone", "sein Worker ist nicht mehr da"),
+    "CANCELING": ("its worker is gone", "sein Worker ist nicht mehr da"),
+    "NOT_STARTED": ("it never started", "er hat nie begonnen"),
+    "QUEUED": ("it never left the run queue", "er hat die Warteschlange nie verlassen"),
+}
+# Step events after which a step is over; a started step without one had a worker that died.
+_STEP_ENDS = {
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_SKIPPED,
+    DagsterEventType.STEP_UP_FOR_RETRY,
 }
 STAND_IN_TAG = "opsrecon/stand_in"
 # Clock margin when looking for a decision's events written before (Dagster's clock vs ours).
@@ -103,6 +112,7 @@ def _check_fields(event: DecisionEvent, language: Language) -> dict[str, Any]:
         event.decided_by.value,
         {"adapter": dg.MetadataValue.text(event.adapter)},
         language,
+        dagster_run_id=_run_id_of(event),
     )
 
 
@@ -218,7 +228,7 @@ class InstancePort(InstanceDagsterView):
         for run_id, tags in self._tags(decisions, runs, stand_ins).items():
             instance.add_run_tags(run_id, tags)
         store_events(instance, entries)
-        self._end_runs(decisions, runs, stand_ins)
+        self._end_runs(decisions, runs, stand_ins, language)
 
     # ------------------------------------------------------------------ stand-in runs
     def _stand_ins(
@@ -387,32 +397,66 @@ class InstancePort(InstanceDagsterView):
         decisions: Sequence[DecisionEvent],
         runs: Mapping[str, dg.DagsterRun],
         stand_ins: Mapping[str, tuple[dg.JobDefinition, list[DecisionEvent]]],
+        language: Language,
     ) -> None:
         """Fail each Dagster run that cannot end itself, with a message naming its
-        decision; after its events, as a run's failure comes last."""
+        decision in words; after its events, as a run's failure comes last. A dead worker's
+        step is failed first, so the run page does not show it executing."""
+        lang = 0 if language == "en" else 1
         notes: dict[str, str] = {}
         for d in decisions:
             run = runs.get(d.dagster_run_id or "")
             if run is not None and run.run_id not in stand_ins:
-                by = "the reconciler" if d.decided_by.value == "reconciler" else "its job"
-                notes[run.run_id] = (
-                    f"operation run {d.operation_run_id} was decided {d.outcome.value} "
-                    f"({d.reason_code}) by {by}"
+                notes[run.run_id] = failure_message(
+                    d.operation_run_id, d.outcome, d.reason_code, d.decided_by.value, language
                 )
         for run_id, (_job, group) in stand_ins.items():
             ids = [str(d.operation_run_id) for d in group]
-            more = f" and {len(ids) - _NAMED} more" if len(ids) > _NAMED else ""
+            more = f" +{len(ids) - _NAMED}" if len(ids) > _NAMED else ""
             first = group[0]
-            notes[run_id] = (
-                f"operation run{'s' if len(ids) > 1 else ''} {', '.join(ids[:_NAMED])}{more} "
-                f"{'were' if len(ids) > 1 else 'was'} decided {first.outcome.value} "
-                f"({first.reason_code}) by the reconciler"
+            notes[run_id] = failure_message(
+                f"{', '.join(ids[:_NAMED])}{more}",
+                first.outcome,
+                first.reason_code,
+                first.decided_by.value,
+                language,
             )
         for run_id, note in notes.items():
             run = runs[run_id]
             why = ENDING_NOTES.get(run.status.value)
-            if why is not None:
-                self._instance.report_run_failed(run, message=f"{note}; {why}")
+            if why is None:
+                continue
+            if run.status.value in ("STARTED", "CANCELING"):
+                self._fail_open_steps(run, why[lang])
+            self._instance.report_run_failed(run, message=f"{why[lang]}: {note}")
+
+    def _fail_open_steps(self, run: dg.DagsterRun, why: str) -> None:
+        """Report a step failure for each step the run started and never ended (its worker
+        died holding it): Dagster's run page reads step states from these events only."""
+        kinds = {DagsterEventType.STEP_START, *_STEP_ENDS}
+        records = self._instance.event_log_storage.get_records_for_run(
+            run.run_id, of_type=kinds, limit=10_000
+        ).records
+        started: dict[str, DagsterEvent] = {}
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            if event.event_type is DagsterEventType.STEP_START:
+                started[event.step_key] = event
+            else:
+                started.pop(event.step_key, None)
+        for start in started.values():  # rare (dead workers): one write per step
+            failure = start._replace(
+                event_type_value=DagsterEventType.STEP_FAILURE.value,
+                event_specific_data=StepFailureData(
+                    error=SerializableErrorInfo(message=why, stack=[], cls_name=None),
+                    user_failure_data=None,
+                ),
+                message=why,
+                pid=None,
+            )
+            self._instance.report_dagster_event(failure, run.run_id, logging.ERROR)
 
 
 def write_asset_events(instance: dg.DagsterInstance, events: Sequence[AssetEvent]) -> None:

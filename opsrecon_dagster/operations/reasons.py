@@ -572,3 +572,48 @@ def evidence_label(key: str, language: Language = "en") -> str:
     if pair is None:
         return key
     return pair[0] if language == "en" else pair[1]
+
+
+# Each outcome's name for people, English and German: the word every surface leads with
+# (check descriptions, run-failure messages, the overview, the CLI), the code beside it.
+OUTCOME_LABELS: dict[str, tuple[str, str]] = {
+    "succeeded": ("Succeeded", "Erfolgreich"),
+    "partially_succeeded": ("Partially succeeded", "Teilweise erfolgreich"),
+    "blocked": ("Blocked", "Blockiert"),
+    "failed": ("Failed", "Fehlgeschlagen"),
+}
+
+
+def outcome_label(outcome: str | None, language: Language = "en") -> str:
+    """The outcome's name for people; unknown or missing outcomes fall back to the value."""
+    pair = OUTCOME_LABELS.get(outcome or "")
+    if pair is None:
+        return outcome or "-"
+    return pair[0] if language == "en" else pair[1]
+
+
+def decision_text(outcome: str | None, code: str, language: Language = "en") -> str:
+    """One line for a decision: its outcome, the reason in words, the code beside it
+    (``Blocked: Admin consent is missing. [environment_consent_missing]``)."""
+    return f"{outcome_label(outcome, language)}: {message(code, language)} [{code}]"
+
+
+# Words the Dagster-side surfaces put around decisions, English and German.
+UI_WORDS: dict[str, tuple[str, str]] = {
+    "next_step": ("Next step", "Nächster Schritt"),
+    "operation_run": ("operation run", "Operationslauf"),
+    "decided_by": ("decided by", "entschieden von"),
+    "stuck": ("Stuck", "Hängt"),
+    "ago": ("ago", "her"),
+    "run": ("run", "Lauf"),
+    "more": ("more environments need attention", "weitere Umgebungen brauchen Aufmerksamkeit"),
+    "nothing": ("Nothing needs attention.", "Nichts braucht Aufmerksamkeit."),
+}
+
+
+def word(key: str, language: Language = "en") -> str:
+    """A word of ``UI_WORDS`` in the language (the key itself when unknown)."""
+    pair = UI_WORDS.get(key)
+    if pair is None:
+        return key
+    return pair[0] if language == "en" else pair[1]

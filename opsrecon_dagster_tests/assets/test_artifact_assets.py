@@ -90,9 +90,13 @@ def materialization_metadata(result: dg.ExecuteInJobResult) -> dict[str, Any]:
     return {k: v.value for k, v in mat.metadata.items()}
 
 
-def check_result(result: dg.ExecuteInJobResult) -> tuple[bool, str]:
+def check_result(result: dg.ExecuteInJobResult) -> str:
+    """The proof check as the UI presents it: passed (partial or not), warning or error."""
     [evaluation] = result.get_asset_check_evaluations()
-    return evaluation.passed, evaluation.severity.value
+    if evaluation.passed:
+        partial = evaluation.metadata["outcome"].value == "partially_succeeded"
+        return "passed: partial" if partial else "passed"
+    return "warning" if evaluation.severity is dg.AssetCheckSeverity.WARN else "error"
 
 
 def assert_failed_step_without_materialization(result: dg.ExecuteInJobResult, why: str) -> None:
@@ -127,7 +131,7 @@ def test_inventory_complete(app, instance, fixture_file) -> None:
     assert meta["outcome"] == "succeeded"
     assert meta["types_succeeded"] == 3
     assert meta["items_seen"] == 9
-    assert check_result(result) == (True, "ERROR")
+    assert check_result(result) == "passed"
     with app.sessions() as s:
         items = s.scalars(select(InventoryItem)).all()
         coverage = s.scalars(select(InventoryCoverage)).all()
@@ -143,7 +147,7 @@ def test_inventory_partial_when_a_type_is_throttled(app, instance, fixture_file)
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[0], scope.partition_key)
     run = only_run(app, "inventory.sync")
     assert (run.outcome, run.reason_code) == ("partially_succeeded", "inventory_partial_coverage")
-    assert check_result(result) == (False, "WARN")
+    assert check_result(result) == "passed: partial"
     meta = materialization_metadata(result)
     assert (meta["types_succeeded"], meta["types_failed"]) == (2, 1)
     with app.sessions() as s:
@@ -164,10 +168,10 @@ def test_inventory_partial_when_a_type_is_throttled(app, instance, fixture_file)
 def test_inventory_blocked_when_consent_missing(app, instance, fixture_file) -> None:
     scope = make_scope(app, "acme", "noconsent")
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[0], scope.partition_key)
-    assert_failed_step_without_materialization(result, "blocked")
+    assert_failed_step_without_materialization(result, "Blocked: ")
     run = only_run(app, "inventory.sync")
     assert (run.outcome, run.reason_code) == ("blocked", "inventory_access_missing")
-    assert check_result(result) == (False, "ERROR")
+    assert check_result(result) == "warning"  # blocked
     with app.sessions() as s:
         reasons = set(s.scalars(select(InventoryCoverage.reason_code)).all())
         assert s.scalars(select(InventoryItem)).all() == []
@@ -245,7 +249,7 @@ def test_baseline_complete(app, instance, fixture_file) -> None:
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[1], scope.partition_key)
     run = only_run(app, "baseline.capture")
     assert (run.outcome, run.reason_code) == ("succeeded", "baseline_snapshot_complete")
-    assert check_result(result) == (True, "ERROR")
+    assert check_result(result) == "passed"
     meta = materialization_metadata(result)
     assert (meta["items_captured"], meta["gaps"]) == (3, 0)
     with app.sessions() as s:
@@ -274,7 +278,7 @@ def test_baseline_partial_with_classified_gaps(app, instance, fixture_file) -> N
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[1], scope.partition_key)
     run = only_run(app, "baseline.capture")
     assert (run.outcome, run.reason_code) == ("partially_succeeded", "baseline_snapshot_with_gaps")
-    assert check_result(result) == (False, "WARN")
+    assert check_result(result) == "passed: partial"
     with app.sessions() as s:
         kinds = sorted(s.scalars(select(BaselineGap.kind)).all())
     assert kinds == ["ambiguous", "capture_failed", "missing"]
@@ -290,7 +294,7 @@ def test_baseline_blocked_without_inventory(app, instance, fixture_file) -> None
     assert_failed_step_without_materialization(result, "baseline_no_usable_inventory")
     run = only_run(app, "baseline.capture")
     assert (run.outcome, run.reason_code) == ("blocked", "baseline_no_usable_inventory")
-    assert check_result(result) == (False, "ERROR")
+    assert check_result(result) == "warning"  # blocked
     with app.sessions() as s:
         assert s.scalars(select(BaselineSnapshot)).all() == []
 
@@ -315,7 +319,7 @@ def test_backup_partial_when_items_fail(app, instance, fixture_file) -> None:
     result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[2], scope.partition_key)
     run = only_run(app, "backup.schedule.execute")
     assert (run.outcome, run.reason_code) == ("partially_succeeded", "backup_some_items_failed")
-    assert check_result(result) == (False, "WARN")
+    assert check_result(result) == "passed: partial"
     with app.sessions() as s:
         failed = s.scalars(select(BackupItem).where(BackupItem.status == "failed")).all()
     assert len(failed) >= 2  # one fetch failure per type plus the throttled listing
@@ -330,8 +334,8 @@ def test_backup_blocked_when_schedule_disabled_or_consent_missing(
     add_schedule(app, noconsent)
     for scope in (disabled, noconsent):
         result = materialize(app, instance, fixture_file, ARTIFACT_ASSETS[2], scope.partition_key)
-        assert_failed_step_without_materialization(result, "blocked")
-        assert check_result(result) == (False, "ERROR")
+        assert_failed_step_without_materialization(result, "Blocked: ")
+        assert check_result(result) == "warning"  # blocked
     with app.sessions() as s:
         outcomes = {
             r.managed_environment_id: (r.outcome, r.reason_code)

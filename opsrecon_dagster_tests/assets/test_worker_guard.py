@@ -181,7 +181,8 @@ def test_consent_missing_is_blocked_before_any_provider_call(
     run_id = start(app, scope, OperationType.INVENTORY_SYNC)
     ok, message = launch(app, instance, inventory_items, scope.partition_key, run_id)
     assert not ok  # a blocked run fails its step: the partition is not shown green
-    assert f"operation run {run_id}: blocked" in message
+    assert "Failure: Blocked: Admin consent for the environment is missing." in message
+    assert f"(operation run {run_id}, decided by job)" in message
     assert sum(provider.calls.values()) == 0
     run = app.runs.get(run_id)
     assert (run.outcome, run.reason_code) == ("blocked", "environment_consent_missing")

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.events import DagsterEventType
+from dagster._core.execution.stats import StepEventStatus
 import pytest
 
 from opsrecon_dagster.app import AppContext
@@ -188,6 +190,18 @@ def test_a_materialization_without_artifacts_fails_closed(
         assert check.severity is dg.AssetCheckSeverity.ERROR
         assert "materialization_without_proof" in (check.description or "")
         assert "artifacts do not exist" in (check.description or "")
+        # The step the dead worker held is failed, not left executing on the run page, and
+        # the run's failure says the decision in words with the next step.
+        steps = instance.get_run_step_stats(dagster_run_id)
+        assert steps and {s.status for s in steps} == {StepEventStatus.FAILURE}
+        [failure] = [
+            e.dagster_event.message
+            for e in instance.all_logs(dagster_run_id, of_type=DagsterEventType.RUN_FAILURE)
+            if e.dagster_event is not None
+        ]
+        assert failure is not None
+        assert failure.startswith("its worker is gone: Failed: ")
+        assert "[materialization_without_proof]" in failure and "Next step: " in failure
 
 
 def _tick(app: AppContext, instance: dg.DagsterInstance, at: datetime) -> dg.SensorResult:

@@ -235,7 +235,9 @@ def test_decided_dagster_run_that_cannot_end_itself_is_ended_with_the_decision(
     assert stored.tags["opsrecon/reason"] == "stale_without_proof"
     messages = [e.message for e in world.instance.all_logs(dagster_run_id)]
     assert any(
-        f"operation run {run_id} was decided failed (stale_without_proof)" in m for m in messages
+        m.startswith("it never started: Failed: ")
+        and f"[stale_without_proof] (operation run {run_id}, decided by reconciler)" in m
+        for m in messages
     )
     # The partition's proof check is evaluated on that run: an error naming the reason.
     [evaluation] = [
@@ -284,8 +286,9 @@ def test_observations_speak_the_configured_language(world: World) -> None:
     [event] = _events_of(world)
     assert event.metadata["operation_run_id"].value == run_id
     assert event.description == (
-        "Der Lauf wurde eingereiht, aber nie gestartet. [queued_never_started]"
+        "Fehlgeschlagen: Der Lauf wurde eingereiht, aber nie gestartet. [queued_never_started]"
     )
+    assert event.metadata["next_step"].value.startswith("Der Start erreichte nie einen Worker")
 
 
 def _partition_status(world: World, asset: str) -> tuple[set[str], set[str]]:
