@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 from dagster._core.events import DagsterEventType
 from dagster._core.execution.stats import StepEventStatus
-import pytest
 
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.execution import JOB_REPORT_GRACE
