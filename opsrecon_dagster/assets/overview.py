@@ -4,7 +4,8 @@ day's outcomes and the latest decisions, as Dagster tables; refreshed by a sched
 import dagster as dg
 import pandas as pd
 
-from opsrecon_dagster.operations.overview import build_overview
+from opsrecon_dagster.operations.overview import attention_text, build_overview
+from opsrecon_dagster.operations.reasons import word
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 
 # Column types for the UI's table renderer; every other column is text.
@@ -44,19 +45,33 @@ def table(frame: pd.DataFrame, index_label: str | None = None) -> dg.TableMetada
 def operations_overview(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, clock: ClockResource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    """Operation runs at a glance: per workspace and environment what is open, stale,
-    blocked or failed in the last 24 h (the attention list), outcomes of the last 24 h by
-    type, and the latest decisions with their reasons and Dagster runs.
+    """Operation runs at a glance. First the attention list: per environment and operation
+    type whose newest decision failed, was blocked or partially succeeded, or whose run is
+    stuck, the outcome, the reason in words, the deciding run (linked), how long ago, and
+    the next step. Then counts per environment, outcomes of the last 24 h by type, and the
+    latest decisions.
 
     Refreshed every five minutes by ``operations_overview_schedule``.
     """
+    now = clock.now()
     with app_db.opened() as app, app.sessions() as session:
-        view = build_overview(session, clock.now(), app.language)
+        view = build_overview(session, now, app.language)
+        language = app.language
     context.log.info(
         f"{view.open} open, {view.stale} stale, {view.decided_24h} decided in the last 24 h"
     )
+    # The attention list first, one entry per environment and type: short Markdown, which
+    # the UI shows inline (a wide table is cut off in the asset page's metadata column).
     metadata: dict[str, dg.MetadataValue] = {
-        "attention": table(view.attention),
+        f"attention {n}: {item.environment}": dg.MetadataValue.md(
+            attention_text(item, now, language)
+        )
+        for n, item in enumerate(view.needs_attention, start=1)
+    }
+    if not view.needs_attention:
+        metadata["attention"] = dg.MetadataValue.text(word("nothing", language))
+    metadata |= {
+        "attention_counts": table(view.attention),
         "outcomes_24h_by_type": table(view.by_type, index_label="type"),
         "latest_decisions": table(view.recent),
         "runs_open": dg.MetadataValue.int(view.open),

@@ -20,27 +20,30 @@ from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import ACTIVE_RUN, ManagedEnvironment, OperationRun, Workspace
 from opsrecon_dagster.enums import RunOutcome
-from opsrecon_dagster.operations.context import RunContext
-from opsrecon_dagster.operations.reasons import Language, message
+from opsrecon_dagster.operations.reasons import Language, message, next_step, outcome_label, word
 from opsrecon_dagster.operations.staleness import StalenessRule
 
 RECENT = 15
 WINDOW = timedelta(hours=24)
+ATTENTION_ITEMS = 10  # the attention list's length; the counts table has every environment
 ATTENTION_COLUMNS = ["workspace", "environment", "open", "stale", "blocked_24h", "failed_24h"]
-RECENT_COLUMNS = [
-    "run",
-    "type",
-    "environment",
-    "outcome",
-    "reason_code",
-    "reason",
-    "decided_by",
-    "dagster_run",
-]
+# Narrow on purpose: the reason in words and the next step are in the attention list, and a
+# wide table is cut off in the asset page's metadata column.
+RECENT_COLUMNS = ["run", "environment", "type", "outcome", "reason_code", "dagster_run"]
 PROBLEMS = (RunOutcome.BLOCKED.value, RunOutcome.FAILED.value)
+# Outcomes that put an environment on the attention list, worst first ("stuck": open past
+# its stale threshold, not decided yet).
+STUCK = "stuck"
+ATTENTION_ORDER = (
+    RunOutcome.FAILED.value,
+    RunOutcome.BLOCKED.value,
+    STUCK,
+    RunOutcome.PARTIALLY_SUCCEEDED.value,
+)
 
 
 class OpenRun(NamedTuple):
+    id: int
     type: str
     status: str
     stale_at: datetime | None
@@ -56,9 +59,39 @@ class DecidedCount(NamedTuple):
     runs: int
 
 
+class Decided(NamedTuple):
+    """One decision of the last day, as the attention list needs it."""
+
+    id: int
+    type: str
+    outcome: str | None
+    reason_code: str | None
+    workspace_id: int
+    managed_environment_id: int | None
+    completed_at: datetime
+    dagster_run_id: str | None
+
+
+@dataclass(frozen=True)
+class AttentionItem:
+    """An environment's operation type whose newest state needs someone: its newest
+    decision of the last day failed, was blocked or partially succeeded, or a run is stuck
+    open past its stale threshold. ``since``: when it was decided or went stale."""
+
+    workspace: str
+    environment: str
+    type: str
+    outcome: str  # an outcome value, or ``STUCK``
+    reason_code: str | None
+    operation_run_id: int
+    dagster_run_id: str | None
+    since: datetime
+
+
 @dataclass(frozen=True)
 class Overview:
-    attention: pd.DataFrame  # per environment with anything open, stale, blocked or failed
+    attention: pd.DataFrame  # counts per environment with anything open, stale, blocked or failed
+    needs_attention: list[AttentionItem]  # worst first, at most ATTENTION_ITEMS
     by_type: pd.DataFrame  # rows: type; columns: outcomes of the last 24 h + open
     recent: pd.DataFrame  # latest decisions, newest first
     open: int
@@ -70,7 +103,8 @@ class Overview:
 def build_overview(session: Session, now: datetime, language: Language = "en") -> Overview:
     """Summarize open runs and the last 24 hours with index-bounded queries."""
     open_runs = _open_runs(session)
-    decided = _decided_since(session, now - WINDOW)
+    day = _decisions_since(session, now - WINDOW)
+    decided = _counted(day)
     latest = _latest_decisions(session)
     names = _scope_names(
         session,
@@ -82,11 +116,13 @@ def build_overview(session: Session, now: datetime, language: Language = "en") -
     # queue, or found alive, is due again only when it could be decided).
     stale_flags = [StalenessRule.stored_stale(r.stale_at, now) for r in open_runs]
     attention = _attention(open_runs, stale_flags, decided, names)
+    needs = _needs_attention(open_runs, stale_flags, day, names)
     problem = next(
         (r.dagster_run_id for r in latest if r.outcome in PROBLEMS and r.dagster_run_id), None
     )
     return Overview(
         attention=attention,
+        needs_attention=needs,
         by_type=_by_type(open_runs, decided),
         recent=pd.DataFrame(
             [_decision_row(run, names, language) for run in latest], columns=RECENT_COLUMNS
@@ -106,6 +142,7 @@ def _open_runs(session: Session) -> list[OpenRun]:
         OpenRun(*row)
         for row in session.execute(
             select(
+                OperationRun.id,
                 OperationRun.type,
                 OperationRun.status,
                 OperationRun.stale_at,
@@ -116,23 +153,69 @@ def _open_runs(session: Session) -> list[OpenRun]:
     ]
 
 
-def _decided_since(session: Session, since: datetime) -> list[DecidedCount]:
-    """Runs completed since ``since``, counted per type, outcome and scope."""
-    # The last day's decisions through the completion-time index, counted here: a GROUP BY
-    # tempts SQLite's planner into scanning a type index over the whole history.
-    # Plain tuples: counting Row objects costs more than reading them.
-    day: Counter[tuple[str, str | None, int, int | None]] = Counter(
-        (t, o, ws, env)
-        for t, o, ws, env in session.execute(
+def _decisions_since(session: Session, since: datetime) -> list[Decided]:
+    """Runs completed since ``since``, through the completion-time index."""
+    # Plain tuples, read once: the counts and the attention list both come from them (a
+    # GROUP BY tempts SQLite's planner into scanning a type index over the whole history).
+    return [
+        Decided(*row)
+        for row in session.execute(
             select(
+                OperationRun.id,
                 OperationRun.type,
                 OperationRun.outcome,
+                OperationRun.reason_code,
                 OperationRun.workspace_id,
                 OperationRun.managed_environment_id,
+                OperationRun.completed_at,
+                OperationRun.dagster_run_id,
             ).where(OperationRun.completed_at >= since)
         )
+    ]
+
+
+def _counted(day: Iterable[Decided]) -> list[DecidedCount]:
+    """The day's decisions counted per type, outcome and scope."""
+    counts: Counter[tuple[str, str | None, int, int | None]] = Counter(
+        (d.type, d.outcome, d.workspace_id, d.managed_environment_id) for d in day
     )
-    return [DecidedCount(*key, runs) for key, runs in day.items()]
+    return [DecidedCount(*key, runs) for key, runs in counts.items()]
+
+
+def _needs_attention(
+    open_runs: Sequence[OpenRun], stale: list[bool], day: Sequence[Decided], names: Names
+) -> list[AttentionItem]:
+    """Per environment and operation type, its newest decision of the day when that is a
+    problem (a newer success clears an older failure), and its oldest stuck run; worst first,
+    then oldest first."""
+    found: dict[tuple[int, int | None, str], AttentionItem] = {}
+    for d in sorted(day, key=lambda d: (d.completed_at, d.id), reverse=True):
+        key = (d.workspace_id, d.managed_environment_id, d.type)
+        if key in found:
+            continue
+        ws, env = names[(d.workspace_id, d.managed_environment_id)]
+        found[key] = AttentionItem(
+            ws,
+            env,
+            d.type,
+            d.outcome or "-",
+            d.reason_code,
+            d.id,
+            d.dagster_run_id,
+            d.completed_at,
+        )
+    items = [i for i in found.values() if i.outcome in ATTENTION_ORDER]
+    stuck: dict[tuple[int, int | None, str], AttentionItem] = {}
+    for run, is_stale in zip(open_runs, stale, strict=True):
+        key = (run.workspace_id, run.managed_environment_id, run.type)
+        if not is_stale or run.stale_at is None:
+            continue
+        if key not in stuck or run.stale_at < stuck[key].since:
+            ws, env = names[(run.workspace_id, run.managed_environment_id)]
+            stuck[key] = AttentionItem(ws, env, run.type, STUCK, None, run.id, None, run.stale_at)
+    items.extend(stuck.values())
+    items.sort(key=lambda i: (ATTENTION_ORDER.index(i.outcome), i.since, i.operation_run_id))
+    return items[:ATTENTION_ITEMS]
 
 
 def _latest_decisions(session: Session) -> Sequence[OperationRun]:
@@ -215,14 +298,48 @@ def _by_type(open_runs: Sequence[OpenRun], decided: Sequence[DecidedCount]) -> p
 
 
 def _decision_row(run: OperationRun, names: Names, language: Language) -> dict[str, object]:
-    decision = RunContext.load_or_empty(run.context).decision
     return {
         "run": run.id,
-        "type": run.type,
         "environment": names[(run.workspace_id, run.managed_environment_id)][1],
-        "outcome": run.outcome,
+        "type": run.type,
+        "outcome": outcome_label(run.outcome, language),
         "reason_code": run.reason_code,
-        "reason": message(run.reason_code or "", language),
-        "decided_by": decision.decided_by.value if decision else "-",
-        "dagster_run": run.dagster_run_id or "-",
+        # The id's first block names the run on the Runs page (as Dagster shows it).
+        "dagster_run": run.dagster_run_id[:8] if run.dagster_run_id else "-",
     }
+
+
+def age(since: datetime, now: datetime, language: Language = "en") -> str:
+    """How long ago, coarsely (``12 min ago`` / ``vor 3 h``)."""
+    seconds = max(0, int((now - since).total_seconds()))
+    if seconds < 3600:
+        span = f"{max(1, seconds // 60)} min"
+    elif seconds < 2 * 86400:
+        span = f"{seconds // 3600} h"
+    else:
+        span = f"{seconds // 86400} d"
+    return f"{span} {word('ago', language)}" if language == "en" else f"vor {span}"
+
+
+def attention_text(item: AttentionItem, now: datetime, language: Language = "en") -> str:
+    """One attention list entry as Markdown: the outcome, the operation type, how long ago
+    and the deciding run (linked to its Dagster run page), the reason in words with its
+    code, and the next step, in the language."""
+    if item.outcome == STUCK:
+        label, reason = word("stuck", language), word("stuck_reason", language)
+        step: str | None = word("stuck_step", language)
+    else:
+        label = outcome_label(item.outcome, language)
+        code = item.reason_code or ""
+        reason = f"{message(code, language)} `[{code}]`"
+        step = next_step(code, language)
+    run = f"{word('operation_run', language)} {item.operation_run_id}"
+    if item.dagster_run_id:
+        run = f"[{run}](/runs/{item.dagster_run_id})"
+    lines = [
+        f"**{label}** · `{item.type}` · {age(item.since, now, language)} · {run}",
+        reason,
+    ]
+    if step:
+        lines.append(f"**{word('next_step', language)}:** {step}")
+    return "\n\n".join(lines)

@@ -604,9 +604,15 @@ UI_WORDS: dict[str, tuple[str, str]] = {
     "operation_run": ("operation run", "Operationslauf"),
     "decided_by": ("decided by", "entschieden von"),
     "stuck": ("Stuck", "Hängt"),
+    "stuck_reason": (
+        "Open past its stale threshold: the reconciler decides it at its next tick.",
+        "Über seiner Frist offen: der Abgleich entscheidet ihn bei seinem nächsten Lauf.",
+    ),
+    "stuck_step": (
+        "If it stays on this list, check that reconciliation_sensor runs (Automation).",
+        "Bleibt er auf dieser Liste, prüfen Sie, ob reconciliation_sensor läuft (Automation).",
+    ),
     "ago": ("ago", "her"),
-    "run": ("run", "Lauf"),
-    "more": ("more environments need attention", "weitere Umgebungen brauchen Aufmerksamkeit"),
     "nothing": ("Nothing needs attention.", "Nichts braucht Aufmerksamkeit."),
 }
 

@@ -28,9 +28,30 @@ def test_the_asset_shows_dagster_tables_and_the_problem_run(app: AppContext, sco
         )
     assert result.success
     [mat] = result.asset_materializations_for_node("operations_overview")
-    attention = mat.metadata["attention"]
-    assert isinstance(attention, dg.TableMetadataValue)
-    assert [c.name for c in attention.schema.columns] == [
+    # The attention list first, worst first, in the configured language, each entry with its
+    # outcome, reason, run link and next step.
+    keys = list(mat.metadata)
+    assert keys[:4] == [
+        "attention 1: globex.umbrella",
+        "attention 2: acme.contoso",
+        "attention 3: acme.contoso",
+        "attention 4: globex.umbrella",
+    ]
+    failed = mat.metadata["attention 1: globex.umbrella"]
+    assert isinstance(failed, dg.MarkdownMetadataValue)
+    assert failed.md_str.startswith("**Fehlgeschlagen** · `inventory.sync` · vor 2 h · ")
+    assert f"](/runs/{DAGSTER_RUN})" in failed.md_str
+    assert "`[stale_without_proof]`" in failed.md_str
+    assert "**Nächster Schritt:**" in failed.md_str
+    blocked = mat.metadata["attention 2: acme.contoso"]
+    assert isinstance(blocked, dg.MarkdownMetadataValue)
+    assert blocked.md_str.startswith("**Blockiert** · `inventory.sync`")
+    assert "Erteilen Sie" in blocked.md_str
+    for stuck in ("attention 3: acme.contoso", "attention 4: globex.umbrella"):
+        assert str(mat.metadata[stuck].value).startswith("**Hängt**")
+    counts = mat.metadata["attention_counts"]
+    assert isinstance(counts, dg.TableMetadataValue)
+    assert [c.name for c in counts.schema.columns] == [
         "workspace",
         "environment",
         "open",
@@ -38,13 +59,13 @@ def test_the_asset_shows_dagster_tables_and_the_problem_run(app: AppContext, sco
         "blocked_24h",
         "failed_24h",
     ]
-    assert {r.data["environment"] for r in attention.records} == {
+    assert {r.data["environment"] for r in counts.records} == {
         "acme.contoso",
         "globex.umbrella",
     }
     latest = mat.metadata["latest_decisions"]
     assert isinstance(latest, dg.TableMetadataValue)
-    assert any("Einige Richtlinientypen" in str(r.data["reason"]) for r in latest.records)
+    assert {r.data["outcome"] for r in latest.records} >= {"Teilweise erfolgreich", "Blockiert"}
     problem = mat.metadata["latest_problem_run"]
     assert isinstance(problem, dg.DagsterRunMetadataValue)
     assert problem.run_id == DAGSTER_RUN

@@ -78,13 +78,54 @@ def test_attention_list_and_the_last_day(app: AppContext, scope: Scope) -> None:
     assert now.by_type.loc["restore.execute", "open"] == 1
     recent = now.recent.to_dict("records")
     assert recent[0]["run"] == ids["failed"]  # newest first
-    assert recent[0]["dagster_run"] == DAGSTER_RUN
+    assert recent[0]["dagster_run"] == DAGSTER_RUN[:8]
     assert now.latest_problem_dagster_run == DAGSTER_RUN
     partial = next(r for r in recent if r["run"] == ids["partial"])
-    assert partial["reason"] == "Some policy types were synced, others failed."
+    assert partial["outcome"] == "Partially succeeded"
     assert partial["reason_code"] == "inventory_partial_coverage"
     assert partial["environment"] == "acme.contoso"
     with app.sessions() as s:
         german = build_overview(s, datetime.now(UTC), language="de")
     partial_de = next(r for r in german.recent.to_dict("records") if r["run"] == ids["partial"])
-    assert partial_de["reason"].startswith("Einige Richtlinientypen")
+    assert partial_de["outcome"] == "Teilweise erfolgreich"
+
+
+def test_attention_list_names_the_newest_problem_per_environment_and_type(
+    app: AppContext, scope: Scope
+) -> None:
+    """Failed first, then blocked, stuck, partially succeeded; a newer success of the same
+    environment and type clears an older problem."""
+    ids = seed_overview_world(app, scope)
+    with app.sessions() as s:
+        later = build_overview(s, datetime.now(UTC) + timedelta(hours=2))
+    items = [
+        (i.environment, i.type, i.outcome, i.reason_code, i.operation_run_id)
+        for i in later.needs_attention
+    ]
+    assert items == [
+        ("globex.umbrella", "inventory.sync", "failed", "stale_without_proof", ids["failed"]),
+        ("acme.contoso", "inventory.sync", "blocked", "inventory_access_missing", ids["blocked"]),
+        ("acme.contoso", "inventory.sync", "stuck", None, ids["open"]),
+        ("globex.umbrella", "restore.execute", "stuck", None, ids["open_unknown"]),
+    ]
+    # A newer success of globex.umbrella's inventory clears its failure from the list.
+    other = make_scope(app, "globex", "umbrella")
+    fixed = _start(app, other, OperationType.INVENTORY_SYNC, 7)
+    _complete(app, fixed, RunOutcome.SUCCEEDED, "inventory_all_types_covered")
+    with app.sessions() as s:
+        after = build_overview(s, datetime.now(UTC) + timedelta(hours=2))
+    assert ("globex.umbrella", "inventory.sync") not in {
+        (i.environment, i.type) for i in after.needs_attention if i.outcome != "stuck"
+    }
+
+
+def test_a_partial_result_needs_attention_too(app: AppContext, scope: Scope) -> None:
+    run_id = _start(app, scope, OperationType.BACKUP_SCHEDULE_EXECUTE, 1)
+    _complete(app, run_id, RunOutcome.PARTIALLY_SUCCEEDED, "backup_some_items_failed")
+    with app.sessions() as s:
+        [item] = build_overview(s, datetime.now(UTC)).needs_attention
+    assert (item.environment, item.outcome, item.operation_run_id) == (
+        "acme.contoso",
+        "partially_succeeded",
+        run_id,
+    )
