@@ -123,12 +123,18 @@ def decision_metadata(
 
 
 def failure_message(
-    run_ids: int | str, outcome: RunOutcome, reason: str, decided_by: str, language: Language
+    run_ids: int | str,
+    outcome: RunOutcome,
+    reason: str,
+    decided_by: str,
+    language: Language,
+    note: str | None = None,
 ) -> str:
     """A blocked or failed run's failure message: the decision in words, its operation
-    run(s), who decided and the next step, in the configured language."""
+    run(s), who decided (and ``note``, e.g. why the run was ended for it), and the next
+    step, in the configured language."""
     decided = decision_text(outcome.value, reason, language)
-    by = f"{word('decided_by', language)} {decided_by}"
+    by = f"{word('decided_by', language)} {decided_by}" + (f"; {note}" if note else "")
     text = f"{decided} ({word('operation_run', language)} {run_ids}, {by})"
     step = next_step(reason, language)
     return f"{text}. {word('next_step', language)}: {step}" if step else text

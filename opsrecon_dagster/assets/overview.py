@@ -63,7 +63,8 @@ def operations_overview(
     # The attention list first, one entry per environment and type: short Markdown, which
     # the UI shows inline (a wide table is cut off in the asset page's metadata column).
     metadata: dict[str, dg.MetadataValue] = {
-        f"attention {n}: {item.environment}": dg.MetadataValue.md(
+        # Zero-padded: the UI lists metadata keys in sorted order.
+        f"attention {n:02}: {item.environment}": dg.MetadataValue.md(
             attention_text(item, now, language)
         )
         for n, item in enumerate(view.needs_attention, start=1)

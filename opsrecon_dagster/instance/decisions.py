@@ -403,32 +403,48 @@ class InstancePort(InstanceDagsterView):
         decision in words; after its events, as a run's failure comes last. A dead worker's
         step is failed first, so the run page does not show it executing."""
         lang = 0 if language == "en" else 1
-        notes: dict[str, str] = {}
+
+        def ending(run: dg.DagsterRun) -> str | None:
+            why = ENDING_NOTES.get(run.status.value)
+            return None if why is None else why[lang]
+
+        notes: dict[str, tuple[str, str]] = {}
         for d in decisions:
             run = runs.get(d.dagster_run_id or "")
-            if run is not None and run.run_id not in stand_ins:
-                notes[run.run_id] = failure_message(
-                    d.operation_run_id, d.outcome, d.reason_code, d.decided_by.value, language
+            if run is not None and run.run_id not in stand_ins and (why := ending(run)):
+                notes[run.run_id] = (
+                    why,
+                    failure_message(
+                        d.operation_run_id,
+                        d.outcome,
+                        d.reason_code,
+                        d.decided_by.value,
+                        language,
+                        why,
+                    ),
                 )
         for run_id, (_job, group) in stand_ins.items():
+            if (why := ending(runs[run_id])) is None:
+                continue
             ids = [str(d.operation_run_id) for d in group]
             more = f" +{len(ids) - _NAMED}" if len(ids) > _NAMED else ""
             first = group[0]
-            notes[run_id] = failure_message(
-                f"{', '.join(ids[:_NAMED])}{more}",
-                first.outcome,
-                first.reason_code,
-                first.decided_by.value,
-                language,
+            notes[run_id] = (
+                why,
+                failure_message(
+                    f"{', '.join(ids[:_NAMED])}{more}",
+                    first.outcome,
+                    first.reason_code,
+                    first.decided_by.value,
+                    language,
+                    why,
+                ),
             )
-        for run_id, note in notes.items():
+        for run_id, (why, note) in notes.items():
             run = runs[run_id]
-            why = ENDING_NOTES.get(run.status.value)
-            if why is None:
-                continue
             if run.status.value in ("STARTED", "CANCELING"):
-                self._fail_open_steps(run, why[lang])
-            self._instance.report_run_failed(run, message=f"{why[lang]}: {note}")
+                self._fail_open_steps(run, why)
+            self._instance.report_run_failed(run, message=note)
 
     def _fail_open_steps(self, run: dg.DagsterRun, why: str) -> None:
         """Report a step failure for each step the run started and never ended (its worker

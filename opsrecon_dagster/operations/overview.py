@@ -8,6 +8,7 @@ through the completion-time index. Plain pandas; the Dagster asset renders it as
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -321,25 +322,35 @@ def age(since: datetime, now: datetime, language: Language = "en") -> str:
     return f"{span} {word('ago', language)}" if language == "en" else f"vor {span}"
 
 
+# The attention list's line length: the UI shows Markdown metadata in a narrow monospaced
+# column (about 50 characters at 1440 px) without wrapping it, so lines break here.
+ATTENTION_WIDTH = 46
+
+
 def attention_text(item: AttentionItem, now: datetime, language: Language = "en") -> str:
-    """One attention list entry as Markdown: the outcome, the operation type, how long ago
-    and the deciding run (linked to its Dagster run page), the reason in words with its
-    code, and the next step, in the language."""
+    """One attention list entry as Markdown: the outcome and the operation type; how long
+    ago and the deciding run (linked to its Dagster run page); the reason in words with its
+    code; the next step; in the language, in lines of at most ``ATTENTION_WIDTH``."""
     if item.outcome == STUCK:
         label, reason = word("stuck", language), word("stuck_reason", language)
         step: str | None = word("stuck_step", language)
     else:
         label = outcome_label(item.outcome, language)
         code = item.reason_code or ""
-        reason = f"{message(code, language)} `[{code}]`"
+        reason = f"{message(code, language)} [{code}]"
         step = next_step(code, language)
     run = f"{word('operation_run', language)} {item.operation_run_id}"
     if item.dagster_run_id:
         run = f"[{run}](/runs/{item.dagster_run_id})"
-    lines = [
-        f"**{label}** · `{item.type}` · {age(item.since, now, language)} · {run}",
-        reason,
+    blocks = [
+        [f"**{label}** · `{item.type}`", f"{age(item.since, now, language)} · {run}"],
+        _lines(reason),
     ]
     if step:
-        lines.append(f"**{word('next_step', language)}:** {step}")
-    return "\n\n".join(lines)
+        blocks.append(_lines(f"{word('next_step', language)}: {step}"))
+    # A hard line break inside a paragraph is two trailing spaces in Markdown.
+    return "\n\n".join("  \n".join(block) for block in blocks)
+
+
+def _lines(text: str) -> list[str]:
+    return textwrap.wrap(text, ATTENTION_WIDTH, break_on_hyphens=False)

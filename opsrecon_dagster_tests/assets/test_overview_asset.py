@@ -32,22 +32,25 @@ def test_the_asset_shows_dagster_tables_and_the_problem_run(app: AppContext, sco
     # outcome, reason, run link and next step.
     keys = list(mat.metadata)
     assert keys[:4] == [
-        "attention 1: globex.umbrella",
-        "attention 2: acme.contoso",
-        "attention 3: acme.contoso",
-        "attention 4: globex.umbrella",
+        "attention 01: globex.umbrella",
+        "attention 02: acme.contoso",
+        "attention 03: acme.contoso",
+        "attention 04: globex.umbrella",
     ]
-    failed = mat.metadata["attention 1: globex.umbrella"]
+    failed = mat.metadata["attention 01: globex.umbrella"]
     assert isinstance(failed, dg.MarkdownMetadataValue)
-    assert failed.md_str.startswith("**Fehlgeschlagen** · `inventory.sync` · vor 2 h · ")
+    assert failed.md_str.startswith("**Fehlgeschlagen** · `inventory.sync`  \nvor 2 h · [")
     assert f"](/runs/{DAGSTER_RUN})" in failed.md_str
-    assert "`[stale_without_proof]`" in failed.md_str
-    assert "**Nächster Schritt:**" in failed.md_str
-    blocked = mat.metadata["attention 2: acme.contoso"]
+    assert "[stale_without_proof]" in failed.md_str
+    assert "Nächster Schritt:" in failed.md_str
+    # Short lines: the UI does not wrap Markdown metadata (links count as their text).
+    shown = failed.md_str.replace(f"(/runs/{DAGSTER_RUN})", "")
+    assert max(len(line) for line in shown.splitlines()) <= 50
+    blocked = mat.metadata["attention 02: acme.contoso"]
     assert isinstance(blocked, dg.MarkdownMetadataValue)
     assert blocked.md_str.startswith("**Blockiert** · `inventory.sync`")
     assert "Erteilen Sie" in blocked.md_str
-    for stuck in ("attention 3: acme.contoso", "attention 4: globex.umbrella"):
+    for stuck in ("attention 03: acme.contoso", "attention 04: globex.umbrella"):
         assert str(mat.metadata[stuck].value).startswith("**Hängt**")
     counts = mat.metadata["attention_counts"]
     assert isinstance(counts, dg.TableMetadataValue)

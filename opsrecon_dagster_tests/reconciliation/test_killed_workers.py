@@ -200,7 +200,8 @@ def test_a_materialization_without_artifacts_fails_closed(
             if e.dagster_event is not None
         ]
         assert failure is not None
-        assert failure.startswith("its worker is gone: Failed: ")
+        assert failure.startswith("Failed: ")
+        assert "decided by reconciler; its worker is gone)" in failure
         assert "[materialization_without_proof]" in failure and "Next step: " in failure
 
 
