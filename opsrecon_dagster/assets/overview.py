@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from opsrecon_dagster.operations.overview import attention_text, build_overview
-from opsrecon_dagster.operations.reasons import word
+from opsrecon_dagster.operations.reasons import Language, word
 from opsrecon_dagster.resources import AppDatabaseResource, ClockResource
 
 # Column types for the UI's table renderer; every other column is text.
@@ -22,19 +22,23 @@ INTEGER_COLUMNS = {
 }
 
 
-def table(frame: pd.DataFrame, index_label: str | None = None) -> dg.TableMetadataValue:
-    """A typed Dagster table of a data frame (the index becomes a column when labelled)."""
+def table(
+    frame: pd.DataFrame, index_label: str | None = None, language: Language = "en"
+) -> dg.TableMetadataValue:
+    """A typed Dagster table of a data frame (the index becomes a column when labelled),
+    its column names in the language."""
     if index_label is not None:
         frame = frame.rename_axis(index_label).reset_index()
+    names = {str(c): word(str(c), language) for c in frame.columns}
     schema = dg.TableSchema(
         columns=[
-            dg.TableColumn(str(c), "int" if c in INTEGER_COLUMNS else "string")
+            dg.TableColumn(names[str(c)], "int" if c in INTEGER_COLUMNS else "string")
             for c in frame.columns
         ]
     )
     records = [
         dg.TableRecord(
-            {str(k): (int(v) if k in INTEGER_COLUMNS else str(v)) for k, v in row.items()}
+            {names[str(k)]: (int(v) if k in INTEGER_COLUMNS else str(v)) for k, v in row.items()}
         )
         for row in frame.to_dict("records")
     ]
@@ -64,25 +68,25 @@ def operations_overview(
     # the UI shows inline (a wide table is cut off in the asset page's metadata column).
     metadata: dict[str, dg.MetadataValue] = {
         # Zero-padded: the UI lists metadata keys in sorted order.
-        f"attention {n:02}: {item.environment}": dg.MetadataValue.md(
+        f"{word('attention', language)} {n:02}: {item.environment}": dg.MetadataValue.md(
             attention_text(item, now, language)
         )
         for n, item in enumerate(view.needs_attention, start=1)
     }
     if not view.needs_attention:
-        metadata["attention"] = dg.MetadataValue.text(word("nothing", language))
-    metadata |= {
-        "attention_counts": table(view.attention),
-        "outcomes_24h_by_type": table(view.by_type, index_label="type"),
-        "latest_decisions": table(view.recent),
+        metadata[word("attention", language)] = dg.MetadataValue.text(word("nothing", language))
+    rest: dict[str, dg.MetadataValue] = {
+        "attention_counts": table(view.attention, language=language),
+        "outcomes_24h_by_type": table(view.by_type, index_label="type", language=language),
+        "latest_decisions": table(view.recent, language=language),
         "runs_open": dg.MetadataValue.int(view.open),
         "runs_stale": dg.MetadataValue.int(view.stale),
         "decided_24h": dg.MetadataValue.int(view.decided_24h),
     }
     if view.latest_problem_dagster_run is not None:
-        metadata["latest_problem_run"] = dg.MetadataValue.dagster_run(
-            view.latest_problem_dagster_run
-        )
+        rest["latest_problem_run"] = dg.MetadataValue.dagster_run(view.latest_problem_dagster_run)
+    # Keys in the language too: the UI shows them as the entries' names.
+    metadata |= {word(key, language): value for key, value in rest.items()}
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -186,11 +186,11 @@ def _counted(day: Iterable[Decided]) -> list[DecidedCount]:
 def _needs_attention(
     open_runs: Sequence[OpenRun], stale: list[bool], day: Sequence[Decided], names: Names
 ) -> list[AttentionItem]:
-    """Per environment and operation type, its newest decision of the day when that is a
-    problem (a newer success clears an older failure), and its oldest stuck run; worst first,
-    then oldest first."""
+    """Per environment and operation type, the decision of its newest run decided that day
+    when that is a problem (a newer run's success clears an older one's failure, even when
+    the older was decided later), and its oldest stuck run; worst first, then oldest first."""
     found: dict[tuple[int, int | None, str], AttentionItem] = {}
-    for d in sorted(day, key=lambda d: (d.completed_at, d.id), reverse=True):
+    for d in sorted(day, key=lambda d: d.id, reverse=True):  # ids grow with each new run
         key = (d.workspace_id, d.managed_environment_id, d.type)
         if key in found:
             continue

@@ -614,6 +614,30 @@ UI_WORDS: dict[str, tuple[str, str]] = {
     ),
     "ago": ("ago", "her"),
     "nothing": ("Nothing needs attention.", "Nichts braucht Aufmerksamkeit."),
+    # The overview's metadata keys (the UI sorts them: the attention entries come first in
+    # either language) and table columns.
+    "attention": ("attention", "Achtung"),
+    "attention_counts": ("attention_counts", "achtung_anzahlen"),
+    "outcomes_24h_by_type": ("outcomes_24h_by_type", "ergebnisse_24h_nach_typ"),
+    "latest_decisions": ("latest_decisions", "neueste_entscheidungen"),
+    "latest_problem_run": ("latest_problem_run", "neuester_problemlauf"),
+    "runs_open": ("runs_open", "läufe_offen"),
+    "runs_stale": ("runs_stale", "läufe_überfällig"),
+    "decided_24h": ("decided_24h", "entschieden_24h"),
+    "workspace": ("workspace", "Arbeitsbereich"),
+    "environment": ("environment", "Umgebung"),
+    "open": ("open", "offen"),
+    "stale": ("stale", "überfällig"),
+    "blocked_24h": ("blocked_24h", "blockiert_24h"),
+    "failed_24h": ("failed_24h", "fehlgeschlagen_24h"),
+    "type": ("type", "Typ"),
+    "outcome": ("outcome", "Ergebnis"),
+    "reason_code": ("reason_code", "Grundcode"),
+    "dagster_run": ("dagster_run", "Dagster-Lauf"),
+    "succeeded": ("succeeded", "erfolgreich"),
+    "partially_succeeded": ("partially_succeeded", "teilweise_erfolgreich"),
+    "blocked": ("blocked", "blockiert"),
+    "failed": ("failed", "fehlgeschlagen"),
 }
 
 

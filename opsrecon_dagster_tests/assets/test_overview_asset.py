@@ -32,12 +32,12 @@ def test_the_asset_shows_dagster_tables_and_the_problem_run(app: AppContext, sco
     # outcome, reason, run link and next step.
     keys = list(mat.metadata)
     assert keys[:4] == [
-        "attention 01: globex.umbrella",
-        "attention 02: acme.contoso",
-        "attention 03: acme.contoso",
-        "attention 04: globex.umbrella",
+        "Achtung 01: globex.umbrella",
+        "Achtung 02: acme.contoso",
+        "Achtung 03: acme.contoso",
+        "Achtung 04: globex.umbrella",
     ]
-    failed = mat.metadata["attention 01: globex.umbrella"]
+    failed = mat.metadata["Achtung 01: globex.umbrella"]
     assert isinstance(failed, dg.MarkdownMetadataValue)
     assert failed.md_str.startswith("**Fehlgeschlagen** · `inventory.sync`  \nvor 2 h · [")
     assert f"](/runs/{DAGSTER_RUN})" in failed.md_str
@@ -46,33 +46,34 @@ def test_the_asset_shows_dagster_tables_and_the_problem_run(app: AppContext, sco
     # Short lines: the UI does not wrap Markdown metadata (links count as their text).
     shown = failed.md_str.replace(f"(/runs/{DAGSTER_RUN})", "")
     assert max(len(line) for line in shown.splitlines()) <= 50
-    blocked = mat.metadata["attention 02: acme.contoso"]
+    blocked = mat.metadata["Achtung 02: acme.contoso"]
     assert isinstance(blocked, dg.MarkdownMetadataValue)
     assert blocked.md_str.startswith("**Blockiert** · `inventory.sync`")
     assert "Erteilen Sie" in blocked.md_str
-    for stuck in ("attention 03: acme.contoso", "attention 04: globex.umbrella"):
+    for stuck in ("Achtung 03: acme.contoso", "Achtung 04: globex.umbrella"):
         assert str(mat.metadata[stuck].value).startswith("**Hängt**")
-    counts = mat.metadata["attention_counts"]
+    assert keys[:4] == sorted(keys)[:4]  # the UI sorts keys: the attention entries first
+    counts = mat.metadata["achtung_anzahlen"]
     assert isinstance(counts, dg.TableMetadataValue)
     assert [c.name for c in counts.schema.columns] == [
-        "workspace",
-        "environment",
-        "open",
-        "stale",
-        "blocked_24h",
-        "failed_24h",
+        "Arbeitsbereich",
+        "Umgebung",
+        "offen",
+        "überfällig",
+        "blockiert_24h",
+        "fehlgeschlagen_24h",
     ]
-    assert {r.data["environment"] for r in counts.records} == {
+    assert {r.data["Umgebung"] for r in counts.records} == {
         "acme.contoso",
         "globex.umbrella",
     }
-    latest = mat.metadata["latest_decisions"]
+    latest = mat.metadata["neueste_entscheidungen"]
     assert isinstance(latest, dg.TableMetadataValue)
-    assert {r.data["outcome"] for r in latest.records} >= {"Teilweise erfolgreich", "Blockiert"}
-    problem = mat.metadata["latest_problem_run"]
+    assert {r.data["Ergebnis"] for r in latest.records} >= {"Teilweise erfolgreich", "Blockiert"}
+    problem = mat.metadata["neuester_problemlauf"]
     assert isinstance(problem, dg.DagsterRunMetadataValue)
     assert problem.run_id == DAGSTER_RUN
-    assert mat.metadata["runs_stale"] == dg.MetadataValue.int(2)
+    assert mat.metadata["läufe_überfällig"] == dg.MetadataValue.int(2)
 
 
 def test_the_schedule_refreshes_the_overview() -> None:

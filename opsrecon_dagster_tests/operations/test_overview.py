@@ -108,10 +108,17 @@ def test_attention_list_names_the_newest_problem_per_environment_and_type(
         ("acme.contoso", "inventory.sync", "stuck", None, ids["open"]),
         ("globex.umbrella", "restore.execute", "stuck", None, ids["open_unknown"]),
     ]
-    # A newer success of globex.umbrella's inventory clears its failure from the list.
+    # A newer run's success of globex.umbrella's inventory clears its failure from the list,
+    # also when the older run is decided after it (as the reconciler decides a stale run).
     other = make_scope(app, "globex", "umbrella")
     fixed = _start(app, other, OperationType.INVENTORY_SYNC, 7)
     _complete(app, fixed, RunOutcome.SUCCEEDED, "inventory_all_types_covered")
+    with app.engine.begin() as conn:
+        conn.execute(
+            update(OperationRun)
+            .where(OperationRun.id == ids["failed"])
+            .values(completed_at=datetime.now(UTC) + timedelta(minutes=5))
+        )
     with app.sessions() as s:
         after = build_overview(s, datetime.now(UTC) + timedelta(hours=2))
     assert ("globex.umbrella", "inventory.sync") not in {

@@ -8,6 +8,7 @@ here); otherwise they go to the test's temporary folder.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -148,6 +149,11 @@ def _shot(page: object, tmp_path: Path, name: str) -> Path:
     from playwright.sync_api import Page
 
     assert isinstance(page, Page)
+    # Dagster's first-visit dialog is dismissed before actions only; a screenshot is none.
+    skip = page.get_by_role("button", name="Skip")
+    if skip.is_visible():
+        skip.click()
+        page.wait_for_timeout(300)
     folder = Path(os.environ.get("OPSRECON_SCREENSHOT_DIR") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -185,38 +191,136 @@ def test_automation_lists_the_reconciliation_sensor(
     _shot(browser_page, tmp_path, "ui-automation.png")
 
 
-def test_killed_worker_partition_is_failed_with_the_failed_check(
-    ui_after_demo: str, browser_page, tmp_path
-) -> None:
-    """(a) The killed worker's partition is not "Materializing": its latest run failed, and
-    its check shows the reconciler's failed decision."""
-    url = f"{ui_after_demo}/assets/inventory_items?view=partitions&partition=globex.umbrella"
-    text = _open(browser_page, url, "did not materialize this asset")
-    assert "Materializing —" not in text and "has started" not in text
-    assert "failed, and did not materialize this asset" in text
-    _shot(browser_page, tmp_path, "ui-partition-failed.png")
-    # Wait for the whole description (the code alone may show in the metadata first).
-    decided = "The run went stale and produced no proof. [stale_without_proof]"
-    text = _check_of(browser_page, ui_after_demo, "inventory_items", "globex.umbrella", decided)
-    assert decided in text
-    assert "reconciler" in text and "Failed" in text
-    _shot(browser_page, tmp_path, "ui-check-failed-decision.png")
+# One partition per outcome and family the demo covers: (asset, partition, reason code).
+CASES = {
+    "succeeded": [
+        ("inventory_items", "acme.contoso", "inventory_all_types_covered"),
+        ("backup_sets", "globex.contoso", "backup_all_items_captured"),
+        ("baseline_snapshots", "acme.contoso", "baseline_snapshot_complete"),
+        ("environment_reviews", "acme.contoso", "review_composed"),
+    ],
+    "partially_succeeded": [
+        ("inventory_items", "acme.northwind", "inventory_partial_coverage"),
+        ("backup_sets", "acme.northwind", "backup_some_items_failed"),
+        ("baseline_snapshots", "acme.northwind", "baseline_snapshot_with_gaps"),
+    ],
+    "blocked": [
+        ("inventory_items", "acme.fabrikam", "environment_consent_missing"),
+        ("backup_sets", "globex.hooli", "environment_disabled"),
+    ],
+    "failed": [("inventory_items", "globex.umbrella", "stale_without_proof")],
+}
+# The check's badge per outcome (the icon's name in the page): succeeded and partially
+# succeeded pass, blocked is a warning, failed an error.
+BADGES = {
+    "succeeded": "check_circle",
+    "partially_succeeded": "check_circle",
+    "blocked": "warning_outline",
+    "failed": "cancel",
+}
+FAILS_THE_PARTITION = {"blocked", "failed"}
+# The right edge of an element's text, and of its nearest scrolling container's visible box.
+TEXT_RIGHT_EDGE = """e => {
+  let box = e;
+  while (box && !(box.scrollWidth > box.clientWidth + 1)) box = box.parentElement;
+  let right = 0;
+  const walker = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const range = document.createRange();
+    range.selectNodeContents(walker.currentNode);
+    for (const rect of range.getClientRects()) right = Math.max(right, rect.right);
+  }
+  return [right, (box || document.documentElement).getBoundingClientRect().right];
+}"""
 
 
-def test_blocked_partition_is_not_green(ui_after_demo: str, browser_page, tmp_path) -> None:
-    """(b) The blocked run's partition shows its failed attempt and an error check."""
-    url = f"{ui_after_demo}/assets/inventory_items?view=partitions&partition=acme.fabrikam"
-    text = _open(browser_page, url, "did not materialize this asset")
-    assert "failed, and did not materialize this asset" in text
-    text = _check_of(
-        browser_page,
-        ui_after_demo,
-        "inventory_items",
-        "acme.fabrikam",
-        "environment_consent_missing",
+def _english_strings(codes: list[str]) -> list[str]:
+    """What the product says in English on these pages; none may show in German mode."""
+    from opsrecon_dagster.operations.reasons import (
+        OUTCOME_LABELS,
+        message,
+        next_step,
+        word,
     )
-    assert "[environment_consent_missing]" in text and "blocked" in text
-    assert "warning_outline" not in _detail_html(browser_page)  # an error, not a warning
+
+    found = [f"{en}:" for en, _de in OUTCOME_LABELS.values()]
+    found += [word(k) for k in ("next_step", "decided_by", "stuck")]
+    for code in codes:
+        found.append(message(code))
+        if (step := next_step(code)) is not None:
+            found.append(step)
+    return found
+
+
+def _outcome_shown(
+    page: object, base: str, language: str, outcome: str, asset: str, partition: str, code: str
+) -> str:
+    """The outcome on the partition's check (badge, decision in words, next step), then on
+    its partition, and on the deciding run the check links to; returns the check's text."""
+    from opsrecon_dagster.operations.reasons import decision_text, next_step
+
+    decided = decision_text(outcome, code, language)  # type: ignore[arg-type]
+    text = _check_of(page, base, asset, partition, decided)
+    assert decided in text
+    badges = set(BADGES.values()) - {BADGES[outcome]}
+    html = _detail_html(page)
+    assert BADGES[outcome] in html and not any(b in html for b in badges)
+    step = next_step(code, language)  # type: ignore[arg-type]
+    assert (step is None) or (step in text)
+    return text
+
+
+def _follow_deciding_run(page: object) -> str:
+    """Click the check's ``deciding_run`` link; the run page's text."""
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    link = page.locator("tr", has_text="deciding_run").locator("a[href*='/runs/']").first
+    href = link.get_attribute("href")
+    assert href is not None and "/runs/" in href
+    link.click()
+    page.wait_for_url(f"**{href}", timeout=90_000)
+    page.get_by_text("RUN_START").first.wait_for(timeout=90_000)
+    page.wait_for_timeout(1_000)
+    return page.inner_text("body")
+
+
+def _partition_text(page: object, base: str, asset: str, partition: str, failed: bool) -> str:
+    url = f"{base}/assets/{asset}?view=partitions&partition={partition}"
+    expect = "did not materialize this asset" if failed else "Latest materialization"
+    text = _open(page, url, expect)
+    assert ("did not materialize this asset" in text) is failed
+    assert "Materializing —" not in text and "has started" not in text
+    return text
+
+
+@pytest.mark.parametrize("outcome", list(CASES))
+def test_each_outcome_reads_the_same_on_every_surface(
+    outcome: str, ui_after_demo: str, browser_page, tmp_path: Path
+) -> None:
+    """Each outcome is recognizable on the check (its badge and the decision in words), the
+    partition (materialized or failed) and the deciding run, whose link works; in every
+    family the demo covers."""
+    (asset, partition, code), *others = CASES[outcome]
+    failed = outcome in FAILS_THE_PARTITION
+    _partition_text(browser_page, ui_after_demo, asset, partition, failed)
+    if outcome == "failed":
+        _shot(browser_page, tmp_path, "ui-partition-failed.png")
+    _outcome_shown(browser_page, ui_after_demo, "en", outcome, asset, partition, code)
+    _shot(browser_page, tmp_path, f"ui-outcome-{outcome}.png")
+    run_page = _follow_deciding_run(browser_page)
+    from opsrecon_dagster.operations.reasons import decision_text
+
+    assert decision_text(outcome, code, "en") in run_page
+    if failed:
+        assert "RUN_FAILURE" in run_page
+    if outcome == "failed":  # the killed worker: its step failed, not executing
+        assert "Executing (0)" in run_page and "Errored (1)" in run_page
+        _shot(browser_page, tmp_path, "ui-run-killed-worker.png")
+    for other_asset, other_partition, other_code in others:
+        _outcome_shown(
+            browser_page, ui_after_demo, "en", outcome, other_asset, other_partition, other_code
+        )
 
 
 def _detail_html(page: object) -> str:
@@ -229,41 +333,75 @@ def _detail_html(page: object) -> str:
     return html[max(0, end - 4000) : end]
 
 
-def test_partially_succeeded_partition_shows_a_warning(
-    ui_after_demo: str, browser_page, tmp_path
+def test_overview_attention_list_names_reason_run_and_next_step(
+    ui_after_demo: str, browser_page, tmp_path: Path
 ) -> None:
-    """(c) Partially succeeded: materialized, with the proof check as a warning."""
-    partial = "Some policy types were synced, others failed. [inventory_partial_coverage]"
-    text = _check_of(
-        browser_page,
-        ui_after_demo,
-        "inventory_items",
-        "acme.northwind",
-        partial,
+    """The attention list: per environment its outcome, reason, run (a working link) and
+    next step, worst first, readable at 1440 px (nothing cut off at the right)."""
+    from playwright.sync_api import Page
+
+    page = browser_page
+    assert isinstance(page, Page)
+    text = _open(page, f"{ui_after_demo}/assets/operations_overview", "attention 01:")
+    text = " ".join(text.split())  # the entries break their lines
+    [entry] = re.findall(r"attention \d\d: globex\.umbrella", text)
+    assert "The run went stale and produced no proof. [stale_without_proof]" in text
+    assert "Next step: Its worker stopped reporting" in text
+    for environment in ("acme.fabrikam", "globex.hooli", "acme.northwind"):
+        assert environment in text  # blocked and partially succeeded too
+    cell = page.locator("tr", has_text=entry).locator("td").last
+    # Every line of the entry ends inside the visible part of the metadata table (its
+    # scrolling container), so it reads without horizontal scrolling at 1440 px.
+    text_right, visible_right = cell.evaluate(TEXT_RIGHT_EDGE)
+    assert 0 < text_right <= visible_right
+    page.get_by_text(entry).first.hover()
+    page.mouse.wheel(0, 400)
+    page.wait_for_timeout(500)
+    _shot(page, tmp_path, "ui-overview-attention.png")
+    link = cell.locator("a[href*='/runs/']").first
+    href = link.get_attribute("href")
+    link.click()
+    page.wait_for_url(f"**{href}", timeout=90_000)
+    page.get_by_text("RUN_FAILURE").first.wait_for(timeout=90_000)
+
+
+@pytest.mark.parametrize("outcome", list(CASES))
+def test_german_pages_say_each_outcome_in_german(
+    outcome: str, ui_after_german_demo: str, browser_page, tmp_path: Path
+) -> None:
+    """With OPSRECON_LANGUAGE=de: each outcome's check, partition and deciding run in
+    German, codes beside the words; no English string of the product shows."""
+    from opsrecon_dagster.operations.reasons import decision_text
+
+    english = _english_strings([code for cases in CASES.values() for _a, _p, code in cases])
+    for n, (asset, partition, code) in enumerate(CASES[outcome]):
+        text = _outcome_shown(
+            browser_page, ui_after_german_demo, "de", outcome, asset, partition, code
+        )
+        leaked = [s for s in english if s in text]
+        assert leaked == [], leaked
+        if n == 0:
+            _shot(browser_page, tmp_path, f"ui-outcome-{outcome}-de.png")
+            run_page = _follow_deciding_run(browser_page)
+            assert decision_text(outcome, code, "de") in run_page
+            assert decision_text(outcome, code, "en") not in run_page
+
+
+def test_german_attention_list(ui_after_german_demo: str, browser_page, tmp_path: Path) -> None:
+    """The overview in German: outcome, reason and next step; no English string of the
+    product shows."""
+    from opsrecon_dagster.operations.reasons import message
+
+    text = _open(browser_page, f"{ui_after_german_demo}/assets/operations_overview", "Achtung 01:")
+    text = " ".join(text.split())  # the entries break their lines
+    assert "Nächster Schritt:" in text and "Fehlgeschlagen" in text and "Blockiert" in text
+    assert f"{message('stale_without_proof', 'de')} [stale_without_proof]" in text
+    english = _english_strings(
+        [code for cases in CASES.values() for _a, _p, code in cases] + ["queued_never_started"]
     )
-    assert partial in text
-    assert "warning_outline" in _detail_html(browser_page)  # the yellow warning badge
-    _shot(browser_page, tmp_path, "ui-check-warning.png")
-    url = f"{ui_after_demo}/assets/inventory_items?view=partitions&partition=acme.northwind"
-    text = _open(browser_page, url, "Latest materialization")
-    assert "did not materialize" not in text
-
-
-def test_overview_shows_the_attention_list(ui_after_demo: str, browser_page, tmp_path) -> None:
-    """(d) The overview lists what needs attention per workspace and environment."""
-    text = _open(browser_page, f"{ui_after_demo}/assets/operations_overview", "blocked_24h")
-    assert "attention" in text and "failed_24h" in text
-    for environment in ("acme.fabrikam", "globex.umbrella", "globex.hooli"):
-        assert environment in text
-    assert "latest_problem_run" in text
-    _shot(browser_page, tmp_path, "ui-overview-attention.png")
-
-
-def test_german_messages_in_the_ui(ui_after_german_demo: str, browser_page, tmp_path) -> None:
-    """(e) With OPSRECON_LANGUAGE=de the decisions read in German, codes beside them."""
-    german = "Der Lauf ist ohne Fortschritt geblieben und hat keinen Nachweis erzeugt."
-    text = _check_of(
-        browser_page, ui_after_german_demo, "inventory_items", "globex.umbrella", german
-    )
-    assert f"{german} [stale_without_proof]" in text
-    _shot(browser_page, tmp_path, "ui-check-german.png")
+    leaked = [s for s in english if s in text]
+    assert leaked == [], leaked
+    browser_page.get_by_text("Achtung 01:").first.hover()  # type: ignore[attr-defined]
+    browser_page.mouse.wheel(0, 400)  # type: ignore[attr-defined]
+    browser_page.wait_for_timeout(500)  # type: ignore[attr-defined]
+    _shot(browser_page, tmp_path, "ui-overview-attention-de.png")
