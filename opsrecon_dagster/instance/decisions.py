@@ -34,7 +34,7 @@ from dagster._core.events import (
 from dagster._core.events.log import EventLogEntry
 from dagster._core.execution.plan.objects import StepFailureData
 from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
-from dagster._utils.error import SerializableErrorInfo
+from dagster_shared.error import SerializableErrorInfo
 
 from opsrecon_dagster.assets.artifacts import decision_tags, failure_message, proof_check_fields
 from opsrecon_dagster.instance.events import store_events
@@ -465,7 +465,7 @@ class InstancePort(InstanceDagsterView):
         for start in started.values():  # rare (dead workers): one write per step
             failure = start._replace(
                 event_type_value=DagsterEventType.STEP_FAILURE.value,
-                event_specific_data=StepFailureData(
+                event_specific_data=StepFailureData(  # type: ignore[no-untyped-call]
                     error=SerializableErrorInfo(message=why, stack=[], cls_name=None),
                     user_failure_data=None,
                 ),

@@ -69,7 +69,7 @@ class Decided(NamedTuple):
     reason_code: str | None
     workspace_id: int
     managed_environment_id: int | None
-    completed_at: datetime
+    completed_at: datetime | None  # never None: selected by completion time
     dagster_run_id: str | None
 
 
@@ -192,7 +192,7 @@ def _needs_attention(
     found: dict[tuple[int, int | None, str], AttentionItem] = {}
     for d in sorted(day, key=lambda d: d.id, reverse=True):  # ids grow with each new run
         key = (d.workspace_id, d.managed_environment_id, d.type)
-        if key in found:
+        if key in found or d.completed_at is None:
             continue
         ws, env = names[(d.workspace_id, d.managed_environment_id)]
         found[key] = AttentionItem(

@@ -39,17 +39,17 @@ def test_the_asset_shows_dagster_tables_and_the_problem_run(app: AppContext, sco
     ]
     failed = mat.metadata["Achtung 01: globex.umbrella"]
     assert isinstance(failed, dg.MarkdownMetadataValue)
-    assert failed.md_str.startswith("**Fehlgeschlagen** · `inventory.sync`  \nvor 2 h · [")
-    assert f"](/runs/{DAGSTER_RUN})" in failed.md_str
-    assert "[stale_without_proof]" in failed.md_str
-    assert "Nächster Schritt:" in failed.md_str
+    assert str(failed.md_str).startswith("**Fehlgeschlagen** · `inventory.sync`  \nvor 2 h · [")
+    assert f"](/runs/{DAGSTER_RUN})" in str(failed.md_str)
+    assert "[stale_without_proof]" in str(failed.md_str)
+    assert "Nächster Schritt:" in str(failed.md_str)
     # Short lines: the UI does not wrap Markdown metadata (links count as their text).
-    shown = failed.md_str.replace(f"(/runs/{DAGSTER_RUN})", "")
+    shown = str(failed.md_str).replace(f"(/runs/{DAGSTER_RUN})", "")
     assert max(len(line) for line in shown.splitlines()) <= 50
     blocked = mat.metadata["Achtung 02: acme.contoso"]
     assert isinstance(blocked, dg.MarkdownMetadataValue)
-    assert blocked.md_str.startswith("**Blockiert** · `inventory.sync`")
-    assert "Erteilen Sie" in blocked.md_str
+    assert str(blocked.md_str).startswith("**Blockiert** · `inventory.sync`")
+    assert "Erteilen Sie" in str(blocked.md_str)
     for stuck in ("Achtung 03: acme.contoso", "Achtung 04: globex.umbrella"):
         assert str(mat.metadata[stuck].value).startswith("**Hängt**")
     assert keys[:4] == sorted(keys)[:4]  # the UI sorts keys: the attention entries first

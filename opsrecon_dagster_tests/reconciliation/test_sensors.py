@@ -288,7 +288,7 @@ def test_observations_speak_the_configured_language(world: World) -> None:
     assert event.description == (
         "Fehlgeschlagen: Der Lauf wurde eingereiht, aber nie gestartet. [queued_never_started]"
     )
-    assert event.metadata["next_step"].value.startswith("Der Start erreichte nie einen Worker")
+    assert str(event.metadata["next_step"].value).startswith("Der Start erreichte nie einen Worker")
 
 
 def _partition_status(world: World, asset: str) -> tuple[set[str], set[str]]:

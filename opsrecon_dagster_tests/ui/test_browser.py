@@ -401,7 +401,7 @@ def test_german_attention_list(ui_after_german_demo: str, browser_page, tmp_path
     )
     leaked = [s for s in english if s in text]
     assert leaked == [], leaked
-    browser_page.get_by_text("Achtung 01:").first.hover()  # type: ignore[attr-defined]
-    browser_page.mouse.wheel(0, 400)  # type: ignore[attr-defined]
-    browser_page.wait_for_timeout(500)  # type: ignore[attr-defined]
+    browser_page.get_by_text("Achtung 01:").first.hover()
+    browser_page.mouse.wheel(0, 400)
+    browser_page.wait_for_timeout(500)
     _shot(browser_page, tmp_path, "ui-overview-attention-de.png")
