@@ -259,6 +259,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The run's stored context could not be read.",
         "Der gespeicherte Kontext des Laufs konnte nicht gelesen werden.",
     ),
+    "run_field_invalid": (
+        "A stored field of the run (named in the evidence) holds a value that cannot be used.",
+        "Ein gespeichertes Feld des Laufs (in den Nachweisen genannt) enthält einen "
+        "unbrauchbaren Wert.",
+    ),
 }
 
 # Every reconciler decision of "failed for lack of proof": a late report with the run's own
@@ -506,6 +511,12 @@ NEXT_STEPS: dict[str, tuple[str, str]] = {
         "Ereignisse des Assets, dann erneut ausführen.",
     ),
 }
+NEXT_STEPS["run_field_invalid"] = (
+    "Something other than opsrecon wrote this row (the evidence names the field): find that "
+    "writer, then start a new run.",
+    "Etwas anderes als opsrecon hat diese Zeile geschrieben (die Nachweise nennen das Feld): "
+    "finden Sie diesen Schreiber, dann einen neuen Lauf starten.",
+)
 # The same step for every reason of "the run left nothing usable": re-run it.
 for _code in (
     "inventory_no_coverage",

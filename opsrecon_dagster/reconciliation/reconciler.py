@@ -14,16 +14,17 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Text, cast, select
-from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm import Session, load_only, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from opsrecon_dagster.artifacts.common import Proof
 from opsrecon_dagster.artifacts.families import Family
 from opsrecon_dagster.artifacts.proofview import ProofView
-from opsrecon_dagster.db.models import ACTIVE_RUN, OperationRun
+from opsrecon_dagster.db.models import ACTIVE_RUN, ManagedEnvironment, OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationCatalog
@@ -36,12 +37,14 @@ from opsrecon_dagster.operations.staleness import (
     StalenessRule,
     liveness,
 )
+from opsrecon_dagster.reconciliation import stored
 from opsrecon_dagster.reconciliation.dagster_view import DagsterView
 from opsrecon_dagster.reconciliation.registry import (
     GENERIC_ADAPTER,
     AdapterRegistry,
     ProofAdapter,
 )
+from opsrecon_dagster.reconciliation.stored import Unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +150,7 @@ class _Batch:
 
     contexts: dict[int, RunContext]
     unreadable: set[int]  # rows whose stored context cannot be read (poison rows)
+    fields: dict[int, list[Unreadable]]  # rows with stored fields that cannot be used
     partitions: dict[int, str]  # environment id -> partition key
     dagster: dict[int, DagsterRunInfo]  # operation run id -> its Dagster run
     facts: dict[int, RunFacts]
@@ -186,18 +190,11 @@ class Reconciler:
         """Decide a bounded batch of open runs (stale ones, or exactly ``run_ids``)."""
         now = self._clock()
         with self._sessions() as session, session.begin():
-            candidates, texts = self._candidates(
+            candidates, texts, fields = self._candidates(
                 session, now, limit, op_type, workspace_id, run_ids
             )
-            batch = self._gather(session, candidates, texts, now)
-            verdicts = {
-                run.id: self._with_evidence(
-                    run,
-                    batch.facts[run.id],
-                    self._verdict(batch.view, run, batch.facts[run.id], run.id in batch.unreadable),
-                )
-                for run in candidates
-            }
+            batch = self._gather(session, candidates, texts, fields, now)
+            verdicts = {run.id: self._decide_one(batch, run) for run in candidates}
             written = (
                 {}
                 if dry_run
@@ -234,26 +231,33 @@ class Reconciler:
         session: Session,
         candidates: list[OperationRun],
         texts: Mapping[int, str | None],
+        fields: Mapping[int, list[Unreadable]],
         now: datetime,
     ) -> _Batch:
         """Everything a batch is decided from: stored contexts (``texts``: as read with the
         candidates), partitions, what Dagster knows (runs and materializations),
-        supersession, and the batched proof view."""
+        supersession, and the batched proof view. Rows with unusable stored fields
+        (``fields``) are decided from those alone: nothing else is looked up for them."""
         contexts = self._load_contexts(candidates, texts)
         unreadable = {r.id for r in candidates} - contexts.keys()
-        partitions = partition_keys(session, candidates)
-        dagster = self._dagster_runs(candidates, partitions)
-        readable = [r for r in candidates if r.id not in unreadable]
+        _audit_workspaces(session, candidates, fields)
+        usable = [r for r in candidates if r.id not in fields]
+        partitions = partition_keys(session, usable)
+        dagster = self._dagster_runs(usable, partitions)
+        readable = [r for r in usable if r.id not in unreadable]
         materialized = self._materializations(readable, partitions)
-        superseded = superseded_runs(session, candidates)
+        superseded = superseded_runs(session, usable)
         facts = {
             r.id: self._facts(
                 r, dagster.get(r.id), now, materialized.get(r.id, ()), r.id in superseded
             )
+            if r.id not in fields
+            # Its times or its Dagster link cannot be read: it is due as it stands.
+            else RunFacts(liveness=Liveness.STALE, stale=True)
             for r in candidates
         }
         view = ProofView.load(session, readable)  # a fixed number of queries per batch
-        return _Batch(contexts, unreadable, partitions, dagster, facts, view)
+        return _Batch(contexts, unreadable, dict(fields), partitions, dagster, facts, view)
 
     def _observe(
         self,
@@ -288,32 +292,60 @@ class Reconciler:
         op_type: str | None,
         workspace_id: int | None,
         run_ids: Sequence[int] | None,
-    ) -> tuple[list[OperationRun], dict[int, str | None]]:
-        """The batch's rows (locked), and each one's stored context as text."""
-        stmt = (
-            # The context is read as text beside the row, not by the driver, so a malformed
-            # one cannot break the batch (``_load_contexts`` parses it defensively).
-            select(OperationRun, cast(OperationRun.context, Text))
+    ) -> tuple[list[OperationRun], dict[int, str | None], dict[int, list[Unreadable]]]:
+        """The batch's rows (locked), each one's stored context as text, and the stored
+        fields of each that cannot be used (``stored.load_fields``)."""
+        dialect = session.get_bind().dialect.name
+        base = (
+            # Only the id and the status are loaded by the ORM; every other column is read
+            # as stored beside the row (the context as text), so no value can break the
+            # batch: ``_load_contexts`` and ``stored.load_fields`` check them one by one.
+            select(OperationRun, cast(OperationRun.context, Text), *stored.raw_columns(dialect))
             # Literal, as in the open-rows index's own predicate (bound parameters would keep
             # SQLite from using that partial index).
             .where(ACTIVE_RUN)
-            .options(defer(OperationRun.context))
+            .options(load_only(OperationRun.id, OperationRun.status))
         )
-        if run_ids is not None:
-            stmt = stmt.where(OperationRun.id.in_(list(run_ids)))
-        else:
-            # Due by the stored stale time (the one staleness rule): exactly the batch, read
-            # in order from the partial index, whatever the backlog and the history.
-            stmt = stmt.where(self._rule.sql(now))
         if op_type:
-            stmt = stmt.where(OperationRun.type == op_type)
+            base = base.where(OperationRun.type == op_type)
         if workspace_id is not None:
-            stmt = stmt.where(OperationRun.workspace_id == workspace_id)
-        stmt = stmt.order_by(OperationRun.stale_at, OperationRun.id).limit(limit)
-        # Two reconcilers never take the same rows (PostgreSQL; SQLite has one writer).
-        stmt = stmt.with_for_update(skip_locked=True)
-        rows = session.execute(stmt).all()
-        return [run for run, _ in rows], {run.id: text for run, text in rows}
+            base = base.where(OperationRun.workspace_id == workspace_id)
+        if run_ids is not None:
+            stmts = [
+                base.where(OperationRun.id.in_(list(run_ids))).order_by(
+                    OperationRun.stale_at, OperationRun.id
+                )
+            ]
+        else:
+            stmts = [
+                # Due by the stored stale time (the one staleness rule): exactly the batch,
+                # read in order from the partial index, whatever the backlog and the history.
+                base.where(self._rule.sql(now)).order_by(OperationRun.stale_at, OperationRun.id),
+                # Rows whose due time is no time the product writes (missing, infinite,
+                # unparseable text that sorts after every date) would never be due: read
+                # them too, from the same index (empty ranges on a healthy database; no
+                # ORDER BY, which could make the planner prefer the whole table's order).
+                base.where(OperationRun.stale_at >= stored.LATEST),
+                base.where(OperationRun.stale_at.is_(None)),
+            ]
+        rows: list[Any] = []
+        for stmt in stmts:
+            if len(rows) >= limit:
+                break
+            # Two reconcilers never take the same rows (PostgreSQL; SQLite has one writer).
+            stmt = stmt.limit(limit - len(rows)).with_for_update(skip_locked=True)
+            rows += session.execute(stmt).all()
+        runs: list[OperationRun] = []
+        texts: dict[int, str | None] = {}
+        problems: dict[int, list[Unreadable]] = {}
+        for run, text, *raw in rows:
+            if run.id in texts:
+                continue
+            runs.append(run)
+            texts[run.id] = text
+            if found := stored.load_fields(run, raw, dialect):
+                problems[run.id] = found
+        return runs, texts, problems
 
     @staticmethod
     def _load_contexts(
@@ -398,6 +430,37 @@ class Reconciler:
         return family.asset_key if family is not None else None
 
     # ------------------------------------------------------------------ one run
+    def _decide_one(self, batch: _Batch, run: OperationRun) -> Verdict:
+        """One row's verdict with its evidence, in isolation: whatever goes wrong for this
+        row finalizes it alone (``run_unreadable``, evidence without its values)."""
+        facts = batch.facts[run.id]
+        try:
+            fields = batch.fields.get(run.id)
+            if fields:
+                return self._unusable_fields(run, fields)
+            verdict = self._verdict(batch.view, run, facts, run.id in batch.unreadable)
+            return self._with_evidence(run, facts, verdict)
+        except Exception as exc:  # one unreadable row must not stop the batch
+            logger.warning("operation run %s: not decidable (%s)", run.id, type(exc).__name__)
+            adapter = self._registry.resolve(run.type)
+            name = adapter.family.adapter if isinstance(adapter, ProofAdapter) else GENERIC_ADAPTER
+            if not facts.liveness.decidable:
+                return Verdict(None, "run_alive", name)
+            return Verdict(RunOutcome.FAILED, "run_unreadable", name, _scope_evidence(run))
+
+    def _unusable_fields(self, run: OperationRun, fields: Sequence[Unreadable]) -> Verdict:
+        """A row with stored fields the reconciler cannot use: ``run_field_invalid``, with
+        each field's name, kind and length as evidence counts (never its value)."""
+        adapter = self._registry.resolve(run.type)
+        name = adapter.family.adapter if isinstance(adapter, ProofAdapter) else GENERIC_ADAPTER
+        if run.workspace_id is None:
+            # No workspace to audit it under (a foreign writer's row on SQLite without
+            # foreign keys): left open, looked at again later, logged by id.
+            logger.warning("operation run %s: no readable workspace; not finalized", run.id)
+            return Verdict(None, "run_field_invalid", name)
+        evidence = _scope_evidence(run).model_copy(update={"counts": stored.counts(fields)})
+        return Verdict(RunOutcome.FAILED, "run_field_invalid", name, evidence)
+
     def _verdict(
         self, view: ProofView, run: OperationRun, facts: RunFacts, unreadable: bool
     ) -> Verdict:
@@ -453,32 +516,32 @@ class Reconciler:
         """Write every decision of the batch through the lifecycle service in one batch,
         with the decisions' outbox entries in the same transaction; ``now`` is the real
         time of writing (the decisions' stamp)."""
-        decisions = {
-            run_id: Decision(
-                outcome=verdict.outcome,
-                reason_code=verdict.reason_code,
-                adapter=verdict.adapter,
-                decided_by=Actor.RECONCILER,
-                decided_at=now,
-                evidence=verdict.evidence,
-            )
-            for run_id, verdict in verdicts.items()
-            if verdict.outcome is not None
-        }
+        # Each row's decision and Dagster event are built (and validated) on their own,
+        # before anything is written: a row whose values do not validate gets the bounded
+        # ``run_unreadable`` decision instead, and never fails the batch's writes.
+        decisions: dict[int, Decision] = {}
+        events: dict[int, outbox.DecisionEvent] = {}
+        for run in runs:
+            verdict = verdicts[run.id]
+            if verdict.outcome is None:
+                continue
+            partition = partitions.get(run.managed_environment_id or -1)
+            built = _built(run, self._family(run), partition, facts[run.id], verdict, now)
+            if built is None:
+                logger.warning("operation run %s: decision not valid; run_unreadable", run.id)
+                fallback = Verdict(RunOutcome.FAILED, "run_unreadable", verdict.adapter)
+                built = _built(run, None, None, RunFacts(Liveness.STALE), fallback, now)
+            if built is None:  # not even ids validate: left open, logged by id
+                logger.warning("operation run %s: no decision can be recorded", run.id)
+                continue
+            decisions[run.id], events[run.id] = built
         written = self._runs.reconcile_many_in(session, runs, decisions, contexts)
         # In the decision's transaction: the decisions and their Dagster events are
         # delivered together or not at all (at least once, see ``outbox``).
         outbox.enqueue_many(
             session,
             [
-                _decision_event(
-                    run,
-                    self._family(run),
-                    partitions.get(run.managed_environment_id or -1),
-                    facts[run.id],
-                    verdicts[run.id],
-                    now,
-                )
+                events[run.id]
                 for run in runs
                 if run.id in written and written[run.id].status is TransitionStatus.APPLIED
             ],
@@ -488,6 +551,65 @@ class Reconciler:
     def _family(self, run: OperationRun) -> Family | None:
         adapter = self._registry.resolve(run.type)
         return adapter.family if isinstance(adapter, ProofAdapter) else None
+
+
+def _scope_evidence(run: OperationRun) -> Evidence:
+    """Evidence naming the row's scope only (when its ids are usable)."""
+    try:
+        return Evidence(
+            workspace_id=run.workspace_id, managed_environment_id=run.managed_environment_id
+        )
+    except ValidationError:
+        return Evidence()
+
+
+def _audit_workspaces(
+    session: Session, runs: Sequence[OperationRun], fields: Mapping[int, list[Unreadable]]
+) -> None:
+    """A row whose workspace id cannot be used is audited under its environment's workspace
+    (when that is readable): the audit row needs a real one."""
+    env_ids = {
+        r.managed_environment_id: r
+        for r in runs
+        if r.managed_environment_id is not None
+        and any(f.field == "workspace_id" for f in fields.get(r.id, ()))
+    }
+    if not env_ids:
+        return
+    rows = session.execute(
+        select(ManagedEnvironment.id, ManagedEnvironment.workspace_id).where(
+            ManagedEnvironment.id.in_(list(env_ids))
+        )
+    )
+    found = {env_id: workspace_id for env_id, workspace_id in rows}
+    for run in runs:
+        if run.id in fields and run.workspace_id is None and run.managed_environment_id in found:
+            set_committed_value(run, "workspace_id", found[run.managed_environment_id])
+
+
+def _built(
+    run: OperationRun,
+    family: Family | None,
+    partition: str | None,
+    facts: RunFacts,
+    verdict: Verdict,
+    now: datetime,
+) -> tuple[Decision, outbox.DecisionEvent] | None:
+    """The row's decision and its Dagster event, validated; None when they do not
+    validate (nothing about the values is logged: they may be anything)."""
+    try:
+        decision = Decision(
+            outcome=verdict.outcome,
+            reason_code=verdict.reason_code,
+            adapter=verdict.adapter,
+            decided_by=Actor.RECONCILER,
+            decided_at=now,
+            # Validated again here: evidence built by ``model_copy`` was not.
+            evidence=Evidence.model_validate(verdict.evidence.model_dump()),
+        )
+        return decision, _decision_event(run, family, partition, facts, verdict, now)
+    except ValidationError:
+        return None
 
 
 def _decision_event(
