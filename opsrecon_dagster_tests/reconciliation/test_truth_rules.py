@@ -205,6 +205,38 @@ def test_a_ready_review_of_another_fingerprint_made_by_another_run_is_not_reuse(
     assert result.verdict.reason_code == "stale_without_proof"  # no proof of its own
 
 
+@pytest.mark.parametrize("status", ["ready", "published"])
+def test_an_older_reusable_review_of_another_fingerprint_is_not_reuse(
+    world: World, status: str
+) -> None:
+    """Everything reuse looks for (same scope, reusable status, older than the run, made
+    by another run that completed) except the fingerprint: not even a candidate, and the
+    run fails closed for lack of its own review."""
+    scope = world.scope("full")
+    world.inventory(scope)
+    other = world.start(REV, scope, trigger="other", fingerprint="e" * 64)
+    world.reconcile(run_ids=[other], force_stale=True)  # the other run is final
+    run_id = _tagged(world, REV, scope)
+    run = world.app.runs.get(run_id)
+    fingerprint = RunContext.load(run.context).inputs.fingerprint
+    assert fingerprint is not None and fingerprint != "e" * 64
+    with world.app.sessions.begin() as s:
+        s.add(
+            EnvironmentReview(
+                workspace_id=scope.workspace_id,
+                managed_environment_id=scope.environment_id,
+                fingerprint="e" * 64,
+                status=status,
+                operation_run_id=other,
+                created_at=run.created_at - timedelta(days=1),
+            )
+        )
+    [result] = world.reconcile(run_ids=[run_id])
+    assert world.decided(run_id) == ("failed", "stale_without_proof")
+    assert result.verdict.evidence.considered_ids == []
+    assert result.verdict.evidence.counts["candidates"] == 0
+
+
 def test_a_review_superseded_after_its_worker_died_still_proves_the_run(world: World) -> None:
     """The worker composed its review and died before reporting; by the time the reconciler
     looks, an operator has published and then superseded that review."""
