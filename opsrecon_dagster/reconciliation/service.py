@@ -16,7 +16,7 @@ left stays pending for the next delivery. ``drain`` alternates both within a tim
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -122,10 +122,11 @@ def deliver(
     run_ids: Sequence[int] | None = None,
     deadline: float | None = None,
     chunk: int = DELIVERY_CHUNK,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Delivered:
     """Show due outbox entries in Dagster, chunk by chunk, oldest first (those of
-    ``run_ids`` only, when given), until none is due or ``deadline`` (``time.monotonic``)
-    has passed.
+    ``run_ids`` only, when given), until none is due or ``deadline`` has passed (on the
+    ``monotonic`` clock: ``time.monotonic`` unless a caller drives it).
 
     Each chunk is claimed (committed before any Dagster write, so no other deliverer takes
     it), shown, and then acknowledged. A crash in between leaves the chunk to be claimed
@@ -134,7 +135,7 @@ def deliver(
     """
     shown, chunks = 0, 0
     run_ids_shown: list[int] = []
-    while deadline is None or time.monotonic() < deadline:
+    while deadline is None or monotonic() < deadline:
         # Decisions are stamped with the real time: an entry is due by the caller's
         # clock ("as of" a later instant: a worker's grace has passed) or the real one.
         at = max(now, datetime.now(UTC)) if now is not None else datetime.now(UTC)
@@ -181,6 +182,7 @@ def drain(
     now: datetime,
     budget_seconds: float,
     limit: int = BATCH_SIZE,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Drained:
     """Decide and deliver batch after batch until the backlog and the outbox are empty or
     the time budget is spent (checked between batches and between delivery chunks, so a
@@ -190,8 +192,9 @@ def drain(
     Deliveries run in one writer thread while the next batch is decided: each side waits
     on its own database much of the time. The claims keep them apart (a delivery takes only
     committed, unclaimed entries), and one delivery runs at a time, in order.
+    ``monotonic``: the clock the budget is measured on (a test passes its own).
     """
-    deadline = time.monotonic() + budget_seconds
+    deadline = monotonic() + budget_seconds
     results: list[ReconcileResult] = []
     delivered, finished = 0, True
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver") as writer:
@@ -203,9 +206,11 @@ def drain(
                 sent = delivering.result()
                 delivered += sent.entries
                 finished = sent.finished
-            delivering = writer.submit(deliver, app, dagster, now=now, deadline=deadline)
+            delivering = writer.submit(
+                deliver, app, dagster, now=now, deadline=deadline, monotonic=monotonic
+            )
             more = len(batch) >= limit
-            if not more or not finished or time.monotonic() >= deadline:
+            if not more or not finished or monotonic() >= deadline:
                 sent = delivering.result()
                 delivered += sent.entries
                 return Drained(results, delivered, sent.finished and not more)

@@ -4,7 +4,6 @@ time budget, and exactly one set of Dagster writes however often an entry is del
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -157,14 +156,21 @@ def test_a_delivery_past_its_budget_leaves_the_rest_for_the_next(
 
     monkeypatch.setattr(InstancePort, "show", show)
     # The clock passes the deadline while the first chunk is written.
-    monkeypatch.setattr(time, "monotonic", lambda: 100.0 if shown else 0.0)
-    first = deliver(world.app, _port(world), now=_now(), deadline=50.0, chunk=2)
+    first = deliver(
+        world.app,
+        _port(world),
+        now=_now(),
+        deadline=50.0,
+        chunk=2,
+        monotonic=lambda: 100.0 if shown else 0.0,
+    )
     assert (first.entries, first.finished) == (2, False)
     assert _pending(world) == 3
     with world.app.sessions() as session:
         assert all(not e.repeated for e in outbox.pending(session))  # never claimed
-    monkeypatch.setattr(time, "monotonic", lambda: 0.0)
-    rest = deliver(world.app, _port(world), now=_now(), deadline=50.0, chunk=2)
+    rest = deliver(
+        world.app, _port(world), now=_now(), deadline=50.0, chunk=2, monotonic=lambda: 0.0
+    )
     assert (rest.entries, rest.finished) == (3, True)
     assert shown == [run_ids[:2], run_ids[2:4], run_ids[4:]]
     assert _observations(world) == Counter(run_ids)
@@ -211,13 +217,52 @@ def test_a_tick_past_its_budget_stops_between_batches_and_the_next_finishes(
 
     monkeypatch.setattr("opsrecon_dagster.reconciliation.service.reconcile_batch", batch)
     # The clock passes the budget while the first batch is decided.
-    monkeypatch.setattr(time, "monotonic", lambda: 100.0 if batches else 0.0)
-    first = drain(world.app, _port(world), now=_now(), budget_seconds=50.0, limit=2)
+    first = drain(
+        world.app,
+        _port(world),
+        now=_now(),
+        budget_seconds=50.0,
+        limit=2,
+        monotonic=lambda: 100.0 if batches else 0.0,
+    )
     assert batches == [2] and not first.finished
     assert sum(world.decided(r)[0] is not None for r in run_ids) == 2
-    monkeypatch.setattr(time, "monotonic", lambda: 0.0)
-    rest = drain(world.app, _port(world), now=_now(), budget_seconds=50.0, limit=2)
+    rest = drain(
+        world.app, _port(world), now=_now(), budget_seconds=50.0, limit=2, monotonic=lambda: 0.0
+    )
     assert rest.finished and batches[1:] == [2, 1]
+    assert all(world.decided(r) == ("failed", "queued_never_started") for r in run_ids)
+    assert _observations(world) == Counter(run_ids)
+    assert _pending(world) == 0
+
+
+def test_a_sensor_tick_past_its_budget_says_so_and_a_later_tick_finishes_the_work(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconciliation sensor's tick, with a budget spent as soon as it starts (zero
+    seconds: deterministic, the budget is checked only between batches): each tick decides
+    one batch, says the rest goes on, and delivers nothing; a tick with a budget finishes
+    the decisions and shows every one in Dagster."""
+    from opsrecon_dagster.sensors import reconciliation as sensors
+    from opsrecon_dagster_tests.reconciliation.test_poison_rows import tick
+
+    run_ids = []
+    for i in range(5):
+        scope = world.scope(f"env{i}")
+        world.instance.add_dynamic_partitions(ENVIRONMENTS.name or "", [scope.partition_key])
+        run_ids.append(world.start(INV, scope))
+    monkeypatch.setattr(sensors, "BATCH_SIZE", 2)
+    monkeypatch.setattr(sensors, "TICK_BUDGET_SECONDS", 0.0)
+    for decided_so_far in (2, 4):
+        said = tick(world).skip_reason
+        assert said is not None
+        assert (said.skip_message or "").startswith("decided 2 of 2 due operation runs")
+        assert (said.skip_message or "").endswith("budget spent, the rest goes on next tick")
+        assert sum(world.decided(r)[0] is not None for r in run_ids) == decided_so_far
+    assert _pending(world) == 4  # decided, not yet shown: the budget was spent
+    monkeypatch.setattr(sensors, "TICK_BUDGET_SECONDS", 20.0)
+    said = tick(world).skip_reason
+    assert said is not None and "budget spent" not in (said.skip_message or "")
     assert all(world.decided(r) == ("failed", "queued_never_started") for r in run_ids)
     assert _observations(world) == Counter(run_ids)
     assert _pending(world) == 0
