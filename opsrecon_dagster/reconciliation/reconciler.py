@@ -529,7 +529,9 @@ class Reconciler:
             built = _built(run, self._family(run), partition, facts[run.id], verdict, now)
             if built is None:
                 logger.warning("operation run %s: decision not valid; run_unreadable", run.id)
-                fallback = Verdict(RunOutcome.FAILED, "run_unreadable", verdict.adapter)
+                fallback = Verdict(
+                    RunOutcome.FAILED, "run_unreadable", verdict.adapter, _scope_evidence(run)
+                )
                 built = _built(run, None, None, RunFacts(Liveness.STALE), fallback, now)
             if built is None:  # not even ids validate: left open, logged by id
                 logger.warning("operation run %s: no decision can be recorded", run.id)

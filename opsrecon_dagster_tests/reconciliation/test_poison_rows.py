@@ -376,3 +376,38 @@ def test_any_context_type_scope_and_field_ends_terminal_in_one_tick(
         r for r, (status, *_rest) in stored_rows(world, ids).items() if status != "completed"
     ]
     assert open_rows == []
+
+
+def test_a_decision_that_does_not_validate_fails_only_its_row(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth: should a value pass the reading checks (here: the Dagster run id's
+    check is switched off) and then fail the decision's own validation, only that row is
+    recorded, as ``run_unreadable`` with its scope ids; the batch's writes and the tick go
+    on, and the value is stored nowhere."""
+    from opsrecon_dagster.reconciliation import stored
+
+    monkeypatch.setitem(stored.CHECKS, "dagster_run_id", (lambda value: value, None))
+    healthy = new_run(world, "healthy")
+    world.running(healthy)
+    world.work_then_die("inventory_items", healthy)
+    bad = new_run(world)
+    set_raw(world, bad, "dagster_run_id", "'" + "Z" * 64 + "'")
+
+    tick(world)
+
+    rows = stored_rows(world, [healthy, bad])
+    assert rows[healthy][:3] == ("completed", "succeeded", "inventory_all_types_covered")
+    status, outcome, reason, context = rows[bad]
+    assert (status, outcome, reason) == ("completed", "failed", "run_unreadable")
+    evidence = json.loads(context)["decision"]["evidence"]
+    scope = world.scope("full")
+    assert (evidence["workspace_id"], evidence["managed_environment_id"]) == (
+        scope.workspace_id,
+        scope.environment_id,
+    )
+    assert evidence.get("dagster_run_id") is None and evidence["counts"] == {}
+    assert "Z" * 64 not in context
+    assert not any("Z" * 64 in line for line in audit_text(world, bad))
+    with world.app.sessions() as session:
+        assert outbox.count(session) == 0
