@@ -207,7 +207,7 @@ def test_a_garbage_field_among_healthy_rows_is_finalized_alone_in_one_tick(
     column = GARBAGE[garbage][0]
     literal = literal_of(world, garbage)
     if literal is None:
-        pytest.skip(f"{world.app.engine.dialect.name} cannot store such a {column}")
+        pytest.skip(f"{world.app.engine.dialect.name} refuses this value in {column}")
     healthy = []
     for _ in range(2):
         run_id = new_run(world, "healthy")
