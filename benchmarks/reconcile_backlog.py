@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import resource
 import statistics
@@ -47,7 +48,17 @@ from pathlib import Path
 
 import dagster as dg
 from seeding import Row, bench_app, bench_scopes, bulk_insert, settle
-from sqlalchemy import BigInteger, any_, bindparam, create_engine, delete, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    any_,
+    bindparam,
+    create_engine,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from opsrecon_dagster.app import AppContext
@@ -74,8 +85,9 @@ def _run_row(i: int, scope: tuple[int, int], op_type: str, now: datetime, *, ope
         "managed_environment_id": env_id,
         "type": op_type,
         "status": "running" if open_ else "completed",
-        "input_hash": f"{op_type}{i:040x}",
-        "identity_key": f"{op_type}{i:040x}",
+        # Hex digests, as the lifecycle service stores them (the reconciler checks the form).
+        "input_hash": hashlib.sha256(f"{op_type} {i}".encode()).hexdigest(),
+        "identity_key": hashlib.sha256(f"{op_type} {i} key".encode()).hexdigest(),
         "context": {},
         "created_at": at - timedelta(minutes=5),
         "started_at": at - timedelta(minutes=5),
@@ -300,6 +312,15 @@ def measure_once(
     )
     with app.engine.begin() as conn:  # stage 2 is not delivered: the sensor stages start clean
         conn.execute(delete(DecisionOutbox))
+        # The seeded rows must be ones the reconciler can read, or this measures the
+        # unreadable-row path instead of the decisions.
+        unreadable = conn.scalar(
+            select(func.count())
+            .select_from(OperationRun)
+            .where(OperationRun.reason_code.in_(["run_field_invalid", "run_unreadable"]))
+        )
+    if unreadable:
+        raise SystemExit(f"benchmark error: {unreadable} seeded rows were unreadable")
     return floor_rate, decide_rate
 
 
