@@ -1,4 +1,5 @@
-"""What every ``opsrecon`` command shares: user errors, the application context, output.
+"""What every ``opsrecon`` command shares: user errors, the application context, output
+(tables, wrapped lines, reasons in words with their codes).
 
 User mistakes (bad URL, unknown id, unmigrated database, unreachable server, invalid input)
 end with a one-line ``error:`` message and exit code 2, never a traceback.
@@ -26,7 +27,7 @@ from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import DatabaseUrlError, describe_url, sqlite_file
 from opsrecon_dagster.operations.catalog import CatalogConfigError
 from opsrecon_dagster.operations.lifecycle import RunNotFoundError, ScopeError
-from opsrecon_dagster.operations.reasons import UnknownLanguageError
+from opsrecon_dagster.operations.reasons import Language, UnknownLanguageError, message
 from opsrecon_dagster.providers.fixture import FixtureConfigError
 from opsrecon_dagster.tenancy import TenancyError
 
@@ -192,3 +193,50 @@ def app_of(ctx: click.Context, *, migrated: bool = True) -> AppContext:
         with user_errors(app):
             migrate.ensure_current(app.engine)
     return app
+
+
+def print_reason_legend(codes: list[str | None], language: Language) -> None:
+    """Each distinct reason code of a table once, with its message in ``language``."""
+    seen = [c for i, c in enumerate(codes) if c and c not in codes[:i]]
+    if not seen:
+        return
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for code in seen:
+        grid.add_row(Text(code), Text(message(code, language)))
+    out = console()
+    out.print("Reasons:")
+    out.print(grid)
+
+
+# Columns of the run tables that may wrap to fit 100 columns (ids and states never do).
+WRAPPED = ("ENVIRONMENT",)
+
+# `runs show` and `explain` fit this many columns (fewer in a narrower terminal).
+DETAIL_WIDTH = 100
+
+
+def reason_text(code: str | None, app: AppContext | Language) -> str:
+    """A reason in the configured language, with its stable code beside it."""
+    language = app if isinstance(app, str) else app.language
+    return f"{message(code, language)} [{code}]" if code else "-"
+
+
+def detail_width() -> int:
+    """Columns for the detail views: the terminal's (or ``$COLUMNS``), at most 100."""
+    return min(console().width, DETAIL_WIDTH)
+
+
+def echo_wrapped(first: str, words: list[str], indent: int, gap: str = " ") -> None:
+    """``first``, then the words joined by ``gap``, broken only between words within the
+    width (an id, a code or a URL is never split); continuation lines start at ``indent``."""
+    width, line = detail_width(), first
+    for word in words:
+        candidate = f"{line}{gap}{word}" if line.strip() else f"{line}{word}"
+        if len(candidate) > width and line.strip():
+            click.echo(line)
+            line = " " * indent + word
+        else:
+            line = candidate
+    click.echo(line)

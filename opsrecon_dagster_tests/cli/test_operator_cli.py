@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from opsrecon_dagster.app import AppContext
-from opsrecon_dagster.cli import main as cli_main
+from opsrecon_dagster.cli import operations as cli_operations
+from opsrecon_dagster.cli import runs as cli_runs
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
@@ -344,15 +345,15 @@ def test_dagster_run_url_is_the_launchers_ui_link(
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.delenv("OPSRECON_DAGSTER_UI_URL", raising=False)
-    assert cli_main.dagster_run_url("abc-123") == "http://127.0.0.1:3000/runs/abc-123"
+    assert cli_runs.dagster_run_url("abc-123") == "http://127.0.0.1:3000/runs/abc-123"
     (tmp_path / "ui_url").write_text("http://127.0.0.1:3300\n")  # as `tasks.py dev -p 3300`
-    assert cli_main.dagster_run_url("abc-123") == "http://127.0.0.1:3300/runs/abc-123"
+    assert cli_runs.dagster_run_url("abc-123") == "http://127.0.0.1:3300/runs/abc-123"
     for base in (None, "https://dagster.example/x/"):
         if base is None:
             monkeypatch.delenv("OPSRECON_DAGSTER_UI_URL", raising=False)
         else:
             monkeypatch.setenv("OPSRECON_DAGSTER_UI_URL", base)
-        assert cli_main.dagster_run_url("abc-123") == ui_link("abc-123")
+        assert cli_runs.dagster_run_url("abc-123") == ui_link("abc-123")
     assert ui_link("abc-123") == "https://dagster.example/x/runs/abc-123"
 
 
@@ -457,7 +458,7 @@ def test_a_pydantic_validation_error_is_a_user_error(
     """Whatever input reaches the models unchecked ends as one ``error:`` line, without the
     offending value."""
     scope = make_scope(app, "acme", "contoso")
-    monkeypatch.setattr(cli_main, "known_policy_types", lambda _key: {"bad type!"})
+    monkeypatch.setattr(cli_operations, "known_policy_types", lambda _key: {"bad type!"})
     code, out, err = invoke(
         url_of(app),
         "operations",

@@ -1,0 +1,51 @@
+"""``opsrecon demo``: the end-to-end demo on embedded SQLite and a local Dagster instance.
+
+The demo (and Dagster) is imported inside the command (``--help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.cli.common import (
+    UserError,
+    cells,
+    console,
+    print_reason_legend,
+    table,
+)
+from opsrecon_dagster.settings import LANGUAGE_VAR
+
+
+@click.command("demo")
+@click.pass_context
+def demo_command(ctx: click.Context) -> None:
+    """Run the end-to-end demo on embedded SQLite and a local Dagster instance (data/)."""
+    from opsrecon_dagster.demo import run_demo
+
+    app: AppContext = ctx.obj
+    os.environ[LANGUAGE_VAR] = app.language  # its jobs, workers and reconciler speak it too
+    rows = run_demo(click.echo)
+    click.echo("")
+    # DECIDED: the outcome, and below it who decided; "MISMATCH" beside a decision that is
+    # not the expected one. Reason codes are never broken (the scenario text wraps instead).
+    t = table("RUN", "SCENARIO", "ENVIRONMENT", "DECIDED", "REASON", wrap=("SCENARIO", "DECIDED"))
+    for r in rows:
+        decided = (
+            r.decided if r.expected == r.decided else f"{r.decided} MISMATCH, expected {r.expected}"
+        )
+        t.add_row(
+            *cells(r.run_id, r.label, r.environment, f"{decided}\nby {r.decided_by}", r.reason)
+        )
+    console().print(t)
+    print_reason_legend([r.reason for r in rows], app.language)
+    mismatches = [r for r in rows if r.expected != r.decided]
+    if mismatches:
+        raise UserError(f"{len(mismatches)} run(s) decided differently than expected")
+    click.echo(
+        f"\nall {len(rows)} runs decided as expected. Next: python3 tasks.py dev "
+        "(opens this demo's Dagster instance in the UI)"
+    )
