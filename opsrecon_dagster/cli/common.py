@@ -27,7 +27,7 @@ from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import DatabaseUrlError, describe_url, sqlite_file
 from opsrecon_dagster.operations.catalog import CatalogConfigError
 from opsrecon_dagster.operations.lifecycle import RunNotFoundError, ScopeError
-from opsrecon_dagster.operations.reasons import Language, UnknownLanguageError, message
+from opsrecon_dagster.operations.reasons import Language, UnknownLanguageError, message, word
 from opsrecon_dagster.providers.fixture import FixtureConfigError
 from opsrecon_dagster.tenancy import TenancyError
 
@@ -140,8 +140,9 @@ def console() -> Console:
     )
 
 
-def table(*columns: str, wrap: tuple[str, ...] = ()) -> Table:
-    """A plain table; only the columns named in ``wrap`` may wrap (the others never do)."""
+def table(*columns: str, wrap: tuple[str, ...] = (), language: Language = "en") -> Table:
+    """A plain table; only the columns named in ``wrap`` may wrap (the others never do).
+    Columns are named by their English header; ``language`` chooses the header shown."""
     t = Table(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -151,7 +152,8 @@ def table(*columns: str, wrap: tuple[str, ...] = ()) -> Table:
         header_style="bold",
     )
     for name in columns:
-        t.add_column(name, no_wrap=name not in wrap, overflow="fold", min_width=len(name))
+        shown = word(name, language)
+        t.add_column(shown, no_wrap=name not in wrap, overflow="fold", min_width=len(shown))
     return t
 
 
@@ -206,7 +208,7 @@ def print_reason_legend(codes: list[str | None], language: Language) -> None:
     for code in seen:
         grid.add_row(Text(code), Text(message(code, language)))
     out = console()
-    out.print("Reasons:")
+    out.print(f"{word('Reasons', language)}:")
     out.print(grid)
 
 
@@ -232,11 +234,11 @@ def echo_wrapped(first: str, words: list[str], indent: int, gap: str = " ") -> N
     """``first``, then the words joined by ``gap``, broken only between words within the
     width (an id, a code or a URL is never split); continuation lines start at ``indent``."""
     width, line = detail_width(), first
-    for word in words:
-        candidate = f"{line}{gap}{word}" if line.strip() else f"{line}{word}"
+    for token in words:
+        candidate = f"{line}{gap}{token}" if line.strip() else f"{line}{token}"
         if len(candidate) > width and line.strip():
             click.echo(line)
-            line = " " * indent + word
+            line = " " * indent + token
         else:
             line = candidate
     click.echo(line)

@@ -17,6 +17,7 @@ from opsrecon_dagster.cli.common import (
     print_reason_legend,
     table,
 )
+from opsrecon_dagster.operations.reasons import word
 from opsrecon_dagster.settings import LANGUAGE_VAR
 
 
@@ -32,20 +33,26 @@ def demo_command(ctx: click.Context) -> None:
     click.echo("")
     # DECIDED: the outcome, and below it who decided; "MISMATCH" beside a decision that is
     # not the expected one. Reason codes are never broken (the scenario text wraps instead).
-    t = table("RUN", "SCENARIO", "ENVIRONMENT", "DECIDED", "REASON", wrap=("SCENARIO", "DECIDED"))
+    language = app.language
+    t = table(
+        "RUN",
+        "SCENARIO",
+        "ENVIRONMENT",
+        "DECIDED",
+        "REASON",
+        wrap=("SCENARIO", "DECIDED"),
+        language=language,
+    )
+    by = word("by", language)
     for r in rows:
-        decided = (
-            r.decided if r.expected == r.decided else f"{r.decided} MISMATCH, expected {r.expected}"
-        )
+        mismatch = word("mismatch", language).format(expected=r.expected)
+        decided = r.decided if r.expected == r.decided else f"{r.decided} {mismatch}"
         t.add_row(
-            *cells(r.run_id, r.label, r.environment, f"{decided}\nby {r.decided_by}", r.reason)
+            *cells(r.run_id, r.label, r.environment, f"{decided}\n{by} {r.decided_by}", r.reason)
         )
     console().print(t)
     print_reason_legend([r.reason for r in rows], app.language)
     mismatches = [r for r in rows if r.expected != r.decided]
     if mismatches:
-        raise UserError(f"{len(mismatches)} run(s) decided differently than expected")
-    click.echo(
-        f"\nall {len(rows)} runs decided as expected. Next: python3 tasks.py dev "
-        "(opens this demo's Dagster instance in the UI)"
-    )
+        raise UserError(word("demo_mismatches", language).format(n=len(mismatches)))
+    click.echo("\n" + word("demo_done", language).format(n=len(rows)))

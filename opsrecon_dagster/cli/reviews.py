@@ -6,6 +6,7 @@ refuses moves its state machine does not allow and writes one event row per chan
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import click
@@ -28,6 +29,7 @@ from opsrecon_dagster.cli.common import (
 )
 from opsrecon_dagster.db.models import EnvironmentReview, ManagedEnvironment, ReviewEvent
 from opsrecon_dagster.enums import ReviewStatus
+from opsrecon_dagster.operations.reasons import word
 from opsrecon_dagster.tenancy import resolve_environment, resolve_workspace
 
 REVIEW_ERRORS = (ReviewNotFoundError, ReviewTransitionError)
@@ -104,9 +106,18 @@ def reviews_list(
         emit_json(data)
         return
     if not data:
-        click.echo("no reviews")
+        click.echo(word("no_reviews", app.language))
         return
-    out = table("ID", "ENVIRONMENT", "STATUS", "FINGERPRINT", "RUN", "SUPERSEDED BY", "UPDATED")
+    out = table(
+        "ID",
+        "ENVIRONMENT",
+        "STATUS",
+        "FINGERPRINT",
+        "RUN",
+        "SUPERSEDED BY",
+        "UPDATED",
+        language=app.language,
+    )
     for d in data:
         out.add_row(
             *cells(
@@ -140,16 +151,20 @@ def reviews_show(ctx: click.Context, review_id: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"Review {data['id']} in {data['partition_key'] or '-'}: {data['status']}")
-    click.echo(f"  fingerprint  {data['fingerprint']}")
+    w = partial(word, language=app.language)
+    labels = [w("fingerprint"), w("requested"), w("composed by"), w("superseded by")]
+    pad = max(len(label) for label in labels) + 2
+    where = data["partition_key"] or "-"
+    click.echo(f"{w('Review')} {data['id']} {w('in')} {where}: {data['status']}")
+    click.echo(f"  {labels[0]:<{pad}}{data['fingerprint']}")
     if data["requested_fingerprint"]:
-        click.echo(f"  requested    {data['requested_fingerprint']}")
-        click.echo("               (the inputs changed between the run's start and compose)")
-    click.echo(f"  composed by  operation run {data['operation_run_id']}")
+        click.echo(f"  {labels[1]:<{pad}}{data['requested_fingerprint']}")
+        click.echo(f"  {'':<{pad}}{w('inputs_changed')}")
+    click.echo(f"  {labels[2]:<{pad}}{w('operation_run')} {data['operation_run_id']}")
     if data["superseded_by_id"]:
-        click.echo(f"  superseded by review {data['superseded_by_id']}")
-    click.echo("History:")
-    history = table("AT", "ACTION", "FROM", "TO", "BY", "RUN")
+        click.echo(f"  {labels[3]:<{pad}}{w('review')} {data['superseded_by_id']}")
+    click.echo(f"{w('History')}:")
+    history = table("AT", "ACTION", "FROM", "TO", "BY", "RUN", language=app.language)
     for e in data["events"]:
         history.add_row(
             *cells(
@@ -175,10 +190,10 @@ def _change(ctx: click.Context, review_id: int, as_json: bool, verb: str, **kwar
     if as_json:
         emit_json({"id": review_id, "from_status": before, "to_status": after})
         return
-    click.echo(f"review {review_id}: {before} -> {after}")
+    click.echo(f"{word('review', app.language)} {review_id}: {before} -> {after}")
     superseded = (events[-1].details or {}).get("superseded_ids") if events else None
     if superseded:
-        click.echo(f"  superseded the earlier published review(s): {superseded}")
+        click.echo("  " + word("superseded_earlier", app.language).format(ids=superseded))
 
 
 @reviews.command("publish")

@@ -9,6 +9,7 @@ import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import click
@@ -47,6 +48,7 @@ from opsrecon_dagster.operations.reasons import (
     message,
     next_step,
     parse_language,
+    word,
 )
 from opsrecon_dagster.settings import dagster_ui_url
 from opsrecon_dagster.tenancy import (
@@ -175,11 +177,12 @@ def runs_list(
         emit_json(data)
         return
     if not data:
-        click.echo("no operation runs" + (" before that one" if before_id else ""))
+        language = app.language
+        click.echo(word("no_runs", language) + (word("before_that", language) if before_id else ""))
         return
     _print_runs(data, app.language)
     if page.next_before_id is not None:
-        click.echo(f"more runs: add --before-id {page.next_before_id} for the next page")
+        click.echo(word("more_runs", app.language).format(id=page.next_before_id))
 
 
 def _workspace_and_environment(
@@ -214,16 +217,19 @@ def _print_runs(data: list[dict[str, Any]], language: Language) -> None:
     ]
     out = console()
     headers = ("ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE")
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers[:4])]
-    state = max([len(headers[4])] + [max(len(r[4]), len(r[5])) for r in rows])
+    shown = [word(h, language) for h in headers]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(shown[:4])]
+    state = max([len(shown[4])] + [max(len(r[4]), len(r[5])) for r in rows])
     if sum(widths) + state + 2 * (len(headers) - 1) <= out.width:
-        t = table(*headers, wrap=WRAPPED)
+        t = table(*headers, wrap=WRAPPED, language=language)
         for run_id, created, op_type, env, outcome, reason in rows:
             t.add_row(*cells(run_id, created, op_type, env, f"{outcome}\n{reason}".strip()))
         out.print(t)
     else:
         # Narrow: the id, environment and type, then the state, its reason and the time.
-        click.echo("ID  ENVIRONMENT  TYPE\n    STATE  REASON  CREATED\n")
+        first = "  ".join(word(h, language) for h in ("ID", "ENVIRONMENT", "TYPE"))
+        second = "  ".join(word(h, language) for h in ("STATE", "REASON", "CREATED"))
+        click.echo(f"{first}\n    {second}\n")
         for run_id, created, op_type, env, outcome, reason in rows:
             for line in packed_lines([run_id, env, op_type], out.width):
                 click.echo(line)
@@ -264,42 +270,45 @@ def _echo_evidence(evidence: dict[str, Any] | None, language: Language, indent: 
 def _echo_next_step(code: str | None, language: Language) -> None:
     """The decision's next step, last, in the chosen language."""
     step = next_step(code, language)
-    label = "Next step:" if language == "en" else "Nächster Schritt:"
-    echo_wrapped(
-        label, (step or ("nothing to do" if language == "en" else "nichts zu tun")).split(), 2
-    )
+    label = f"{word('next_step', language)}:"
+    echo_wrapped(label, (step or word("nothing to do", language)).split(), 2)
 
 
-def _echo_links(detail: dict[str, Any]) -> None:
+def _echo_links(detail: dict[str, Any], language: Language) -> None:
     links = detail["links"]
-    click.echo("Links:")
-    dagster = links["dagster_run_id"] or "-"
-    click.echo(f"  Dagster run      {dagster}")
+    labels = [word(k, language) for k in ("Dagster run", "asset partition", "artifacts")]
+    pad = max(len(label) for label in labels) + 2
+
+    def line(label: str, value: str) -> None:
+        click.echo(f"  {label:<{pad}}{value}")
+
+    click.echo(f"{word('Links', language)}:")
+    line(labels[0], links["dagster_run_id"] or "-")
     if links["dagster_run_url"]:
-        click.echo(f"                   {links['dagster_run_url']}")
+        line("", links["dagster_run_url"])
     if links["asset_key"]:
-        click.echo(f"  asset partition  {links['asset_key']} / {links['asset_partition'] or '-'}")
+        line(labels[1], f"{links['asset_key']} / {links['asset_partition'] or '-'}")
     else:
-        click.echo("  asset partition  - (this type has no asset)")
+        line(labels[1], word("no_asset", language))
     ids = ", ".join(str(i) for i in links["artifact_ids"]) or "-"
     kind = f"{links['artifact_kind']} " if links["artifact_kind"] else ""
-    click.echo(f"  artifacts        {kind}{ids}")
+    line(labels[2], f"{kind}{ids}")
 
 
 def _echo_audit(detail: dict[str, Any], language: Language) -> None:
     """The audit trail, oldest first: one entry per row (its decision on the next line),
     what it replaced, what an ignored late report said, and the evidence of a decision
     that is no longer the run's (the standing one's is under "Evidence")."""
-    click.echo("Audit trail:")
+    click.echo(f"{word('Audit trail', language)}:")
     standing = detail["decision"] or {}
     for a in detail["audit"]:
-        via = f" via {a['adapter']}" if a["adapter"] else ""
+        via = f" {word('via', language)} {a['adapter']}" if a["adapter"] else ""
         echo_wrapped(
             f"  {_short_time(a['created_at'])}",
             [
                 a["action"],
                 f"{a['from_status'] or '-'} -> {a['to_status']}",
-                f"by {a['actor']}{via}",
+                f"{word('by', language)} {a['actor']}{via}",
             ],
             6,
             gap="  ",
@@ -310,11 +319,15 @@ def _echo_audit(detail: dict[str, Any], language: Language) -> None:
         if a["previous_decision"]:
             prev = a["previous_decision"]
             reason = reason_text(prev["reason_code"], language)
-            echo_wrapped(f"      replaces {prev['outcome']}:", reason.split(), 8)
+            replaces = word("replaces", language)
+            echo_wrapped(f"      {replaces} {prev['outcome']}:", reason.split(), 8)
         if a["reported"]:
             rep = a["reported"]
-            reason = f"{reason_text(rep['reason_code'], language)} (not applied)"
-            echo_wrapped(f"      reported {rep['outcome']}:", reason.split(), 8)
+            reason = (
+                f"{reason_text(rep['reason_code'], language)} ({word('not applied', language)})"
+            )
+            reported = word("reported", language)
+            echo_wrapped(f"      {reported} {rep['outcome']}:", reason.split(), 8)
         current = (a["outcome"], a["reason_code"]) == (
             standing.get("outcome"),
             standing.get("reason_code"),
@@ -351,51 +364,53 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: boo
         }
         emit_json({**detail, "explanation": explanation})
         return
-    click.echo(f"Run {detail['id']} ({detail['type']}) in {detail['partition_key'] or '-'}")
+    w = partial(word, language=language)
+    partition = detail["partition_key"] or "-"
+    click.echo(f"{w('Run')} {detail['id']} ({detail['type']}) {w('in')} {partition}")
     if d is None:
-        click.echo(f"Decision: none yet (status {detail['status']})")
+        click.echo(f"{w('Decision')}: {w('none_yet').format(status=detail['status'])}")
     else:
         echo_wrapped(
-            f"Decision: {d['outcome']}:",
+            f"{w('Decision')}: {d['outcome']}:",
             f"{message(d['reason_code'], language)} [{d['reason_code']}]".split(),
             2,
         )
         click.echo(
-            f"  decided by {d['decided_by']} via {d['adapter']} at {d['decided_at']}"
-            f" (attempt {d.get('attempt', 1)})"
+            f"  {w('decided')} {w('by')} {d['decided_by']} {w('via')} {d['adapter']} "
+            f"{w('at')} {d['decided_at']} ({w('attempt')} {d.get('attempt', 1)})"
         )
-        click.echo("Evidence:")
+        click.echo(f"{w('Evidence')}:")
         _echo_evidence(d.get("evidence"), language, "  ")
-    _echo_links(detail)
+    _echo_links(detail, language)
     for prev in detail["previous_decisions"]:
-        said = f"{reason_text(prev['reason_code'], language)} by {prev['decided_by']}"
-        echo_wrapped(f"Earlier decision: {prev['outcome']}:", said.split(), 2)
+        said = f"{reason_text(prev['reason_code'], language)} {w('by')} {prev['decided_by']}"
+        echo_wrapped(f"{w('Earlier decision')}: {prev['outcome']}:", said.split(), 2)
     for late in detail["late_reports"]:
-        state = "applied" if late["applied"] else "not applied"
+        state = w("applied") if late["applied"] else w("not applied")
         said = f"{reason_text(late['reason_code'], language)} ({state})"
-        echo_wrapped(f"Late job report: {late['reported_outcome']}:", said.split(), 2)
+        echo_wrapped(f"{w('Late job report')}: {late['reported_outcome']}:", said.split(), 2)
     _echo_audit(detail, language)
-    _echo_raw_context(detail)
+    _echo_raw_context(detail, language)
     _echo_next_step(d["reason_code"] if d else None, language)
 
 
-def _echo_raw_context(detail: dict[str, Any]) -> None:
+def _echo_raw_context(detail: dict[str, Any], language: Language) -> None:
     """The stored context as JSON, the decisions' evidence left out (each is shown above
     once; ``--json`` has all of it)."""
     context = dict(detail["context"] or {})
 
     def shown(decision: Any, where: str) -> Any:
         if isinstance(decision, dict) and "evidence" in decision:
-            return {**decision, "evidence": f"(see {where} above)"}
+            return {**decision, "evidence": word("see_above", language).format(where=where)}
         return decision
 
-    context["decision"] = shown(context.get("decision"), "Evidence")
+    context["decision"] = shown(context.get("decision"), word("Evidence", language))
     if isinstance(context.get("previous_decisions"), list):
         context["previous_decisions"] = [
-            shown(d, "Audit trail") for d in context["previous_decisions"]
+            shown(d, word("Audit trail", language)) for d in context["previous_decisions"]
         ]
     context = {k: v for k, v in context.items() if v is not None}
-    click.echo("Raw context:")
+    click.echo(f"{word('Raw context', language)}:")
     click.echo(json.dumps(context, indent=2))
 
 
@@ -411,23 +426,28 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
         emit_json(detail)
         return
     decision = detail["decision"]
-    click.echo(f"Run {detail['id']}  {detail['type']}  in {detail['partition_key'] or '-'}")
-    click.echo(f"  status   {detail['status']}")
+    language = app.language
+    w = partial(word, language=language)
+    labels = [w("status"), w("outcome_label"), w("decided")]
+    pad = max(len(label) for label in labels) + 2
+    partition = detail["partition_key"] or "-"
+    click.echo(f"{w('Run')} {detail['id']}  {detail['type']}  {w('in')} {partition}")
+    click.echo(f"  {labels[0]:<{pad}}{detail['status']}")
     if decision:
         echo_wrapped(
-            f"  outcome  {decision['outcome']}:",
+            f"  {labels[1]:<{pad}}{decision['outcome']}:",
             reason_text(decision["reason_code"], app).split(),
-            11,
+            pad + 2,
         )
         click.echo(
-            f"  decided  by {decision['decided_by']} via {decision['adapter']}"
-            f" at {decision['decided_at']}"
+            f"  {labels[2]:<{pad}}{w('by')} {decision['decided_by']} {w('via')} "
+            f"{decision['adapter']} {w('at')} {decision['decided_at']}"
         )
-        click.echo("Evidence:")
-        _echo_evidence(decision.get("evidence"), app.language, "  ")
+        click.echo(f"{w('Evidence')}:")
+        _echo_evidence(decision.get("evidence"), language, "  ")
     else:
-        click.echo("  outcome  - (no decision yet)")
-    _echo_links(detail)
-    _echo_audit(detail, app.language)
-    _echo_raw_context(detail)
-    _echo_next_step(decision["reason_code"] if decision else None, app.language)
+        click.echo(f"  {labels[1]:<{pad}}{w('no_decision')}")
+    _echo_links(detail, language)
+    _echo_audit(detail, language)
+    _echo_raw_context(detail, language)
+    _echo_next_step(decision["reason_code"] if decision else None, language)

