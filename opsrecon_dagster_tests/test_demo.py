@@ -42,6 +42,10 @@ def test_demo_decides_every_scenario_as_expected(isolated_env: Path) -> None:
     (isolated_env / "notes.txt").write_text("mine")  # not the demo's: it stays
     rows = run_demo(lines.append, isolated_env)
     assert len(rows) == 16  # 15 scenarios and the retention run after the complete backup
+    # Every scenario has its German name for the demo table.
+    from opsrecon_dagster.cli.demo import SCENARIOS_DE
+
+    assert [r.label for r in rows if r.label not in SCENARIOS_DE] == []
     assert (isolated_env / "notes.txt").read_text() == "mine"
     # One data location: the CLI's defaults (here, from this working directory) read the
     # demo's database.
