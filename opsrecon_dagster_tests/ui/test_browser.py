@@ -323,6 +323,16 @@ def test_each_outcome_reads_the_same_on_every_surface(
         )
 
 
+def test_runs_list_shows_each_outcome(ui_after_demo: str, browser_page, tmp_path: Path) -> None:
+    """The Runs page: each decided run carries its outcome and reason as tags, so a
+    partially succeeded run's green "Success" and a blocked run's red "Failure" read
+    with their outcome beside them."""
+    text = _open(browser_page, f"{ui_after_demo}/runs", "opsrecon/outcome: failed")
+    for outcome in CASES:
+        assert f"opsrecon/outcome: {outcome}" in text
+    _shot(browser_page, tmp_path, "ui-runs-list.png")
+
+
 def _detail_html(page: object) -> str:
     """The check detail's header (its status badge) as HTML."""
     from playwright.sync_api import Page
