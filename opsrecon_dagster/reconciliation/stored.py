@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, type_coerce
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.types import NullType
 
 from opsrecon_dagster.db.models import OperationRun
@@ -168,6 +168,7 @@ def load_fields(run: OperationRun, raw: Sequence[object], dialect: str) -> list[
     placeholders) on the loaded row without marking it changed, and return what was
     unusable."""
     problems: list[Unreadable] = []
+    loaded: dict[str, object] = {}
     values = iter(raw)
     for name, (check, placeholder) in CHECKS.items():
         value = next(values)
@@ -175,12 +176,16 @@ def load_fields(run: OperationRun, raw: Sequence[object], dialect: str) -> list[
             present = next(values)
             if value is None and present:
                 problems.append(Unreadable(name, "out_of_range", 0))
-                set_committed_value(run, name, placeholder)
+                loaded[name] = placeholder
                 continue
         try:
-            checked = check(value)
+            loaded[name] = check(value)
         except _Bad:
             problems.append(Unreadable(name, *_kind(value)))
-            checked = placeholder
-        set_committed_value(run, name, checked)
+            loaded[name] = placeholder
+    # As ``set_committed_value`` does, for all of them at once: the values become the row's
+    # loaded state, not changes to flush (one state update per row, not one per column).
+    state = instance_state(run)
+    state.dict.update(loaded)
+    state._commit(state.dict, list(loaded))
     return problems
