@@ -124,16 +124,25 @@ def _open(page: object, url: str, expect: str, *select: tuple[str, int]) -> str:
     ``text``, in page order, once it exists), wait for ``expect``; return the page text.
     The waits end when their element shows; the ceilings are generous for a loaded machine."""
     from playwright.sync_api import Page
+    from playwright.sync_api import TimeoutError as PageTimeout
 
     assert isinstance(page, Page)
-    page.goto(url, wait_until="networkidle", timeout=90_000)
-    for text, n in select:
-        # Waiting for the n-th one, not the first: the page renders in parts, and an earlier
-        # element with the same text (the asset's own tab) shows before the one meant.
-        target = page.get_by_text(text, exact=True).nth(n)
-        target.wait_for(timeout=90_000)
-        target.click()
-    page.get_by_text(expect).first.wait_for(timeout=90_000)
+    # Twice at most: on a loaded machine the UI's first render of a page can stall (a
+    # GraphQL answer that never arrives); a fresh load then renders it.
+    for attempt in (1, 2):
+        try:
+            page.goto(url, wait_until="networkidle", timeout=90_000)
+            for text, n in select:
+                # The n-th one, not the first: the page renders in parts, and an earlier
+                # element with the same text (the asset's own tab) shows before the one meant.
+                target = page.get_by_text(text, exact=True).nth(n)
+                target.wait_for(timeout=60_000)
+                target.click()
+            page.get_by_text(expect).first.wait_for(timeout=60_000)
+            break
+        except PageTimeout:
+            if attempt == 2:
+                raise
     page.wait_for_timeout(500)
     return page.inner_text("body")
 
