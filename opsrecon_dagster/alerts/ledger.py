@@ -1,11 +1,12 @@
 """Which decisions are alerts, which of them were posted already, and what a post says.
 
 An alert is a completed operation run whose outcome needs attention (by default blocked,
-failed or partially succeeded), completed since alerting began and within the look-back
-window. Posting one records it in ``alert_deliveries`` (one row per run), so a later tick
-never posts it again; a post that fails records nothing, so the run is posted on a later
-tick (at least once). Alerts carry ids, codes and names only: no evidence, no provider
-detail, no secret.
+failed or partially succeeded), or whose proof contradicted what a materialization claimed
+(whatever the outcome), completed since alerting began and within the look-back window.
+Posting one records it in ``alert_deliveries`` (one row per run), so a later tick never
+posts it again; a post that fails records nothing, so the run is posted on a later tick (at
+least once). Alerts carry ids, codes and names only: no evidence, no provider detail, no
+secret.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Select, delete, exists, or_, select
 from sqlalchemy.orm import Session
 
-from opsrecon_dagster.db.models import AlertDelivery, ManagedEnvironment, OperationRun, Workspace
+from opsrecon_dagster.db.models import (
+    AlertDelivery,
+    AuditLog,
+    ManagedEnvironment,
+    OperationRun,
+    Workspace,
+)
 from opsrecon_dagster.enums import RunOutcome, RunStatus
 from opsrecon_dagster.operations.context import SnakeCase
 from opsrecon_dagster.operations.reasons import Language, message
@@ -55,6 +62,11 @@ _CORRECTED = {
     "en": "was corrected from {previous} to {outcome}",
     "de": "wurde von {previous} zu {outcome} korrigiert",
 }
+# Appended when a materialization claimed another outcome than the proof that decided.
+_CLAIMED = {
+    "en": "; a materialization claimed {claimed}",
+    "de": "; eine Materialisierung meldete {claimed}",
+}
 
 
 class Alert(BaseModel):
@@ -72,6 +84,8 @@ class Alert(BaseModel):
     completed_at: datetime
     previous_outcome: RunOutcome | None = None
     previous_reason_code: SnakeCase | None = None
+    # What a materialization claimed against the proof (``Evidence.claimed_outcome``).
+    claimed_outcome: SnakeCase | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -88,9 +102,12 @@ class Alert(BaseModel):
             outcome=self.outcome.value,
             previous=self.previous_outcome.value if self.previous_outcome else "",
         )
+        claimed = (
+            _CLAIMED[language].format(claimed=self.claimed_outcome) if self.claimed_outcome else ""
+        )
         text = (
             f"opsrecon: {self.type} run {self.operation_run_id} in {where} {what}: "
-            f"{message(self.reason_code, language)} [{self.reason_code}]"
+            f"{message(self.reason_code, language)} [{self.reason_code}]{claimed}"
         )
         return {
             "text": text,
@@ -109,24 +126,42 @@ def due(
     now: datetime,
     limit: int,
 ) -> list[Alert]:
-    """Decisions with one of ``outcomes``, completed since ``since`` (and within the
-    look-back window), not posted yet; oldest first, at most ``limit``. One range over the
-    completion-time index, whatever the history."""
-    if not outcomes:
-        return []
+    """Decisions with one of ``outcomes``, or whose proof contradicted a materialization's
+    claim, completed since ``since`` (and within the look-back window), not posted yet;
+    oldest first, at most ``limit``. One range over the completion-time index, whatever
+    the history (a claim is looked up per run of the range, by the audit index)."""
     posted = exists().where(AlertDelivery.operation_run_id == OperationRun.id)
+    claimed = _claimed_outcome()
+    attention = OperationRun.outcome.in_(sorted(o.value for o in outcomes))
     stmt = (
-        _alert_select()
+        _alert_select(claimed)
         .where(
             OperationRun.completed_at >= max(since, now - LOOKBACK),
             OperationRun.status == RunStatus.COMPLETED.value,
-            OperationRun.outcome.in_(sorted(o.value for o in outcomes)),
+            or_(attention, claimed.is_not(None)) if outcomes else claimed.is_not(None),
             ~posted,
         )
         .order_by(OperationRun.completed_at, OperationRun.id)
         .limit(limit)
     )
-    return [_alert(row) for row in session.execute(stmt)]
+    return [_alert(row[:7], claimed_outcome=row[7]) for row in session.execute(stmt)]
+
+
+def _claimed_outcome() -> Any:
+    """The outcome a materialization claimed against the proof, as the reconciler's decision
+    recorded it in its audit row's evidence (NULL: no disagreement). Audit rows are only
+    ever written by the product, so their JSON is always readable."""
+    return (
+        select(AuditLog.details[("evidence", "claimed_outcome")].as_string())
+        .where(
+            AuditLog.operation_run_id == OperationRun.id,
+            AuditLog.action == "run.reconciled",
+        )
+        .order_by(AuditLog.id.desc())
+        .limit(1)
+        .correlate(OperationRun)
+        .scalar_subquery()
+    )
 
 
 def corrections(session: Session, *, now: datetime, limit: int) -> list[Alert]:

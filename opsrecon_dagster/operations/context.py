@@ -57,6 +57,9 @@ class Evidence(_Strict):
     dagster_run_id: DagsterRunId | None = None
     dagster_run_status: DagsterRunStatusName | None = None
     materialization_count: Count = 0
+    # A materialization naming the run claimed another outcome than its proof (the proof
+    # decides): the claimed outcome, or "unrecognized"; never the raw claim.
+    claimed_outcome: SnakeCase | None = None
     artifact_created_at: datetime | None = None
 
     @classmethod

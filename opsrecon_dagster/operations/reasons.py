@@ -573,6 +573,7 @@ EVIDENCE_LABELS: dict[str, tuple[str, str]] = {
     "dagster_run_id": ("Dagster run id", "Dagster-Lauf-ID"),
     "dagster_run_status": ("Dagster run status", "Dagster-Laufstatus"),
     "materialization_count": ("Materializations", "Materialisierungen"),
+    "claimed_outcome": ("Outcome a materialization claimed", "Von einer Materialisierung gemeldet"),
     "artifact_created_at": ("Artifact created at", "Artefakt erstellt um"),
 }
 

@@ -107,14 +107,28 @@ class ReconcileResult:
     status: TransitionStatus | None  # None: dry run or no decision
 
 
+# A claimed outcome that is no run outcome is recorded as this code, never as itself.
+UNRECOGNIZED_CLAIM = "unrecognized"
+
+
+def disagreeing_claim(proven: RunOutcome, claimed: Sequence[str]) -> str | None:
+    """The outcome some materialization claims for the run against its proof (None: every
+    claim agrees, or names no outcome); a claim that is no outcome is ``unrecognized``."""
+    others = [c for c in claimed if c and c != proven.value]
+    if not others:
+        return None
+    known = {o.value for o in RunOutcome}
+    return next((c for c in others if c in known), UNRECOGNIZED_CLAIM)
+
+
 def decide(
     family: Family | None, proof: Proof | None, run: OperationRun, facts: RunFacts
 ) -> Verdict:
     """The decision table shared by every adapter (docs/decisions.md).
 
     - alive, or waiting in Dagster's run queue: no decision yet;
-    - proof decides when it exists (never success without it), unless a materialization
-      names the run with another outcome: then it fails closed;
+    - proof decides when it exists (never success without it); a materialization that
+      names the run with another outcome is recorded as ``claimed_outcome``;
     - a materialization that names the run without proof behind it fails closed;
     - otherwise the Dagster run's end, a queue wait past its limit, a launch that never
       started, or staleness says ``failed``.
@@ -130,11 +144,15 @@ def decide(
         return Verdict(RunOutcome.FAILED, "unsupported_type_stale", adapter)
     assert proof is not None
     if proof.outcome is not None:
-        if any(reported != proof.outcome.value for reported in facts.materialized):
-            return Verdict(
-                RunOutcome.FAILED, "materialization_disagrees_with_proof", adapter, proof.evidence
-            )
-        return Verdict(proof.outcome, proof.reason_code, adapter, proof.evidence)
+        # Unambiguous proof decides; a materialization claiming otherwise is only recorded
+        # (and alerted on): the claim is Dagster's word, the artifacts are the run's.
+        claimed = disagreeing_claim(proof.outcome, facts.materialized)
+        evidence = (
+            proof.evidence
+            if claimed is None
+            else proof.evidence.model_copy(update={"claimed_outcome": claimed})
+        )
+        return Verdict(proof.outcome, proof.reason_code, adapter, evidence)
     if facts.materialized:
         return Verdict(RunOutcome.FAILED, "materialization_without_proof", adapter, proof.evidence)
     if facts.liveness is Liveness.ENDED:
