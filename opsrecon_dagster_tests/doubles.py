@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from opsrecon_dagster.operations.staleness import DagsterRunInfo
 
@@ -11,6 +11,9 @@ from opsrecon_dagster.operations.staleness import DagsterRunInfo
 class NoDagster:
     """A Dagster view that knows no runs and no materializations: the reconciler decides
     from the database alone (the database-only benchmarks, lock tests)."""
+
+    def start_timeout(self) -> timedelta | None:
+        return None
 
     def runs(self, dagster_run_ids: Sequence[str]) -> Mapping[str, DagsterRunInfo]:
         return {}

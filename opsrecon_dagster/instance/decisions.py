@@ -47,7 +47,7 @@ from opsrecon_dagster.reconciliation.dagster_view import run_tags
 # what the failure message says about it (English, German).
 ENDING_NOTES = {
     "STARTED": ("its worker is gone", "sein Worker ist nicht mehr da"),
-    "STARTING": ("its worker is gone", "sein Worker ist nicht mehr da"),
+    "STARTING": ("its worker never started", "sein Worker hat nie begonnen"),
     "CANCELING": ("its worker is gone", "sein Worker ist nicht mehr da"),
     "NOT_STARTED": ("it never started", "er hat nie begonnen"),
     "QUEUED": ("it never left the run queue", "er hat die Warteschlange nie verlassen"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -29,6 +29,7 @@ def _info(record: dg.RunRecord) -> DagsterRunInfo:
         started_at=_utc(record.start_time),
         job_name=record.dagster_run.job_name,
         partition_key=record.dagster_run.tags.get("dagster/partition"),
+        updated_at=_utc(record.update_timestamp),
     )
 
 
@@ -37,6 +38,13 @@ class InstanceDagsterView:
 
     def __init__(self, instance: dg.DagsterInstance) -> None:
         self._instance = instance
+
+    def start_timeout(self) -> timedelta | None:
+        """The instance's ``run_monitoring.start_timeout_seconds`` (Dagster's default: 180 s,
+        also when run monitoring is off: then nothing else ends a run stuck STARTING); 0 or
+        less means none, as for Dagster's own monitor."""
+        seconds = self._instance.run_monitoring_start_timeout_seconds
+        return timedelta(seconds=seconds) if seconds > 0 else None
 
     def runs(self, dagster_run_ids: Sequence[str]) -> Mapping[str, DagsterRunInfo]:
         """One run-records query for the whole batch."""

@@ -210,6 +210,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The run waited in Dagster's run queue past its queue-wait limit and never started.",
         "Der Lauf hat länger als erlaubt in der Dagster-Warteschlange gewartet und nie begonnen.",
     ),
+    "dagster_run_start_timed_out": (
+        "The Dagster run was launched but did not start within Dagster's start timeout.",
+        "Der Dagster-Lauf wurde gestartet, hat aber nicht innerhalb von Dagsters "
+        "Startfrist begonnen.",
+    ),
     "run_waiting_in_queue": (
         "No decision yet: the Dagster run is waiting in the run queue.",
         "Noch keine Entscheidung: Der Dagster-Lauf wartet in der Warteschlange.",
@@ -273,6 +278,7 @@ CORRECTABLE_REASONS = frozenset(
         "stale_without_proof",
         "queued_never_started",
         "dagster_queue_wait_exceeded",
+        "dagster_run_start_timed_out",
         "dagster_run_failed_without_proof",
         "dagster_run_canceled_without_proof",
         "dagster_success_without_proof",
@@ -466,6 +472,12 @@ NEXT_STEPS: dict[str, tuple[str, str]] = {
         "queue's limits, then re-run.",
         "Er wartete zu lange in Dagsters Warteschlange: prüfen Sie, ob dagster-daemon läuft, "
         "und die Grenzen der Warteschlange, dann erneut ausführen.",
+    ),
+    "dagster_run_start_timed_out": (
+        "Its worker never started (e.g. a pod that was never scheduled): check the run "
+        "launcher's capacity and the Dagster run's events, then re-run.",
+        "Sein Worker startete nie (z. B. ein nie eingeplanter Pod): prüfen Sie die Kapazität "
+        "des Run-Launchers und die Ereignisse des Dagster-Laufs, dann erneut ausführen.",
     ),
     "queued_never_started": (
         "The launch never reached a worker: check that dagster-daemon runs, then re-run this "

@@ -9,7 +9,8 @@ stored time come from the same thresholds. Unknown types use the shortest thresh
 catalog.
 
 ``liveness`` refines it with what Dagster knows about the linked run: a run waiting in
-Dagster's queue is not stale until the type's queue-wait threshold; a started run follows
+Dagster's queue is not stale until the type's queue-wait threshold, except one launched
+(``STARTING``) that never started within Dagster's start timeout; a started run follows
 the heartbeat rule; an ended run is decided at once.
 """
 
@@ -33,6 +34,8 @@ ENDED_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 OPEN = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 # A row found alive is not looked at again sooner than this (no hot loop on a boundary).
 MIN_LOOK_DELAY = timedelta(seconds=1)
+# Dagster's own default for ``run_monitoring.start_timeout_seconds`` (dagster.yaml).
+DEFAULT_START_TIMEOUT = timedelta(seconds=180)
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,15 @@ class Thresholds:
 
 
 class StalenessRule:
-    """Stale by the database: no progress past the type's threshold for its status."""
+    """Stale by the database: no progress past the type's threshold for its status.
 
-    def __init__(self, catalog: OperationCatalog) -> None:
+    ``start_timeout``: how long a launched Dagster run may stay ``STARTING`` (Dagster's run
+    monitoring setting; None: no limit but the queue wait)."""
+
+    def __init__(
+        self, catalog: OperationCatalog, start_timeout: timedelta | None = DEFAULT_START_TIMEOUT
+    ) -> None:
+        self.start_timeout = start_timeout
         entries = catalog.entries()
         self._by_type = {
             e.type.value: Thresholds(
@@ -104,6 +113,9 @@ class StalenessRule:
         if waiting is not None:
             thresholds = self.thresholds(run.type)
             at = min(waiting + thresholds.queue_wait, now + thresholds.queued)
+            starting = _starting_since(run, dagster)
+            if starting is not None and self.start_timeout is not None:
+                at = min(at, starting + self.start_timeout)
         else:
             progress, limit = _progress_and_limit(self, run, dagster)
             at = progress + limit
@@ -120,6 +132,8 @@ class DagsterRunInfo:
     started_at: datetime | None = None
     job_name: str | None = None
     partition_key: str | None = None
+    # When Dagster last changed the run's record: for a STARTING run, its launch or later.
+    updated_at: datetime | None = None
 
 
 class Liveness(StrEnum):
@@ -128,6 +142,7 @@ class Liveness(StrEnum):
     ALIVE = "alive"  # progressing (heartbeat or Dagster start within the threshold)
     WAITING = "waiting"  # in Dagster's run queue, within the queue-wait threshold
     QUEUE_WAIT_EXCEEDED = "queue_wait_exceeded"  # waited in Dagster's queue too long
+    START_TIMED_OUT = "start_timed_out"  # launched, not started within the start timeout
     ENDED = "ended"  # the Dagster run ended: decide from proof at once
     NEVER_STARTED = "never_started"  # queued row, no Dagster run exists, stale
     STALE = "stale"  # no progress past the threshold
@@ -148,6 +163,15 @@ def _waiting_since(run: OperationRun, dagster: DagsterRunInfo | None) -> datetim
     ):
         return dagster.created_at or run.created_at
     return None
+
+
+def _starting_since(run: OperationRun, dagster: DagsterRunInfo | None) -> datetime | None:
+    """When the row's Dagster run was launched, if it is still ``STARTING`` and the row has
+    not been marked running. The record's last update is used (never earlier than the
+    launch), so a start timeout is never reached too soon."""
+    if _waiting_since(run, dagster) is None or dagster is None or dagster.status != "STARTING":
+        return None
+    return dagster.updated_at or dagster.created_at or run.created_at
 
 
 def _progress_and_limit(
@@ -173,6 +197,12 @@ def liveness(
     """Combine the database rule with the linked Dagster run's state."""
     if dagster is not None and dagster.status in ENDED_STATUSES:
         return Liveness.ENDED
+    # Launched but never started (a pod that never schedules): Dagster's start timeout, not
+    # the queue wait, which is for runs the queue has not released yet.
+    starting = _starting_since(run, dagster)
+    timeout = rule.start_timeout
+    if starting is not None and timeout is not None and now - starting > timeout:
+        return Liveness.START_TIMED_OUT
     waiting = _waiting_since(run, dagster)
     if waiting is not None:
         exceeded = now - waiting > rule.thresholds(run.type).queue_wait

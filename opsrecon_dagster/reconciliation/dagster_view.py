@@ -7,7 +7,7 @@ reconciliation batch costs a fixed number of instance reads, not a few per run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from opsrecon_dagster.operations.staleness import DagsterRunInfo
@@ -31,6 +31,11 @@ def run_tags(operation_run_id: int, partition_key: str) -> dict[str, str]:
 
 
 class DagsterView(Protocol):
+    def start_timeout(self) -> timedelta | None:
+        """How long a launched run may stay ``STARTING`` (the instance's run monitoring
+        ``start_timeout_seconds``); None: no such limit."""
+        ...
+
     def runs(self, dagster_run_ids: Sequence[str]) -> Mapping[str, DagsterRunInfo]:
         """Status and timestamps per known Dagster run id."""
         ...

@@ -60,6 +60,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 NO_PROOF_REASONS = {
     Liveness.QUEUE_WAIT_EXCEEDED: "dagster_queue_wait_exceeded",
+    Liveness.START_TIMED_OUT: "dagster_run_start_timed_out",
     Liveness.NEVER_STARTED: "queued_never_started",
     Liveness.STALE: "stale_without_proof",
 }
@@ -131,7 +132,8 @@ def decide(
       names the run with another outcome is recorded as ``claimed_outcome``;
     - a materialization that names the run without proof behind it fails closed;
     - otherwise the Dagster run's end, a queue wait past its limit, a launch that never
-      started, or staleness says ``failed``.
+      started (or stayed ``STARTING`` past Dagster's start timeout), or staleness says
+      ``failed``.
     """
     adapter = family.adapter if family else GENERIC_ADAPTER
     if not facts.liveness.decidable:
@@ -190,7 +192,7 @@ class Reconciler:
         self._dagster = dagster
         self._clock = clock or (lambda: datetime.now(UTC))
         self._registry = AdapterRegistry(runs.catalog)
-        self._rule = StalenessRule(runs.catalog)
+        self._rule = StalenessRule(runs.catalog, start_timeout=dagster.start_timeout())
 
     @property
     def catalog(self) -> OperationCatalog:

@@ -336,6 +336,7 @@ NO_PROOF_DECISIONS = [
     "stale_without_proof",
     "queued_never_started",
     "dagster_queue_wait_exceeded",
+    "dagster_run_start_timed_out",
     "dagster_run_failed_without_proof",
     "dagster_run_canceled_without_proof",
     "dagster_success_without_proof",
