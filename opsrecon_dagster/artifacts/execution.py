@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from opsrecon_dagster.artifacts.common import Proof, RunScope
 from opsrecon_dagster.artifacts.families import RETENTION, Family
 from opsrecon_dagster.artifacts.proofview import ProofView
+from opsrecon_dagster.artifacts.readiness import ProviderWatch, record_provider_readiness
 from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations import outbox
@@ -82,7 +83,9 @@ def run_job(
     final or claimed by another Dagster run (``RunRefused``). The precondition check is
     recorded with the transition to running; a blocker completes the run ``blocked``
     without touching the provider. The provider is built inside the guarded section, so a
-    provider that cannot even be configured still ends the run as ``failed``.
+    provider that cannot even be configured still ends the run as ``failed``. What the
+    provider answered sets the environment's readiness before the run completes
+    (``artifacts/readiness.py``), so a 401/403 blocks the runs after it.
     """
     scope, blocker = claim_run(sessions, runs, family, run_id, dagster_run_id, partition_key)
     completion = _Completion(runs, family, run_id, scope.partition_key, dagster_run_id)
@@ -96,13 +99,18 @@ def run_job(
     def heartbeat(progress: Progress) -> None:
         runs.heartbeat(run_id, progress)
 
+    watch: ProviderWatch | None = None
     try:
         with keep_alive(lambda: runs.heartbeat(run_id)):
-            family.execute(sessions, scope, provider_factory(), heartbeat)
+            watch = ProviderWatch(provider_factory())
+            family.execute(sessions, scope, watch, heartbeat)
     except Exception:
+        if watch is not None:
+            record_provider_readiness(sessions, scope, watch.readiness())
         # An execution error is a truthful ``failed``; its text stays out of the row.
         completion(RunOutcome.FAILED, "job_execution_error", Evidence())
         raise
+    record_provider_readiness(sessions, scope, watch.readiness())
     proof = read_proof(sessions, family, run_id)
     outcome = proof.outcome or RunOutcome.FAILED
     reason = proof.reason_code if proof.outcome else "job_finished_without_proof"

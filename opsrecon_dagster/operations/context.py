@@ -201,6 +201,10 @@ class AuditDetails(_Strict):
     reported_outcome: RunOutcome | None = None
     reported_reason_code: SnakeCase | None = None
     evidence: Evidence | None = None
+    # An environment readiness change its provider's answers caused
+    # (``environment.readiness_changed``): the states, never the answer itself.
+    previous_readiness: SnakeCase | None = None
+    readiness: SnakeCase | None = None
 
 
 def json_depth(raw: str) -> int:

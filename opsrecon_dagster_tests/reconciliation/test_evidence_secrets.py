@@ -76,9 +76,11 @@ def test_secret_in_provider_error_is_never_stored(world: World, leaky_url: str) 
     with world.app.sessions() as s:
         [job_run] = s.scalars(select(OperationRun)).all()  # the row the job created for itself
     assert (job_run.dagster_run_id, job_run.outcome) == (result.run_id, "blocked")
-    # 2. The reconciler path: a worker that wrote its coverage and died.
+    # 2. The reconciler path: a worker that wrote its coverage and died (in another
+    # environment: the job's 401 made this one consent_missing, which blocks before any call).
     world.provider = HttpTenantProvider(base_url=leaky_url, token=TOKEN, max_retries=0)  # type: ignore[assignment]
-    died = world.start(OperationType.INVENTORY_SYNC, scope, policy_types=["compliancePolicies"])
+    other = world.scope("other")
+    died = world.start(OperationType.INVENTORY_SYNC, other, policy_types=["compliancePolicies"])
     world.running(died)
     world.work_then_die("inventory_items", died)
     world.reconcile(run_ids=[died])
