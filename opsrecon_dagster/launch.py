@@ -76,10 +76,13 @@ class Prepared:
     tags: dict[str, str]
 
 
-def prepare_launch(app: AppContext, run_id: int, instance: dg.DagsterInstance) -> Prepared:
+def prepare_launch(
+    app: AppContext, run_id: int, instance: dg.DagsterInstance, acted_by: str | None = None
+) -> Prepared:
     """Check that the run can be launched, register its partition, and give the row its
     Dagster run id before the Dagster run exists (so the reconciler can always ask Dagster
-    whether it is queued, running or ended)."""
+    whether it is queued, running or ended). ``acted_by``: the operator whose command
+    launches it (audited with the link)."""
     run = app.runs.get(run_id)
     job = JOB_BY_TYPE.get(run.type)
     if job is None:
@@ -100,12 +103,12 @@ def prepare_launch(app: AppContext, run_id: int, instance: dg.DagsterInstance) -
     if not instance.has_dynamic_partition(partitions_name, partition):
         instance.add_dynamic_partitions(partitions_name, [partition])
     dagster_run_id = str(uuid.uuid4())  # Dagster's own run id format
-    app.runs.link_dagster_run(run_id, dagster_run_id)
+    app.runs.link_dagster_run(run_id, dagster_run_id, acted_by=acted_by)
     return Prepared(job.name, partition, dagster_run_id, run_tags(run_id, partition))
 
 
 def submit_operation_run(
-    app: AppContext, run_id: int, instance: dg.DagsterInstance
+    app: AppContext, run_id: int, instance: dg.DagsterInstance, acted_by: str | None = None
 ) -> dg.DagsterRun:
     """Submit the run's job to the instance in ``$DAGSTER_HOME``, as ``dagster job launch``
     does: its run coordinator queues it (or launches it) and its run launcher starts the
@@ -117,7 +120,7 @@ def submit_operation_run(
     run's workers read their settings from their own environment (the daemon's), which must
     name the same application database; nothing secret goes into the run's config.
     """
-    prepared = prepare_launch(app, run_id, instance)
+    prepared = prepare_launch(app, run_id, instance, acted_by)
     workspace = os.environ.get(WORKSPACE_VAR)
     target = ["-w", workspace] if workspace else ["-m", DEFINITIONS_MODULE]
     command = [
@@ -176,10 +179,12 @@ def launch_operation_run(
     instance: dg.DagsterInstance,
     provider: ProviderResource | None = None,
     log_level: str = "INFO",
+    acted_by: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Execute the run's job in this process (``--in-process``, the demo) for its
-    environment partition, tagged with the run id, on ``in_process_resources``."""
-    prepared = prepare_launch(app, run_id, instance)
+    environment partition, tagged with the run id, on ``in_process_resources``
+    (``acted_by``: as ``prepare_launch``)."""
+    prepared = prepare_launch(app, run_id, instance, acted_by)
     return defs.resolve_job_def(prepared.job_name).execute_in_process(
         instance=instance,
         partition_key=prepared.partition,

@@ -57,12 +57,14 @@ def transition(
     now: datetime,
     operation_run_id: int | None = None,
     details: dict[str, Any] | None = None,
+    acted_by: str | None = None,
 ) -> None:
-    """Move ``review`` to ``to`` if the state machine allows it, with its event row."""
+    """Move ``review`` to ``to`` if the state machine allows it, with its event row
+    (``acted_by``: who ran the operator's command, when one did)."""
     current = ReviewStatus(review.status)
     if to not in TRANSITIONS[current]:
         raise ReviewTransitionError(f"review {review.id} is {current.value}; it cannot be {to}")
-    session.add(event(review, action, actor, current, to, now, operation_run_id, details))
+    session.add(event(review, action, actor, current, to, now, operation_run_id, details, acted_by))
     review.status = to.value
     review.updated_at = now
     if to is S.READY:
@@ -78,6 +80,7 @@ def event(
     now: datetime,
     operation_run_id: int | None = None,
     details: dict[str, Any] | None = None,
+    acted_by: str | None = None,
 ) -> ReviewEvent:
     """The audit row of one review status change (ids and codes only)."""
     return ReviewEvent(
@@ -86,6 +89,7 @@ def event(
         managed_environment_id=review.managed_environment_id,
         action=action,
         actor=actor.value,
+        acted_by=acted_by,
         from_status=from_status.value if from_status else None,
         to_status=to_status.value,
         operation_run_id=operation_run_id,
@@ -101,8 +105,11 @@ class ReviewLifecycle:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def publish(self, review_id: int, *, actor: Actor = Actor.OPERATOR) -> ReviewStatus:
-        """``ready`` → ``published``; the environment's earlier published review is superseded."""
+    def publish(
+        self, review_id: int, *, actor: Actor = Actor.OPERATOR, acted_by: str | None = None
+    ) -> ReviewStatus:
+        """``ready`` → ``published``; the environment's earlier published review is superseded.
+        ``acted_by`` (here and below): who ran the operator's command, on every event row."""
         now = datetime.now(UTC)
         with self.sessions.begin() as session:
             review = self._locked(session, review_id)
@@ -122,13 +129,19 @@ class ReviewLifecycle:
                 actor=actor,
                 now=now,
                 details={"superseded_ids": sorted(r.id for r in earlier)} if earlier else None,
+                acted_by=acted_by,
             )
             for old in earlier:
-                self._supersede(session, old, review.id, actor, now)
+                self._supersede(session, old, review.id, actor, now, acted_by)
             return S.PUBLISHED
 
     def supersede(
-        self, review_id: int, *, by: int | None = None, actor: Actor = Actor.OPERATOR
+        self,
+        review_id: int,
+        *,
+        by: int | None = None,
+        actor: Actor = Actor.OPERATOR,
+        acted_by: str | None = None,
     ) -> ReviewStatus:
         """Mark a review superseded (optionally naming the review that replaces it)."""
         now = datetime.now(UTC)
@@ -145,15 +158,25 @@ class ReviewLifecycle:
                     )
                 if other.id == review.id:
                     raise ReviewTransitionError(f"review {review_id} cannot supersede itself")
-            self._supersede(session, review, by, actor, now)
+            self._supersede(session, review, by, actor, now, acted_by)
             return S.SUPERSEDED
 
-    def archive(self, review_id: int, *, actor: Actor = Actor.OPERATOR) -> ReviewStatus:
+    def archive(
+        self, review_id: int, *, actor: Actor = Actor.OPERATOR, acted_by: str | None = None
+    ) -> ReviewStatus:
         """Archive a review; it stays as history (and as the proof of the run that made it)."""
         now = datetime.now(UTC)
         with self.sessions.begin() as session:
             review = self._locked(session, review_id)
-            transition(session, review, S.ARCHIVED, action="archived", actor=actor, now=now)
+            transition(
+                session,
+                review,
+                S.ARCHIVED,
+                action="archived",
+                actor=actor,
+                now=now,
+                acted_by=acted_by,
+            )
             return S.ARCHIVED
 
     def get(self, review_id: int) -> EnvironmentReview:
@@ -198,7 +221,12 @@ class ReviewLifecycle:
 
     @staticmethod
     def _supersede(
-        session: Session, review: EnvironmentReview, by: int | None, actor: Actor, now: datetime
+        session: Session,
+        review: EnvironmentReview,
+        by: int | None,
+        actor: Actor,
+        now: datetime,
+        acted_by: str | None = None,
     ) -> None:
         details = {"superseded_by_id": by} if by is not None else {}
         transition(
@@ -209,6 +237,7 @@ class ReviewLifecycle:
             actor=actor,
             now=now,
             details=details,
+            acted_by=acted_by,
         )
         review.superseded_by_id = by
 

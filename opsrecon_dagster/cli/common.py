@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from opsrecon_dagster.access import ActorError, current_actor
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import DatabaseUrlError, describe_url, sqlite_file
@@ -32,6 +33,7 @@ from opsrecon_dagster.providers.fixture import FixtureConfigError
 from opsrecon_dagster.tenancy import TenancyError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
+    ActorError,
     DatabaseUrlError,
     migrate.SchemaNotCurrentError,
     RunNotFoundError,
@@ -177,6 +179,18 @@ def packed_lines(tokens: list[str], width: int, indent: int = 0) -> list[str]:
 def cells(*values: object) -> list[Text]:
     """Table cells as plain text (data is never read as markup)."""
     return [Text("-" if v is None or v == "" else str(v)) for v in values]
+
+
+def acting_actor() -> str:
+    """Who runs this command (``OPSRECON_ACTOR``, else the OS user), read now; an unusable
+    name is one ``error:`` line before anything is written."""
+    with user_errors():
+        return current_actor()
+
+
+def by_whom(actor: str, acted_by: str | None) -> str:
+    """The role that acted, with the name of the person whose command it was, if any."""
+    return f"{actor} ({acted_by})" if acted_by else actor
 
 
 def app_of(ctx: click.Context, *, migrated: bool = True) -> AppContext:

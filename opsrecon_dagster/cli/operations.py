@@ -21,6 +21,7 @@ from opsrecon_dagster.artifacts.review import current_fingerprint
 from opsrecon_dagster.cli.common import (
     DB_ID,
     UserError,
+    acting_actor,
     app_of,
     echo_wrapped,
     emit_json,
@@ -128,12 +129,15 @@ def operations_start(
     Every option is checked against the catalog and the database before the row is
     written or anything is launched."""
     app = app_of(ctx)
+    actor = acting_actor()
     with user_errors(app):
         parsed = parse_operation_type(op_type)
         ws_id, env_id, inputs = _checked_inputs(
             app, parsed, environment, policy_types, profile_id, schedule_id
         )
-        started = app.runs.start(parsed, workspace_id=ws_id, environment_id=env_id, inputs=inputs)
+        started = app.runs.start(
+            parsed, workspace_id=ws_id, environment_id=env_id, inputs=inputs, acted_by=actor
+        )
     run = started.run
     launched: dict[str, Any] | None = None
     if not started.created:
@@ -141,7 +145,7 @@ def operations_start(
     elif no_launch or not app.catalog.get(parsed).supported:
         note = f"operation run {run.id} queued (not launched)"
     else:
-        launched = _launch(app, run.id, in_process=in_process, quiet=as_json)
+        launched = _launch(app, run.id, actor, in_process=in_process, quiet=as_json)
         note = _launched_note(run.id, launched)
     if not as_json:
         click.echo(note)
@@ -310,13 +314,14 @@ def operations_launch(
 ) -> None:
     """Launch the Dagster job of a queued operation run (e.g. one created with --no-launch)."""
     app = app_of(ctx)
+    actor = acting_actor()
     with user_errors(app):
         run = app.runs.get(run_id)
         if run.status != "queued":
             raise UserError(f"operation run {run_id} is {run.status}, not queued")
         if not app.catalog.get(run.type).supported:
             raise UserError(f"operation type {run.type} has no job to launch")
-    launched = _launch(app, run_id, in_process=in_process, quiet=as_json)
+    launched = _launch(app, run_id, actor, in_process=in_process, quiet=as_json)
     if not as_json:
         click.echo(_launched_note(run_id, launched))
     if wait and not in_process:
@@ -332,8 +337,11 @@ def operations_launch(
     _exit_for(summary, wait=wait or in_process, launched=True)
 
 
-def _launch(app: AppContext, run_id: int, *, in_process: bool, quiet: bool) -> dict[str, Any]:
-    """Submit the run's job to the instance in ``$DAGSTER_HOME`` (or execute it here)."""
+def _launch(
+    app: AppContext, run_id: int, actor: str, *, in_process: bool, quiet: bool
+) -> dict[str, Any]:
+    """Submit the run's job to the instance in ``$DAGSTER_HOME`` (or execute it here);
+    ``actor`` is audited as the one who launched it."""
     import dagster as dg
 
     from opsrecon_dagster.launch import (
@@ -352,7 +360,9 @@ def _launch(app: AppContext, run_id: int, *, in_process: bool, quiet: bool) -> d
             if in_process:
                 # Dagster's own log stays in the instance (the UI); a blocked or failed run
                 # fails its step by design, and the CLI prints the decision itself.
-                result = launch_operation_run(app, run_id, instance, log_level="CRITICAL")
+                result = launch_operation_run(
+                    app, run_id, instance, log_level="CRITICAL", acted_by=actor
+                )
                 return {
                     "dagster_run_id": result.run_id,
                     "dagster_status": result.dagster_run.status.value,
@@ -361,7 +371,7 @@ def _launch(app: AppContext, run_id: int, *, in_process: bool, quiet: bool) -> d
                 }
             if not quiet:
                 click.echo(f"submitting operation run {run_id} to the Dagster instance ...")
-            submitted = submit_operation_run(app, run_id, instance)
+            submitted = submit_operation_run(app, run_id, instance, acted_by=actor)
         except (NotLaunchable, SubmitFailed) as exc:
             raise UserError(str(exc)) from None
         if submitted.status is dg.DagsterRunStatus.QUEUED and not daemon_running(instance):

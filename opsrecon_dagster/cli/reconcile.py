@@ -14,6 +14,7 @@ import click
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.cli.common import (
     WRAPPED,
+    acting_actor,
     app_of,
     cells,
     console,
@@ -47,12 +48,19 @@ def reconcile_command(
 ) -> None:
     """Finalize stale runs from proof: the same code path as the reconciliation sensor."""
     app = app_of(ctx)
+    # A dry run writes nothing, so it names no one.
+    actor = None if dry_run else acting_actor()
     with user_errors(app):
         type_name = parse_operation_type(op_type).value if op_type else None
         with app.sessions() as session:
             ws_id = resolve_workspace(session, workspace).id if workspace else None
         rows, outbox_state = _reconcile_once(
-            app, limit=limit, op_type=type_name, workspace_id=ws_id, dry_run=dry_run
+            app,
+            limit=limit,
+            op_type=type_name,
+            workspace_id=ws_id,
+            dry_run=dry_run,
+            acted_by=actor,
         )
     if as_json:
         emit_json({"dry_run": dry_run, "runs": rows, "deliveries": outbox_state})
@@ -79,11 +87,18 @@ def reconcile_command(
 
 
 def _reconcile_once(
-    app: AppContext, *, limit: int, op_type: str | None, workspace_id: int | None, dry_run: bool
+    app: AppContext,
+    *,
+    limit: int,
+    op_type: str | None,
+    workspace_id: int | None,
+    dry_run: bool,
+    acted_by: str | None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """One batch through the reconciliation service, on the instance in ``$DAGSTER_HOME``,
     then every due decision shown in Dagster; its decisions as rows (the ``--json`` shape),
-    and the outbox's state after the delivery."""
+    and the outbox's state after the delivery. ``acted_by``: who runs it, recorded on the
+    audit rows it writes."""
     import dagster as dg
 
     from opsrecon_dagster.definitions import defs
@@ -103,6 +118,7 @@ def _reconcile_once(
             op_type=op_type,
             workspace_id=workspace_id,
             dry_run=dry_run,
+            acted_by=acted_by,
         )
         if not dry_run:
             delivered = deliver(app, port).entries

@@ -20,7 +20,9 @@ from opsrecon_dagster.artifacts.review_lifecycle import (
 )
 from opsrecon_dagster.cli.common import (
     DB_ID,
+    acting_actor,
     app_of,
+    by_whom,
     cells,
     console,
     emit_json,
@@ -65,6 +67,7 @@ def event_summary(event: ReviewEvent) -> dict[str, Any]:
         "from_status": event.from_status,
         "to_status": event.to_status,
         "actor": event.actor,
+        "acted_by": event.acted_by,
         "operation_run_id": event.operation_run_id,
         "details": event.details,
     }
@@ -172,7 +175,7 @@ def reviews_show(ctx: click.Context, review_id: int, as_json: bool) -> None:
                 e["action"],
                 e["from_status"],
                 e["to_status"],
-                e["actor"],
+                by_whom(e["actor"], e["acted_by"]),
                 e["operation_run_id"],
             )
         )
@@ -181,10 +184,11 @@ def reviews_show(ctx: click.Context, review_id: int, as_json: bool) -> None:
 
 def _change(ctx: click.Context, review_id: int, as_json: bool, verb: str, **kwargs: Any) -> None:
     app: AppContext = app_of(ctx)
+    actor = acting_actor()
     lifecycle = ReviewLifecycle(app.sessions)
     with user_errors(app, REVIEW_ERRORS):
         before = lifecycle.get(review_id).status
-        getattr(lifecycle, verb)(review_id, **kwargs)
+        getattr(lifecycle, verb)(review_id, acted_by=actor, **kwargs)
         after = lifecycle.get(review_id).status
         events = lifecycle.events(review_id)
     if as_json:

@@ -20,6 +20,7 @@ from opsrecon_dagster.cli.common import (
     WRAPPED,
     UserError,
     app_of,
+    by_whom,
     cells,
     console,
     echo_wrapped,
@@ -308,7 +309,7 @@ def _echo_audit(detail: dict[str, Any], language: Language) -> None:
             [
                 a["action"],
                 f"{a['from_status'] or '-'} -> {a['to_status']}",
-                f"{word('by', language)} {a['actor']}{via}",
+                f"{word('by', language)} {by_whom(a['actor'], a['acted_by'])}{via}",
             ],
             6,
             gap="  ",

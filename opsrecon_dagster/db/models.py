@@ -200,7 +200,11 @@ class AuditLog(Base):
         ForeignKey("managed_environments.id")
     )
     action: Mapped[str] = mapped_column(String(48))
+    # The role that acted (job, reconciler, late_correction, operator) ...
     actor: Mapped[str] = mapped_column(String(32))
+    # ... and, for an operator's command, who ran it (``access.current_actor``: the
+    # ``OPSRECON_ACTOR`` name, else the OS user); NULL for the jobs and the sensors.
+    acted_by: Mapped[str | None] = mapped_column(String(128), default=None)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     outcome: Mapped[str | None] = mapped_column(String(32))
@@ -397,6 +401,8 @@ class ReviewEvent(Base):
     managed_environment_id: Mapped[int] = mapped_column(ForeignKey("managed_environments.id"))
     action: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(32))
+    # Who ran the operator's command (as ``AuditLog.acted_by``); NULL for a job's compose.
+    acted_by: Mapped[str | None] = mapped_column(String(128), default=None)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     operation_run_id: Mapped[int | None] = mapped_column(ForeignKey("operation_runs.id"))

@@ -146,6 +146,7 @@ class OperationRunService:
         inputs: RunInputs | None = None,
         actor: Actor = Actor.OPERATOR,
         once: bool = False,
+        acted_by: str | None = None,
     ) -> StartResult:
         """Create a queued run, or return the active run with the same identity.
 
@@ -153,6 +154,7 @@ class OperationRunService:
         settles races: the loser of a concurrent insert reads and returns the winner's row.
         ``once``: the identity may have one run ever (a schedule's window), so a completed
         run with it is returned too, and nothing new is created (unique ``once_key``).
+        ``acted_by``: who ran the operator's command (recorded on the audit row).
         """
         request = _StartRequest.of(
             self.catalog.get(op_type).type,
@@ -166,7 +168,7 @@ class OperationRunService:
         for _attempt in range(3):
             with self._sessions() as session:
                 try:
-                    return self._find_or_create(session, request, actor)
+                    return self._find_or_create(session, request, actor, acted_by)
                 except IntegrityError:
                     pass
                 with session.begin():
@@ -176,7 +178,7 @@ class OperationRunService:
         raise RuntimeError("could not start or find the active run for this identity")
 
     def _find_or_create(
-        self, session: Session, request: _StartRequest, actor: Actor
+        self, session: Session, request: _StartRequest, actor: Actor, acted_by: str | None
     ) -> StartResult:
         """One attempt of ``start``, in its own transaction: the existing run for the
         identity, or a new queued one with its audit row (an ``IntegrityError`` when a
@@ -190,7 +192,7 @@ class OperationRunService:
             run = self._queued_run(request, utcnow())
             session.add(run)
             session.flush()
-            self._audit(session, run, "run.queued", actor, from_status=None)
+            self._audit(session, run, "run.queued", actor, from_status=None, acted_by=acted_by)
         return StartResult(run, created=True)
 
     def _queued_run(self, request: _StartRequest, now: datetime) -> OperationRun:
@@ -255,21 +257,35 @@ class OperationRunService:
             )
         return TransitionResult(TransitionStatus.APPLIED, run)
 
-    def link_dagster_run(self, run_id: int, dagster_run_id: str) -> OperationRun:
+    def link_dagster_run(
+        self, run_id: int, dagster_run_id: str, acted_by: str | None = None
+    ) -> OperationRun:
         """Record the Dagster run submitted for a still-queued run (no status change).
 
         A queued row may be relinked (an earlier submission that never started); a running
-        or final row keeps the Dagster run it has.
+        or final row keeps the Dagster run it has. ``acted_by``: the operator whose command
+        launches it, recorded as a ``run.launch_requested`` audit row (launches by the
+        sensors and the demo record none, as before).
         """
         with self._sessions.begin() as session:
             run = self._locked(session, run_id)
             if run.status == RunStatus.QUEUED.value:
-                self._cas(
+                linked = self._cas(
                     session,
                     run,
                     from_statuses=(RunStatus.QUEUED.value,),
                     dagster_run_id=dagster_run_id,
                 )
+                if linked and acted_by is not None:
+                    self._audit(
+                        session,
+                        run,
+                        "run.launch_requested",
+                        Actor.OPERATOR,
+                        from_status=run.status,
+                        details=AuditDetails(dagster_run_id=dagster_run_id),
+                        acted_by=acted_by,
+                    )
             return run
 
     def observe_dagster_in(
@@ -391,6 +407,7 @@ class OperationRunService:
         runs: Sequence[OperationRun],
         decisions: Mapping[int, Decision],
         contexts: Mapping[int, RunContext] | None = None,
+        acted_by: str | None = None,
     ) -> dict[int, TransitionResult]:
         """The reconciler's terminal writes for a whole batch, inside the caller's
         transaction (whose candidate query already holds the rows' locks).
@@ -401,6 +418,8 @@ class OperationRunService:
         the guard did not change (finalized by someone else meanwhile) takes the single-row
         path, which records nothing over a decision that is already there. ``contexts``: the
         rows' contexts as the caller already parsed them, so they are not parsed twice.
+        ``acted_by``: the operator whose ``opsrecon reconcile`` writes the batch (None for
+        the sensors), recorded on each audit row.
         """
         by_id = {r.id: r for r in runs}
         planned = self._plan_many(session, by_id, decisions, contexts or {})
@@ -410,13 +429,13 @@ class OperationRunService:
         now = utcnow()
         for run_id in changed:
             run, (decision, context) = by_id[run_id], planned[run_id]
-            audits.append(self._mirror_reconciled(run, decision, context, now))
+            audits.append(self._mirror_reconciled(run, decision, context, now, acted_by))
             results[run_id] = TransitionResult(TransitionStatus.APPLIED, run)
         bulk.insert_rows(session, AuditLog, audits)
         for run_id, decision in decisions.items():
             if run_id not in results:
                 results[run_id] = self._finalize_in(
-                    session, run_id, decision, action="run.reconciled"
+                    session, run_id, decision, action="run.reconciled", acted_by=acted_by
                 )
         return results
 
@@ -441,7 +460,11 @@ class OperationRunService:
 
     @staticmethod
     def _mirror_reconciled(
-        run: OperationRun, decision: Decision, context: dict[str, Any], now: datetime
+        run: OperationRun,
+        decision: Decision,
+        context: dict[str, Any],
+        now: datetime,
+        acted_by: str | None,
     ) -> dict[str, Any]:
         """Mirror a row the batch UPDATE completed on its loaded object (without marking it
         dirty) and return its audit row (``_audit_row``'s, built from what was just dumped).
@@ -464,6 +487,7 @@ class OperationRunService:
             "managed_environment_id": run.managed_environment_id,
             "action": "run.reconciled",
             "actor": decision.decided_by.value,
+            "acted_by": acted_by,
             "from_status": from_status,
             "to_status": RunStatus.COMPLETED.value,
             "outcome": decision.outcome.value,
@@ -525,7 +549,13 @@ class OperationRunService:
             return self._finalize_in(session, run_id, decision, action=action)
 
     def _finalize_in(
-        self, session: Session, run_id: int, decision: Decision, *, action: str
+        self,
+        session: Session,
+        run_id: int,
+        decision: Decision,
+        *,
+        action: str,
+        acted_by: str | None = None,
     ) -> TransitionResult:
         run = self._locked(session, run_id)
         ctx = self._context(session, run) or RunContext()
@@ -556,6 +586,7 @@ class OperationRunService:
             decision.decided_by,
             from_status=from_status,
             details=AuditDetails(adapter=decision.adapter, evidence=decision.evidence),
+            acted_by=acted_by,
         )
         return TransitionResult(TransitionStatus.APPLIED, run)
 
@@ -792,9 +823,14 @@ class OperationRunService:
         *,
         from_status: str | None,
         details: AuditDetails | None = None,
+        acted_by: str | None = None,
     ) -> None:
         session.add(
-            AuditLog(**cls._audit_row(run, action, actor, from_status=from_status, details=details))
+            AuditLog(
+                **cls._audit_row(
+                    run, action, actor, from_status=from_status, details=details, acted_by=acted_by
+                )
+            )
         )
 
     @staticmethod
@@ -805,14 +841,17 @@ class OperationRunService:
         *,
         from_status: str | None,
         details: AuditDetails | None = None,
+        acted_by: str | None = None,
     ) -> dict[str, Any]:
-        """The audit row of a transition the run (as mirrored) has just made."""
+        """The audit row of a transition the run (as mirrored) has just made; ``acted_by``:
+        who ran the operator's command that made it (None for jobs and sensors)."""
         return {
             "operation_run_id": run.id,
             "workspace_id": run.workspace_id,
             "managed_environment_id": run.managed_environment_id,
             "action": action,
             "actor": actor.value,
+            "acted_by": acted_by,
             "from_status": from_status,
             "to_status": run.status,
             "outcome": run.outcome,

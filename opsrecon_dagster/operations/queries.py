@@ -181,6 +181,7 @@ def _audit_entry(a: AuditLog) -> dict[str, Any]:
         "created_at": _iso(a.created_at),
         "action": a.action,
         "actor": a.actor,
+        "acted_by": a.acted_by,
         "from_status": a.from_status,
         "to_status": a.to_status,
         "outcome": a.outcome,

@@ -186,8 +186,11 @@ class Reconciler:
         runs: OperationRunService,
         dagster: DagsterView,
         clock: Callable[[], datetime] | None = None,
+        acted_by: str | None = None,
     ) -> None:
         self._sessions = sessions
+        # Who ran `opsrecon reconcile` (on each audit row it writes); None for the sensors.
+        self._acted_by = acted_by
         self._runs = runs
         self._dagster = dagster
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -557,7 +560,9 @@ class Reconciler:
                 logger.warning("operation run %s: no decision can be recorded", run.id)
                 continue
             decisions[run.id], events[run.id] = built
-        written = self._runs.reconcile_many_in(session, runs, decisions, contexts)
+        written = self._runs.reconcile_many_in(
+            session, runs, decisions, contexts, acted_by=self._acted_by
+        )
         # In the decision's transaction: the decisions and their Dagster events are
         # delivered together or not at all (at least once, see ``outbox``).
         outbox.enqueue_many(

@@ -74,12 +74,18 @@ def reconcile_batch(
     op_type: str | None = None,
     workspace_id: int | None = None,
     dry_run: bool = False,
+    acted_by: str | None = None,
 ) -> list[ReconcileResult]:
     """Decide one batch of open runs (stale ones, or exactly ``run_ids``). The decisions
-    enter the outbox with the decisions; ``deliver`` shows them in Dagster."""
+    enter the outbox with the decisions; ``deliver`` shows them in Dagster. ``acted_by``:
+    the operator running ``opsrecon reconcile``, recorded on the audit rows it writes."""
     at = now
     reconciler = Reconciler(
-        app.sessions, app.runs, dagster, clock=(lambda: at) if at is not None else None
+        app.sessions,
+        app.runs,
+        dagster,
+        clock=(lambda: at) if at is not None else None,
+        acted_by=acted_by,
     )
     with paced_collection():
         return reconciler.reconcile(
