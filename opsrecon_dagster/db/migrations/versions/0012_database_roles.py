@@ -159,31 +159,27 @@ GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def _create_role(name: str) -> None:
-    """Create the NOLOGIN group role unless it exists; a concurrent migration of another
-    database in the cluster may create it first (``duplicate_object``, or ``unique_violation``
-    when both inserted at once), which is as good. A login without CREATEROLE gets an error
-    that says what to do instead."""
-    op.execute(
-        sa.text(
-            f"""
-            DO $$
-            BEGIN
-                IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{name}') THEN
-                    CREATE ROLE {name} NOLOGIN;
-                END IF;
-            EXCEPTION
-                WHEN duplicate_object OR unique_violation THEN
-                    NULL;
-                WHEN insufficient_privilege THEN
-                    RAISE EXCEPTION 'role {name} does not exist, and this login may not '
-                        'create it: create the roles first (README, Running on PostgreSQL), '
-                        'or migrate with a login that has CREATEROLE';
-            END
-            $$
-            """
-        )
-    )
+def create_role_sql(name: str) -> str:
+    """The statement that creates the NOLOGIN group role unless it exists. A concurrent
+    migration of another database in the cluster may create it first (``duplicate_object``,
+    or ``unique_violation`` when both inserted at once), which is as good. A login without
+    CREATEROLE gets an error that says what to do instead."""
+    return f"""
+        DO $$
+        BEGIN
+            IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{name}') THEN
+                CREATE ROLE {name} NOLOGIN;
+            END IF;
+        EXCEPTION
+            WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'role {name} does not exist, and this login may not '
+                    'create it: create the roles first (README, Running on PostgreSQL), '
+                    'or migrate with a login that has CREATEROLE';
+        END
+        $$
+    """
 
 
 def _sequence(table: str) -> str | None:
@@ -210,7 +206,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return  # SQLite has no roles: the embedded default is one local file
     for role in ROLES:
-        _create_role(role)
+        op.execute(sa.text(create_role_sql(role)))
     op.execute(sa.text(_on_schema(f"GRANT USAGE ON SCHEMA %I TO {', '.join(ROLES)}")))
     for role, tables in GRANTS.items():
         for table, privileges in tables.items():
