@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -68,6 +71,7 @@ from opsrecon_dagster_tests.conftest import (
     make_scope,
     truncate_all,
 )
+from opsrecon_dagster_tests.pg_cluster import find_pg_bin
 
 pytestmark = pytest.mark.postgres
 
@@ -75,6 +79,7 @@ ROLES = ("reader", "worker", "reconciler", "operator")
 MIGRATION = (
     Path(migrate.MIGRATIONS_DIR) / "versions" / "0012_database_roles.py"
 )  # its role statement, raced below
+LOGINS_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "logins.sql"
 PASSWORD = "role-test-pw"  # the logins' password (a trust-auth cluster ignores it)
 
 # -- what each role may do, stated here on its own (the migration's grants must agree) --------
@@ -291,7 +296,8 @@ def test_the_roles_are_nologin_groups_with_exactly_their_privileges(logins: Logi
     with engine.connect() as conn:
         can_login: dict[str, bool] = dict(
             conn.execute(
-                text("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'opsrecon_%'")
+                text("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY(:names)"),
+                {"names": [f"opsrecon_{r}" for r in ROLES]},
             ).all()
         )
         assert can_login == {f"opsrecon_{r}": False for r in ROLES}
@@ -755,3 +761,61 @@ def test_two_migrations_creating_a_role_at_once_both_succeed(postgres_server_url
         with engine.begin() as conn:
             conn.execute(text(f"DROP ROLE IF EXISTS {name}"))
         engine.dispose()
+
+
+# -- the documented SQL for the login users ---------------------------------------------------
+
+DOCUMENTED_LOGINS = {
+    "opsrecon_code_server": "opsrecon_reconciler",
+    "opsrecon_run_pods": "opsrecon_worker",
+    "opsrecon_operators": "opsrecon_operator",
+    "opsrecon_viewers": "opsrecon_reader",
+}
+
+
+def _psql() -> str | None:
+    bin_dir = find_pg_bin()
+    found = bin_dir / "psql" if bin_dir is not None else None
+    return str(found) if found is not None and found.exists() else shutil.which("psql")
+
+
+def test_the_documented_logins_sql_creates_one_member_login_per_role(logins: Logins) -> None:
+    """``deploy/postgres/logins.sql`` as the README runs it (psql, passwords as variables)."""
+    psql = _psql()
+    if psql is None:
+        pytest.skip("no psql client on this machine")
+    url = make_url(logins.admin)
+    env = {**os.environ, "PGPASSWORD": url.password or ""}
+    passwords = [
+        f"{n}_password={PASSWORD}" for n in ("code_server", "run_pods", "operators", "viewers")
+    ]
+    command = [psql, "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
+               "-U", url.username or "postgres", "-d", url.database or "",
+               "-v", "ON_ERROR_STOP=1", *(a for p in passwords for a in ("-v", p)),
+               "-f", str(LOGINS_SQL)]  # fmt: skip
+    admin = create_engine(logins.admin, isolation_level="AUTOCOMMIT")
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        with admin.connect() as conn:
+            for login, group in DOCUMENTED_LOGINS.items():
+                row = conn.execute(
+                    text(
+                        "SELECT rolcanlogin, pg_has_role(rolname, :g, 'MEMBER') "
+                        "FROM pg_roles WHERE rolname = :l"
+                    ),
+                    {"g": group, "l": login},
+                ).one()
+                assert tuple(row) == (True, True), login
+        # Each can connect with its password and reads as its role allows.
+        viewer = create_engine(
+            url.set(username="opsrecon_viewers", password=PASSWORD).render_as_string(False)
+        )
+        with viewer.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(OperationRun)) is not None
+        viewer.dispose()
+    finally:
+        with admin.connect() as conn:
+            for login in DOCUMENTED_LOGINS:
+                conn.execute(text(f"DROP ROLE IF EXISTS {login}"))
+        admin.dispose()
