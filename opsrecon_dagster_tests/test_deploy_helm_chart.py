@@ -211,9 +211,11 @@ def _leaf_paths(node: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[s
 
 
 # Values whose content the chart leaves free-form or to Kubernetes (env entries, secret and
-# config map references: typed by the schema check above), and the tag limits.
+# config map references: typed by the schema check above; a run pod's raw container config,
+# handed as it is to Dagster's K8sRunLauncher, whose secret references are checked below),
+# and the tag limits.
 _FREE_FORM = {
-    *("env", "envSecrets", "envConfigMaps", "imagePullSecrets"),
+    *("env", "envSecrets", "envConfigMaps", "imagePullSecrets", "containerConfig"),
     *("tagConcurrencyLimits", "runMonitoring", "labels", "annotations"),
 }
 
@@ -338,6 +340,19 @@ def created_by_readme(text: str) -> dict[tuple[str, str], set[str]]:
     return created
 
 
+def _key_refs(node: Any, kind: str) -> Iterator[dict[str, Any]]:
+    """Every ``secretKeyRef`` (or ``configMapKeyRef``) anywhere below ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == kind and isinstance(value, dict):
+                yield value
+            else:
+                yield from _key_refs(value, kind)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _key_refs(value, kind)
+
+
 def referenced_by_values(values: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     """(kind, name) -> keys the chart reads, for every secret and config map the merged values
     make the chart mount or read."""
@@ -366,6 +381,8 @@ def referenced_by_values(values: dict[str, Any]) -> dict[tuple[str, str], set[st
             need("configmap", ref["name"])
     for ref in merged.get("imagePullSecrets", []):
         need("secret", ref["name"])
+    for ref in _key_refs(merged, "secretKeyRef"):  # e.g. a run pod's own database login
+        need("secret", ref["name"], ref["key"])
     if not merged["generatePostgresqlPasswordSecret"]:
         need("secret", merged["global"]["postgresqlSecretName"], "postgresql-password")
     workspace = merged["dagsterWebserver"]["workspace"]
@@ -418,6 +435,7 @@ def _missing(text: str, values: dict[str, Any]) -> list[str]:
 def test_the_readme_creates_every_secret_and_config_map_the_deployment_names() -> None:
     wanted = referenced_by_values(_project_values())
     assert ("secret", "opsrecon-secrets") in wanted
+    assert wanted[("secret", "opsrecon-worker-db")] == {"OPSRECON_DATABASE_URL"}
     assert wanted[("secret", "dagster-postgresql-secret")] == {"postgresql-password"}
     assert _missing(README.read_text(), _project_values()) == []
 
@@ -445,6 +463,10 @@ def test_a_missing_secret_step_is_caught() -> None:
     wrong_key = text.replace("--from-literal=postgresql-password=", "--from-literal=password=")
     assert _missing(wrong_key, _project_values()) == [
         "secret dagster-postgresql-secret: lacks ['postgresql-password']"
+    ]
+    without_worker = re.sub(r"kubectl create secret generic opsrecon-worker-db[^`]*", "", text)
+    assert _missing(without_worker, _project_values()) == [
+        "secret opsrecon-worker-db: no README step creates it"
     ]
     without_proxy = re.sub(r"kubectl create secret generic oauth2-proxy-secrets[^`]*", "", text)
     assert "secret oauth2-proxy-secrets: no README step creates it" in _missing(

@@ -178,9 +178,32 @@ class UserDeployments(_Keys):
     deployments: list[UserDeployment]
 
 
+class SecretKeyRef(_Keys):
+    name: str
+    key: str
+
+
+class EnvSource(_Keys):
+    secret_key_ref: SecretKeyRef = Field(alias="secretKeyRef")
+
+
+class EnvVarFromSecret(_Keys):
+    name: str
+    value_from: EnvSource = Field(alias="valueFrom")
+
+
+class ContainerConfig(_Keys):
+    env: list[EnvVarFromSecret] = []
+
+
+class RunK8sConfig(_Keys):
+    container_config: ContainerConfig = Field(alias="containerConfig")
+
+
 class K8sRunLauncherConfig(_Keys):
     env_secrets: list[SecretRef] = Field(default=[], alias="envSecrets")
     env_config_maps: list[SecretRef] = Field(default=[], alias="envConfigMaps")
+    run_k8s_config: RunK8sConfig | None = Field(default=None, alias="runK8sConfig")
 
 
 class RunLauncherConfig(_Keys):
@@ -297,6 +320,16 @@ def test_the_helm_values_agree_with_the_project() -> None:
     for variable in deployment.env:
         assert variable.name in KNOWN_VARS, f"{variable.name}: the code reads no such variable"
         assert variable.name not in SECRET_VARS, f"{variable.name} belongs in the secret"
+    # Job steps connect with their own database login (a member of opsrecon_worker), from a
+    # secret of their own, not with the code server's (a member of opsrecon_reconciler).
+    run_pod = values.run_launcher.config.k8s_run_launcher.run_k8s_config
+    assert run_pod is not None
+    for from_secret in run_pod.container_config.env:
+        assert from_secret.name in KNOWN_VARS, (
+            f"{from_secret.name}: the code reads no such variable"
+        )
+    [database] = [v for v in run_pod.container_config.env if v.name == "OPSRECON_DATABASE_URL"]
+    assert database.value_from.secret_key_ref.name not in {s.name for s in deployment.env_secrets}
     queue = values.dagster_daemon.run_coordinator.config.queued_run_coordinator
     instance = yaml.safe_load(INSTANCE.read_text())
     queued = instance["run_coordinator"]["config"]
