@@ -366,3 +366,33 @@ def test_a_misspelt_or_invalid_key_is_rejected(path: tuple[str | int, ...], bad:
     node[path[-1]] = bad
     with pytest.raises(ValueError, match=str(path[-1])):
         Values.model_validate(data)
+
+
+def test_a_run_pod_connects_with_the_workers_database_login() -> None:
+    """The run pod as the pinned dagster-k8s builds it from the values' run launcher config:
+    the run pods' own login is an explicit env entry, the shared secret (holding the code
+    server's login) only an envFrom source, and Kubernetes takes the explicit entry over a
+    source's same variable."""
+    from dagster_k8s.job import (
+        DagsterK8sJobConfig,
+        UserDefinedDagsterK8sConfig,
+        construct_dagster_k8s_job,
+    )
+
+    launcher = yaml.safe_load(VALUES.read_text())["runLauncher"]["config"]["k8sRunLauncher"]
+    job = construct_dagster_k8s_job(
+        DagsterK8sJobConfig(
+            job_image="registry.example.com/opsrecon-dagster:0.1.0",
+            dagster_home="/opt/dagster/dagster_home",
+            env_secrets=[s["name"] for s in launcher["envSecrets"]],
+        ),
+        ["dagster", "api", "execute_run"],
+        "dagster-run-1",
+        UserDefinedDagsterK8sConfig(container_config=launcher["runK8sConfig"]["containerConfig"]),
+    )
+    [container] = job.spec.template.spec.containers
+    [database] = [e for e in container.env if e.name == "OPSRECON_DATABASE_URL"]
+    assert database.value is None
+    assert database.value_from.secret_key_ref.name == "opsrecon-worker-db"
+    assert database.value_from.secret_key_ref.key == "OPSRECON_DATABASE_URL"
+    assert [source.secret_ref.name for source in container.env_from] == ["opsrecon-secrets"]
