@@ -25,6 +25,8 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
@@ -599,8 +601,8 @@ def test_the_reader_login_reads_every_read_only_surface(apps: Apps) -> None:
     code, out, err = invoke(url, "runs", "list", "--json")
     assert code == 0, err
     assert [r["id"] for r in json.loads(out)] == run_ids[::-1]
-    for command in ("show", "explain"):
-        code, out, err = invoke(url, "runs", command, str(run_ids[1]), "--json")
+    for verb in ("show", "explain"):
+        code, out, err = invoke(url, "runs", verb, str(run_ids[1]), "--json")
         assert code == 0, err
         detail = json.loads(out)
         assert detail["decision"]["reason_code"] == "reason_failed"
@@ -703,16 +705,20 @@ def test_a_second_database_migrates_with_the_existing_roles_and_keeps_its_own_gr
     try:
         assert migrate.upgrade(engine) == (None, migrate.head_revision())
         cfg = migrate.alembic_config()
-        from alembic import command
-
+        before = ScriptDirectory.from_config(cfg).get_revision("0012_roles")
+        assert before is not None and isinstance(before.down_revision, str)
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0011")
-        with engine.connect() as conn:
+            command.downgrade(cfg, before.down_revision)
+        with engine.connect() as conn:  # this database's grants are gone, the roles stay
             assert not conn.scalar(
                 text("SELECT has_table_privilege('opsrecon_reader', 'operation_runs', 'SELECT')")
             )
-        assert migrate.upgrade(engine) == ("0011", migrate.head_revision())
+            assert conn.scalar(
+                text("SELECT count(*) FROM pg_roles WHERE rolname = ANY(:n)"),
+                {"n": [f"opsrecon_{r}" for r in ROLES]},
+            ) == len(ROLES)
+        assert migrate.upgrade(engine) == (before.down_revision, migrate.head_revision())
         reader = logins.app("reader")
         with reader.sessions() as session:  # the first database's grants are untouched
             assert session.scalar(select(func.count()).select_from(OperationRun)) is not None

@@ -5,7 +5,7 @@ Revises: 0011
 Create Date: 2026-12-05 17:30:00.000000
 
 Four NOLOGIN group roles, granted to the login users a deployment gives each process
-(README, "Running on PostgreSQL"):
+(README, "Running on PostgreSQL", "Database roles"; ``deploy/postgres/logins.sql``):
 
 - ``opsrecon_reader``: what the read-only surfaces read (``runs list/show/explain``,
   ``reviews list/show``, the schema check every CLI command makes, the operations overview);
@@ -14,8 +14,8 @@ Four NOLOGIN group roles, granted to the login users a deployment gives each pro
 - ``opsrecon_reconciler``: what the code server's sensors and ``opsrecon reconcile`` write:
   decisions on ``operation_runs`` (and the scheduled runs its sensors queue), audit rows,
   the decision outbox, the alert ledger; never an artifact table;
-- ``opsrecon_operator``: the operators' CLI: the reconciler's writes plus starting and
-  linking runs and moving reviews through their lifecycle.
+- ``opsrecon_operator``: the operators' CLI: the reconciler's writes plus moving reviews
+  through their lifecycle and setting an environment's readiness.
 
 The owner is the login that runs ``opsrecon db upgrade``: it owns the tables and alone
 changes the schema, the tenancy and the configuration rows (workspaces, environments,
