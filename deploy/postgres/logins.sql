@@ -1,5 +1,5 @@
 -- The login users opsrecon's processes connect with, each a member of the group role that
--- `opsrecon db upgrade` creates on PostgreSQL (migration 0012_roles: NOLOGIN roles, granted
+-- `opsrecon db upgrade` creates on PostgreSQL (migration 0013_roles: NOLOGIN roles, granted
 -- per table and column). Run once, as an administrator (a login with CREATEROLE), after the
 -- upgrade, with the passwords as psql variables:
 --

@@ -1,4 +1,4 @@
-"""Least-privilege database roles on a real PostgreSQL server (migration ``0012_roles``).
+"""Least-privilege database roles on a real PostgreSQL server (migration ``0013_roles``).
 
 The database is owned and migrated by a login that is no superuser, as deployed; each role
 gets a login user that is a member of it and connects through the product's own code paths:
@@ -79,7 +79,7 @@ pytestmark = pytest.mark.postgres
 
 ROLES = ("reader", "worker", "reconciler", "operator")
 MIGRATION = (
-    Path(migrate.MIGRATIONS_DIR) / "versions" / "0012_database_roles.py"
+    Path(migrate.MIGRATIONS_DIR) / "versions" / "0013_database_roles.py"
 )  # its role statement, raced below
 LOGINS_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "logins.sql"
 PASSWORD = "role-test-pw"  # the logins' password (a trust-auth cluster ignores it)
@@ -705,7 +705,7 @@ def test_a_second_database_migrates_with_the_existing_roles_and_keeps_its_own_gr
     try:
         assert migrate.upgrade(engine) == (None, migrate.head_revision())
         cfg = migrate.alembic_config()
-        before = ScriptDirectory.from_config(cfg).get_revision("0012_roles")
+        before = ScriptDirectory.from_config(cfg).get_revision("0013_roles")
         assert before is not None and isinstance(before.down_revision, str)
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn

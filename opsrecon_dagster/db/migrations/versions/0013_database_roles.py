@@ -1,7 +1,7 @@
 """Least-privilege database roles on PostgreSQL (a no-op on SQLite)
 
-Revision ID: 0012_roles
-Revises: 0011
+Revision ID: 0013_roles
+Revises: 0012_actor_names
 Create Date: 2026-12-05 17:30:00.000000
 
 Four NOLOGIN group roles, granted to the login users a deployment gives each process
@@ -37,8 +37,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_roles"
-down_revision = "0011"
+revision = "0013_roles"
+down_revision = "0012_actor_names"
 branch_labels = None
 depends_on = None
 
