@@ -54,10 +54,14 @@ class RunScope:
 
 
 def scope_of(
-    run: OperationRun, workspace: Workspace | None, environment: ManagedEnvironment | None
+    run: OperationRun,
+    workspace: Workspace | None,
+    environment: ManagedEnvironment | None,
+    context: RunContext | None = None,
 ) -> RunScope:
     """The run's own scope from its rows; ``ValueError`` when it is missing or inconsistent
-    (a malformed context raises pydantic's ``ValidationError``, also a ``ValueError``)."""
+    (a malformed context raises pydantic's ``ValidationError``, also a ``ValueError``).
+    ``context``: the run's stored context as the caller already validated it."""
     if run.managed_environment_id is None:
         raise ValueError(f"operation run {run.id} has no managed environment")
     if environment is None or workspace is None or environment.workspace_id != workspace.id:
@@ -72,7 +76,7 @@ def scope_of(
         readiness=environment.readiness,
         readiness_changed_at=environment.readiness_changed_at,
         created_at=run.created_at,
-        context=RunContext.load(run.context),
+        context=context if context is not None else RunContext.load(run.context),
     )
 
 

@@ -33,7 +33,7 @@ from opsrecon_dagster.db.models import (
 )
 from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster.operations.context import Evidence
+from opsrecon_dagster.operations.context import Evidence, RunContext
 
 
 def _fingerprint(run: OperationRun) -> str | None:
@@ -107,10 +107,11 @@ class ProofView:
         return view, run, view.scope(run)
 
     # ------------------------------------------------------------------ lookups
-    def scope(self, run: OperationRun) -> RunScope:
-        """The run's own scope; ``ValueError`` when missing or inconsistent."""
+    def scope(self, run: OperationRun, context: RunContext | None = None) -> RunScope:
+        """The run's own scope; ``ValueError`` when missing or inconsistent. ``context``:
+        the run's stored context as the caller already validated it."""
         env = self.environments.get(run.managed_environment_id or -1)
-        return scope_of(run, self.workspaces.get(run.workspace_id), env)
+        return scope_of(run, self.workspaces.get(run.workspace_id), env, context)
 
     def tagged_rows(self, model: type, run: OperationRun) -> list[Any]:
         """Rows of ``model`` that carry the run's id, whatever their scope."""

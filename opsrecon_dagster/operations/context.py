@@ -209,6 +209,11 @@ class AuditDetails(_Strict):
 
 def json_depth(raw: str) -> int:
     """Maximum nesting of arrays and objects in JSON text, counted without parsing it."""
+    openers = raw.count("{") + raw.count("[")
+    if openers <= MAX_CONTEXT_DEPTH:
+        # No deeper than it has openers (those inside strings only count too many): the
+        # common, small context needs no walk character by character.
+        return openers
     depth = deepest = 0
     in_string = escaped = False
     for ch in raw:

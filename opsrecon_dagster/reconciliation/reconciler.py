@@ -461,7 +461,7 @@ class Reconciler:
             fields = batch.fields.get(run.id)
             if fields:
                 return self._unusable_fields(run, fields)
-            verdict = self._verdict(batch.view, run, facts, run.id in batch.unreadable)
+            verdict = self._verdict(batch.view, run, facts, batch.contexts.get(run.id))
             return self._with_evidence(run, facts, verdict)
         except Exception as exc:  # one unreadable row must not stop the batch
             logger.warning("operation run %s: not decidable (%s)", run.id, type(exc).__name__)
@@ -485,17 +485,18 @@ class Reconciler:
         return Verdict(RunOutcome.FAILED, "run_field_invalid", name, evidence)
 
     def _verdict(
-        self, view: ProofView, run: OperationRun, facts: RunFacts, unreadable: bool
+        self, view: ProofView, run: OperationRun, facts: RunFacts, context: RunContext | None
     ) -> Verdict:
-        """Decide one run in isolation: a row that cannot be read gets its own reason."""
+        """Decide one run in isolation: a row that cannot be read (``context`` None: its
+        stored context is not one the product wrote) gets its own reason."""
         adapter = self._registry.resolve(run.type)
         family = adapter.family if isinstance(adapter, ProofAdapter) else None
         if family is None:
             return decide(None, None, run, facts)
-        if unreadable:
+        if context is None:
             return self._broken(facts, family, "run_context_invalid")
         try:
-            scope = view.scope(run)
+            scope = view.scope(run, context)
         except ValidationError:
             return self._broken(facts, family, "run_context_invalid")
         except ValueError:
