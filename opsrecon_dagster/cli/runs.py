@@ -376,9 +376,11 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: boo
             f"{message(d['reason_code'], language)} [{d['reason_code']}]".split(),
             2,
         )
-        click.echo(
-            f"  {w('decided')} {w('by')} {d['decided_by']} {w('via')} {d['adapter']} "
-            f"{w('at')} {d['decided_at']} ({w('attempt')} {d.get('attempt', 1)})"
+        echo_wrapped(
+            f"  {w('decided')}",
+            f"{w('by')} {d['decided_by']} {w('via')} {d['adapter']} {w('at')} "
+            f"{d['decided_at']} ({w('attempt')} {d.get('attempt', 1)})".split(),
+            4,
         )
         click.echo(f"{w('Evidence')}:")
         _echo_evidence(d.get("evidence"), language, "  ")
@@ -440,9 +442,11 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
             reason_text(decision["reason_code"], app).split(),
             pad + 2,
         )
-        click.echo(
-            f"  {labels[2]:<{pad}}{w('by')} {decision['decided_by']} {w('via')} "
-            f"{decision['adapter']} {w('at')} {decision['decided_at']}"
+        echo_wrapped(
+            f"  {labels[2]:<{pad}}{w('by')}",
+            f"{decision['decided_by']} {w('via')} {decision['adapter']} {w('at')} "
+            f"{decision['decided_at']}".split(),
+            pad + 2,
         )
         click.echo(f"{w('Evidence')}:")
         _echo_evidence(decision.get("evidence"), language, "  ")

@@ -728,3 +728,26 @@ def test_start_prints_the_outcome_in_words_and_the_next_step(
     assert "[environment_consent_missing]" in text
     assert "Nächster Schritt: Erteilen Sie im Mandanten die Administratorzustimmung" in text
     assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_run_details_fit_an_80_column_terminal(
+    app: AppContext, history: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision's "decided by ... at <time>" line breaks between words like the rest."""
+    scope = history["acme"]
+    run = app.runs.start(
+        OperationType.ENVIRONMENT_REVIEW_COMPOSE,
+        workspace_id=scope.workspace_id,
+        environment_id=scope.environment_id,
+    ).run
+    decide(app, run.id, RunOutcome.PARTIALLY_SUCCEEDED, "materialization_disagrees_with_proof")
+    monkeypatch.setenv("COLUMNS", "80")
+    for lang in ("en", "de"):
+        for command in ("show", "explain"):
+            code, out, err = invoke(url_of(app), "--lang", lang, "runs", command, str(run.id))
+            assert code == 0, err
+            lines = out.splitlines()
+            # Everything above the stored context (shown as the JSON it is).
+            context_at = lines.index({"en": "Raw context:", "de": "Gespeicherter Kontext:"}[lang])
+            too_wide = [line for line in lines[:context_at] if len(line) > 80]
+            assert too_wide == [], (lang, command, too_wide)
