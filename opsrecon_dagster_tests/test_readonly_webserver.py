@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from opsrecon_dagster_tests import webserver
 
 pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
 
@@ -49,12 +50,6 @@ def {CHECK}({ASSET}: int) -> dg.AssetCheckResult:
 {JOB} = dg.define_asset_job("{JOB}", selection=[{ASSET}])
 defs = dg.Definitions(assets=[{ASSET}], asset_checks=[{CHECK}], jobs=[{JOB}])
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -99,41 +94,22 @@ def instance_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     return home, module, run_id, started_id
 
 
-def _serve(home: Path, module: Path, *, read_only: bool) -> Iterator[str]:
-    port = _free_port()
-    webserver = Path(sys.executable).with_name("dagster-webserver")
-    command = [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-f", str(module)]
-    if read_only:
-        command.append("--read-only")
-    server = subprocess.Popen(
-        command,
+def _serve(home: Path, module: Path, *, read_only: bool) -> AbstractContextManager[str]:
+    """A webserver for the definitions in ``module`` over the instance in ``home``."""
+    return webserver.serving(
+        ["-f", str(module)],
         cwd=module.parent,
         env={**os.environ, "DAGSTER_HOME": str(home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        ready_within=120,
+        read_only=read_only,
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/server_info", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.5)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def read_only(instance_home: tuple[Path, Path, str, str]) -> Iterator[str]:
     home, module, _, _ = instance_home
-    yield from _serve(home, module, read_only=True)
+    with _serve(home, module, read_only=True) as base:
+        yield base
 
 
 def graphql(base: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -277,7 +253,7 @@ def test_the_read_write_webserver_accepts_the_same_requests(
     webserver on the same instance carries them out. Runs last in this module (it wipes the
     asset the other tests read)."""
     home, module, _, started_id = instance_home
-    for base in _serve(home, module, read_only=False):
+    with _serve(home, module, read_only=False) as base:
         launched = graphql(base, LAUNCH_RUN, {"params": EXECUTION_PARAMS})["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         ended = graphql(base, TERMINATE, {"runId": started_id})["terminateRun"]

@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from opsrecon_dagster_tests import webserver
 
 pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
 
@@ -35,12 +34,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve_demo(workdir: Path, language: str) -> Iterator[str]:
@@ -60,36 +53,15 @@ def _serve_demo(workdir: Path, language: str) -> Iterator[str]:
         check=False,
     )
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
-    port = _free_port()
     data = workdir / "data"
     env.update(
         DAGSTER_HOME=str(data / "dagster_home"),
         OPSRECON_DATABASE_URL=f"sqlite:///{data / 'opsrecon.sqlite3'}",
     )
-    webserver = Path(sys.executable).with_name("dagster-webserver")
-    server = subprocess.Popen(
-        [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-m", "opsrecon_dagster.definitions"],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/server_info", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.5)
+    with webserver.serving(
+        ["-m", "opsrecon_dagster.definitions"], cwd=workdir, env=env, ready_within=90
+    ) as base:
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
