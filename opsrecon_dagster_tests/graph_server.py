@@ -12,24 +12,27 @@ TOKEN = "tok-DEPLOYED-secret-9f8e7d"
 
 class GraphServer:
     """Answers ``GET /tenants/<partition>/policies/<type>`` with two objects, only for the
-    expected bearer token; records the Authorization headers it saw."""
+    expected bearer token; records the Authorization headers and the paths it saw.
+
+    A subclass may expect another ``token`` and give other answers (``answer``)."""
+
+    token = TOKEN
 
     def __init__(self) -> None:
         self.auth: list[str] = []
+        self.paths: list[str] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                server.auth.append(self.headers.get("Authorization", ""))
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                auth = self.headers.get("Authorization", "")
+                server.auth.append(auth)
+                server.paths.append(self.path)
+                if auth != f"Bearer {server.token}":
                     self.send_response(401)
                     self.end_headers()
                     return
-                policy_type = self.path.rstrip("/").split("/")[-1]
-                body = {
-                    "value": [{"id": f"{policy_type}-{i}", "displayName": f"P{i}"} for i in (1, 2)]
-                }
-                data = json.dumps(body).encode()
+                data = json.dumps(server.answer(self.path, auth)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -41,8 +44,18 @@ class GraphServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # A short poll interval keeps shutdown() (and so each teardown) fast.
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+
+    def answer(self, path: str, auth: str) -> Any:
+        """The JSON body for an authorized ``GET path``."""
+        policy_type = path.rstrip("/").split("/")[-1]
+        return {"value": [{"id": f"{policy_type}-{i}", "displayName": f"P{i}"} for i in (1, 2)]}
 
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self._thread.join(timeout=5)

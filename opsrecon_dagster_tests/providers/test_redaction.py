@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -33,6 +31,7 @@ from opsrecon_dagster.providers.fixture import FixtureTenantProvider, _payload
 from opsrecon_dagster.providers.http import HttpTenantProvider
 from opsrecon_dagster.providers.redaction import REDACTED, Redactor
 from opsrecon_dagster_tests.conftest import Scope, add_profile, add_schedule
+from opsrecon_dagster_tests.graph_server import GraphServer
 
 TOKEN = "tok-ECHOED-secret-5a4b3c2d1e"
 CLIENT_SECRET = "cs-Client~Secret.77"
@@ -126,7 +125,7 @@ def test_the_fixture_provider_redacts_its_payloads_before_hashing_them() -> None
     assert plain.redacted_fields == 0
 
 
-class EchoServer:
+class EchoServer(GraphServer):
     """A Graph-style API on loopback that answers only for ``Bearer TOKEN`` and echoes the
     request's Authorization header into every object (displayName, description, a nested
     setting, a nested list) and into the paging link (URL-encoded, as a query carries it).
@@ -134,38 +133,7 @@ class EchoServer:
     Listings have ``PAGES`` pages of ``PER_PAGE`` objects per type; an object is fetched at
     ``<listing>/<id>``."""
 
-    def __init__(self) -> None:
-        self.auth: list[str] = []
-        self.paths: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                auth = self.headers.get("Authorization", "")
-                server.auth.append(auth)
-                server.paths.append(self.path)
-                if auth != f"Bearer {TOKEN}":
-                    self._send(401, {"error": "unauthorized"})
-                    return
-                self._send(200, server.answer(self.path, auth))
-
-            def _send(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self._thread.start()
+    token = TOKEN
 
     def answer(self, raw_path: str, auth: str) -> Any:
         parts = urlsplit(raw_path)
@@ -194,11 +162,6 @@ class EchoServer:
             "description": f"rejected caller: {auth}",
             "settings": {"nested": {"note": auth, "list": [auth, "kept"]}, "level": number},
         }
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture
