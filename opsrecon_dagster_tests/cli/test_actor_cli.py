@@ -15,12 +15,9 @@ from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import AuditLog, OperationRun, ReviewEvent
 from opsrecon_dagster.enums import Readiness
 from opsrecon_dagster_tests.cli.test_cli import _stale_restore_run, invoke
+from opsrecon_dagster_tests.cli.test_operator_cli import url_of
 from opsrecon_dagster_tests.cli.test_reviews_cli import _composed
 from opsrecon_dagster_tests.conftest import Scope, make_scope
-
-
-def url_of(app: AppContext) -> str:
-    return app.url.render_as_string(hide_password=False)
 
 
 def trail(app: AppContext, run_id: int) -> list[tuple[str, str, str | None]]:

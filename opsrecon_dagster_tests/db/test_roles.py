@@ -16,7 +16,8 @@ import shutil
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -195,6 +196,28 @@ def _admin(server: str) -> Engine:
     return create_engine(server, isolation_level="AUTOCOMMIT")
 
 
+@contextmanager
+def _owned_database(
+    server: str, database: str, owner: str, *, may_create_roles: bool, logins: Sequence[str] = ()
+) -> Iterator[Engine]:
+    """A new ``database`` owned by a new login ``owner`` that is no superuser
+    (``may_create_roles``: with CREATEROLE). Yields the server's superuser engine; afterwards
+    drops the database, then the ``logins`` the caller made and the owner."""
+    admin = _admin(server)
+    createrole = " CREATEROLE" if may_create_roles else ""
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {owner} LOGIN{createrole} PASSWORD '{PASSWORD}'"))
+        conn.execute(text(f'CREATE DATABASE "{database}" OWNER {owner}'))
+    try:
+        yield admin
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            for login in [*logins, owner]:
+                conn.execute(text(f"DROP ROLE IF EXISTS {login}"))
+        admin.dispose()
+
+
 @pytest.fixture(scope="module")
 def logins(postgres_server_url: str) -> Iterator[Logins]:
     """A database owned by a login that is no superuser (but may create roles, in case this
@@ -202,12 +225,10 @@ def logins(postgres_server_url: str) -> Iterator[Logins]:
     tag = uuid.uuid4().hex[:8]
     database, owner = f"opsrecon_roles_{tag}", f"t_owner_{tag}"
     users = {role: f"t_{role}_{tag}" for role in ROLES}
-    admin = _admin(postgres_server_url)
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE ROLE {owner} LOGIN CREATEROLE PASSWORD '{PASSWORD}'"))
-        conn.execute(text(f'CREATE DATABASE "{database}" OWNER {owner}'))
-    owner_url = _login_url(postgres_server_url, database, owner)
-    try:
+    with _owned_database(
+        postgres_server_url, database, owner, may_create_roles=True, logins=list(users.values())
+    ) as admin:
+        owner_url = _login_url(postgres_server_url, database, owner)
         engine = make_engine(owner_url)
         migrate.upgrade(engine)
         engine.dispose()
@@ -221,12 +242,6 @@ def logins(postgres_server_url: str) -> Iterator[Logins]:
             urls={r: _login_url(postgres_server_url, database, u) for r, u in users.items()},
             admin=make_url(postgres_server_url).set(database=database).render_as_string(False),
         )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-            for user in [*users.values(), owner]:
-                conn.execute(text(f"DROP ROLE IF EXISTS {user}"))
-        admin.dispose()
 
 
 @dataclass
@@ -697,38 +712,33 @@ def test_a_second_database_migrates_with_the_existing_roles_and_keeps_its_own_gr
     grants stay as they were."""
     tag = uuid.uuid4().hex[:8]
     database, owner = f"opsrecon_roles2_{tag}", f"t_owner2_{tag}"
-    admin = _admin(postgres_server_url)
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE ROLE {owner} LOGIN PASSWORD '{PASSWORD}'"))  # no CREATEROLE
-        conn.execute(text(f'CREATE DATABASE "{database}" OWNER {owner}'))
-    engine = make_engine(_login_url(postgres_server_url, database, owner))
-    try:
-        assert migrate.upgrade(engine) == (None, migrate.head_revision())
-        cfg = migrate.alembic_config()
-        before = ScriptDirectory.from_config(cfg).get_revision("0013_roles")
-        assert before is not None and isinstance(before.down_revision, str)
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, before.down_revision)
-        with engine.connect() as conn:  # this database's grants are gone, the roles stay
-            assert not conn.scalar(
-                text("SELECT has_table_privilege('opsrecon_reader', 'operation_runs', 'SELECT')")
-            )
-            assert conn.scalar(
-                text("SELECT count(*) FROM pg_roles WHERE rolname = ANY(:n)"),
-                {"n": [f"opsrecon_{r}" for r in ROLES]},
-            ) == len(ROLES)
-        assert migrate.upgrade(engine) == (before.down_revision, migrate.head_revision())
-        reader = logins.app("reader")
-        with reader.sessions() as session:  # the first database's grants are untouched
-            assert session.scalar(select(func.count()).select_from(OperationRun)) is not None
-        reader.dispose()
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-            conn.execute(text(f"DROP ROLE IF EXISTS {owner}"))
-        admin.dispose()
+    with _owned_database(postgres_server_url, database, owner, may_create_roles=False):
+        engine = make_engine(_login_url(postgres_server_url, database, owner))
+        try:
+            assert migrate.upgrade(engine) == (None, migrate.head_revision())
+            cfg = migrate.alembic_config()
+            before = ScriptDirectory.from_config(cfg).get_revision("0013_roles")
+            assert before is not None and isinstance(before.down_revision, str)
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, before.down_revision)
+            with engine.connect() as conn:  # this database's grants are gone, the roles stay
+                assert not conn.scalar(
+                    text(
+                        "SELECT has_table_privilege('opsrecon_reader', 'operation_runs', 'SELECT')"
+                    )
+                )
+                assert conn.scalar(
+                    text("SELECT count(*) FROM pg_roles WHERE rolname = ANY(:n)"),
+                    {"n": [f"opsrecon_{r}" for r in ROLES]},
+                ) == len(ROLES)
+            assert migrate.upgrade(engine) == (before.down_revision, migrate.head_revision())
+            reader = logins.app("reader")
+            with reader.sessions() as session:  # the first database's grants are untouched
+                assert session.scalar(select(func.count()).select_from(OperationRun)) is not None
+            reader.dispose()
+        finally:
+            engine.dispose()
 
 
 def test_two_migrations_creating_a_role_at_once_both_succeed(postgres_server_url: str) -> None:
@@ -799,7 +809,7 @@ def test_the_documented_logins_sql_creates_one_member_login_per_role(logins: Log
                "-U", url.username or "postgres", "-d", url.database or "",
                "-v", "ON_ERROR_STOP=1", *(a for p in passwords for a in ("-v", p)),
                "-f", str(LOGINS_SQL)]  # fmt: skip
-    admin = create_engine(logins.admin, isolation_level="AUTOCOMMIT")
+    admin = _admin(logins.admin)
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
