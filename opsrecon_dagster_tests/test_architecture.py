@@ -25,6 +25,7 @@ DOMAIN = (
     "opsrecon_dagster.tenancy",
     "opsrecon_dagster.enums",
     "opsrecon_dagster.access",
+    "opsrecon_dagster.entitlements",
 )
 # Function-level imports allowed, and why: `opsrecon --help` and the read-only commands
 # stay fast because Dagster (about a second to import) loads only for commands that use it.

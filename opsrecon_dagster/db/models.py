@@ -436,6 +436,36 @@ class DecisionOutbox(Base):
     attempts: Mapped[int] = mapped_column(default=0)
 
 
+class AccessGrant(Base):
+    """An actor's entitlement on one workspace (``entitlements``): ``viewer`` reads it,
+    ``operator`` reads and acts. While no row exists, entitlements are off."""
+
+    __tablename__ = "access_grants"
+    __table_args__ = (UniqueConstraint("actor", "workspace_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # A declared actor name (``access.check_actor``), as ``AuditLog.acted_by``.
+    actor: Mapped[str] = mapped_column(String(128))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccessEvent(Base):
+    """One row per grant, revoke and refusal (``entitlements``): who, on which workspace,
+    and a bounded ``entitlements.AccessDetails`` (command, role, grantee; never data)."""
+
+    __tablename__ = "access_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    acted_by: Mapped[str] = mapped_column(String(128))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AlertDelivery(Base):
     """A decision posted to the alert webhook: one row per operation run, so a repeated tick
     posts nothing twice. Pruned once older than the alerts' look-back window."""

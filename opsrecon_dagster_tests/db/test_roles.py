@@ -1,4 +1,5 @@
-"""Least-privilege database roles on a real PostgreSQL server (migration ``0013_roles``).
+"""Least-privilege database roles on a real PostgreSQL server (migration ``0013_roles``, and
+``0014_access_grants`` for the entitlement tables).
 
 The database is owned and migrated by a login that is no superuser, as deployed; each role
 gets a login user that is a member of it and connects through the product's own code paths:
@@ -37,6 +38,8 @@ from opsrecon_dagster.assets.artifacts import ARTIFACT_ASSETS
 from opsrecon_dagster.db import migrate
 from opsrecon_dagster.db.engine import make_engine
 from opsrecon_dagster.db.models import (
+    AccessEvent,
+    AccessGrant,
     AlertDelivery,
     AuditLog,
     BackupItem,
@@ -108,6 +111,13 @@ RUN_BY_DECISION = {
     *("status", "outcome", "reason_code", "context", "completed_at", "stale_at", "dagster_run_id"),
 }
 READINESS = {"readiness", "readiness_changed_at"}
+# Workspace entitlements (0014): every role reads the grants; the roles whose commands can be
+# refused append the refusal rows; only the operator (and the owner) changes the grants.
+ACCESS_EVENTS_APPENDED: tuple[set[str], dict[str, set[str]]] = ({"SELECT", "INSERT"}, {})
+ACCESS_GRANTS_MANAGED: tuple[set[str], dict[str, set[str]]] = (
+    {"SELECT", "INSERT", "DELETE"},
+    {"UPDATE": {"role", "granted_by", "granted_at"}},
+)
 REVIEW_STATUS = {"status", "updated_at", "composed_at", "superseded_by_id"}
 DECISIONS: dict[str, tuple[set[str], dict[str, set[str]]]] = {
     # table -> (table privileges, {"UPDATE": columns})
@@ -133,8 +143,10 @@ EXPECTED: dict[str, dict[str, tuple[set[str], dict[str, set[str]]]]] = {
             "audit_log",
             "environment_reviews",
             "environment_review_events",
+            "access_grants",
         )
-    },
+    }
+    | {"access_events": ACCESS_EVENTS_APPENDED},
     "worker": {
         **{t: ({"SELECT"}, {}) for t in TABLES - {"alert_deliveries"}},
         **{t: ({"SELECT", "INSERT"}, {}) for t in ARTIFACTS},
@@ -160,13 +172,19 @@ EXPECTED: dict[str, dict[str, tuple[set[str], dict[str, set[str]]]]] = {
         "backup_items": ({"SELECT", "INSERT", "DELETE"}, {}),
         "environment_reviews": ({"SELECT", "INSERT"}, {"UPDATE": REVIEW_STATUS}),
     },
-    "reconciler": {**{t: ({"SELECT"}, {}) for t in TABLES}, **DECISIONS},
+    "reconciler": {
+        **{t: ({"SELECT"}, {}) for t in TABLES},
+        **DECISIONS,
+        "access_events": ACCESS_EVENTS_APPENDED,
+    },
     "operator": {
         **{t: ({"SELECT"}, {}) for t in TABLES},
         **DECISIONS,
         "managed_environments": ({"SELECT"}, {"UPDATE": READINESS}),
         "environment_reviews": ({"SELECT"}, {"UPDATE": REVIEW_STATUS}),
         "environment_review_events": ({"SELECT", "INSERT"}, {}),
+        "access_grants": ACCESS_GRANTS_MANAGED,
+        "access_events": ACCESS_EVENTS_APPENDED,
     },
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -638,6 +656,8 @@ def test_the_reader_login_writes_nothing(apps: Apps) -> None:
     reader = apps.reader
     for table in sorted(TABLES):
         for statement in writes_of(table, first_column(table)):
+            if statement == "INSERT INTO access_events DEFAULT VALUES":
+                continue  # its one write: a refused read's row (the test below)
             assert refused(reader, statement), statement
     assert refused(reader, "CREATE TABLE scratch (id int)")
     # The writing commands fail on it, and leave nothing behind.
@@ -649,6 +669,45 @@ def test_the_reader_login_writes_nothing(apps: Apps) -> None:
     code, _, _ = invoke(url, "reviews", "publish", str(review_id))
     assert code != 0
     assert _decisions(apps.owner) == before
+
+
+def test_with_entitlements_on_the_reader_login_records_its_refusals_and_grants_nothing(
+    apps: Apps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operators' login grants and revokes; the viewers' login reads within the grants,
+    and a read outside them is refused with its ``access.refused`` row written by that login."""
+    scope, run_ids, _review_id = _history(apps)
+    other = make_scope(apps.owner, "globex", "initech")
+    other_run = apps.owner.runs.start(
+        OperationType.INVENTORY_SYNC,
+        workspace_id=other.workspace_id,
+        environment_id=other.environment_id,
+    ).run.id
+    operators, viewers = apps.url("operator"), apps.url("reader")
+    monkeypatch.setenv("OPSRECON_ACTOR", "alice")
+    for grantee, role in (("alice", "operator"), ("bob", "viewer")):
+        code, _, err = invoke(operators, "access", "grant", grantee, "acme", "--role", role)
+        assert code == 0, err
+    monkeypatch.setenv("OPSRECON_ACTOR", "bob")
+    code, out, err = invoke(viewers, "runs", "list", "--json")
+    assert code == 0, err
+    assert [r["id"] for r in json.loads(out)] == run_ids[::-1]
+    code, _, err = invoke(viewers, "runs", "show", str(other_run))
+    assert code == 2 and err.startswith("error: access refused: bob needs the viewer role")
+    with apps.owner.sessions() as s:
+        refusals = s.scalars(select(AccessEvent).where(AccessEvent.action == "access.refused"))
+        assert [(e.acted_by, e.workspace_id) for e in refusals] == [("bob", other.workspace_id)]
+    # The viewers' login may not change the grants, whatever name it declares.
+    monkeypatch.setenv("OPSRECON_ACTOR", "alice")
+    code, _, err = invoke(viewers, "access", "grant", "bob", "acme", "--role", "operator")
+    assert code == 2 and err.count("\n") == 1, err
+    code, _, err = invoke(operators, "access", "revoke", "bob", "acme")
+    assert code == 0, err
+    with apps.owner.sessions() as s:
+        held = s.scalars(
+            select(AccessGrant.actor).where(AccessGrant.workspace_id == scope.workspace_id)
+        )
+        assert list(held) == ["alice"]
 
 
 # -- the operator: the operators' command line ------------------------------------------------
