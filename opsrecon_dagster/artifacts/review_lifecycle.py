@@ -194,11 +194,15 @@ class ReviewLifecycle:
         environment_id: int | None = None,
         status: ReviewStatus | None = None,
         limit: int = 100,
+        workspace_ids: frozenset[int] | None = None,
     ) -> list[EnvironmentReview]:
-        """Reviews, newest first, optionally of one workspace, environment or status."""
+        """Reviews, newest first, optionally of one workspace, environment or status;
+        ``workspace_ids``: only of these workspaces (an actor's entitlements)."""
         query = select(EnvironmentReview).order_by(EnvironmentReview.id.desc()).limit(limit)
         if workspace_id is not None:
             query = query.where(EnvironmentReview.workspace_id == workspace_id)
+        if workspace_ids is not None:
+            query = query.where(EnvironmentReview.workspace_id.in_(sorted(workspace_ids)))
         if environment_id is not None:
             query = query.where(EnvironmentReview.managed_environment_id == environment_id)
         if status is not None:

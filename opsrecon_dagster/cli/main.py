@@ -1,6 +1,7 @@
 """The ``opsrecon`` command line: the root command and its global options; each command
 group lives in a module of its own (``cli/runs.py``, ``cli/operations.py``, ``cli/db.py``,
-``cli/reconcile.py``, ``cli/demo.py``, ``cli/reviews.py``) and is registered here.
+``cli/reconcile.py``, ``cli/demo.py``, ``cli/reviews.py``, ``cli/access.py``) and is
+registered here.
 
 User mistakes (bad URL, unknown id, unmigrated database, unreachable server) end with a
 one-line ``error:`` message and exit code 2, never a traceback. Commands that talk to
@@ -16,6 +17,7 @@ from typing import Any
 import click
 
 from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.cli.access import access
 from opsrecon_dagster.cli.common import user_errors
 from opsrecon_dagster.cli.db import db
 from opsrecon_dagster.cli.demo import demo_command
@@ -82,7 +84,7 @@ def cli(ctx: click.Context, database_url: str | None, language: str | None) -> N
 
 
 # Each group or command is defined in its own module; `--help` lists them by name.
-for command in (db, runs, operations, reconcile_command, demo_command, reviews):
+for command in (db, runs, operations, reconcile_command, demo_command, reviews, access):
     cli.add_command(command)
 
 

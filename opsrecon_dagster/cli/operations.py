@@ -18,6 +18,7 @@ import click
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.inventory import DEFAULT_POLICY_TYPES
 from opsrecon_dagster.artifacts.review import current_fingerprint
+from opsrecon_dagster.cli.access import require
 from opsrecon_dagster.cli.common import (
     DB_ID,
     UserError,
@@ -135,6 +136,8 @@ def operations_start(
         ws_id, env_id, inputs = _checked_inputs(
             app, parsed, environment, policy_types, profile_id, schedule_id
         )
+    require(app, [ws_id], "operator", "operations start", parsed.value)
+    with user_errors(app):
         started = app.runs.start(
             parsed, workspace_id=ws_id, environment_id=env_id, inputs=inputs, acted_by=actor
         )
@@ -321,6 +324,7 @@ def operations_launch(
             raise UserError(f"operation run {run_id} is {run.status}, not queued")
         if not app.catalog.get(run.type).supported:
             raise UserError(f"operation type {run.type} has no job to launch")
+    require(app, [run.workspace_id], "operator", "operations launch", f"run {run_id}")
     launched = _launch(app, run_id, actor, in_process=in_process, quiet=as_json)
     if not as_json:
         click.echo(_launched_note(run_id, launched))

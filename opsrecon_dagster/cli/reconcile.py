@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from sqlalchemy import select
 
 from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.cli.access import require
 from opsrecon_dagster.cli.common import (
     WRAPPED,
     acting_actor,
@@ -23,6 +25,7 @@ from opsrecon_dagster.cli.common import (
     table,
     user_errors,
 )
+from opsrecon_dagster.db.models import Workspace
 from opsrecon_dagster.operations.catalog import (
     parse_operation_type,
 )
@@ -54,6 +57,12 @@ def reconcile_command(
         type_name = parse_operation_type(op_type).value if op_type else None
         with app.sessions() as session:
             ws_id = resolve_workspace(session, workspace).id if workspace else None
+            # Without --workspace a batch may touch any workspace: with entitlements on,
+            # the actor needs the role on every one (else: name one with --workspace).
+            scope = [ws_id] if ws_id is not None else list(session.scalars(select(Workspace.id)))
+    command = "reconcile --dry-run" if dry_run else "reconcile"
+    require(app, scope, "viewer" if dry_run else "operator", command)
+    with user_errors(app):
         rows, outbox_state = _reconcile_once(
             app,
             limit=limit,

@@ -18,6 +18,7 @@ from opsrecon_dagster.artifacts.review_lifecycle import (
     ReviewNotFoundError,
     ReviewTransitionError,
 )
+from opsrecon_dagster.cli.access import readable, require
 from opsrecon_dagster.cli.common import (
     DB_ID,
     acting_actor,
@@ -97,12 +98,19 @@ def reviews_list(
     app = app_of(ctx)
     with user_errors(app, REVIEW_ERRORS), app.sessions() as session:
         ws_id = resolve_workspace(session, workspace).id if workspace else None
-        env_id = resolve_environment(session, environment).id if environment else None
+        env = resolve_environment(session, environment) if environment else None
+        env_id, env_ws = (env.id, env.workspace_id) if env is not None else (None, None)
+    scoped = {i for i in (ws_id, env_ws) if i is not None}
+    if scoped:
+        require(app, scoped, "viewer", "reviews list")
+    allowed = None if scoped else readable(app, "reviews")
+    with user_errors(app, REVIEW_ERRORS), app.sessions() as session:
         found = ReviewLifecycle(app.sessions).find(
             workspace_id=ws_id,
             environment_id=env_id,
             status=ReviewStatus(status) if status else None,
             limit=limit,
+            workspace_ids=allowed,
         )
         data = [review_summary(r, _partition_key(session, r.managed_environment_id)) for r in found]
     if as_json:
@@ -144,6 +152,9 @@ def reviews_show(ctx: click.Context, review_id: int, as_json: bool) -> None:
     """One review and every change of its status."""
     app = app_of(ctx)
     lifecycle = ReviewLifecycle(app.sessions)
+    with user_errors(app, REVIEW_ERRORS):
+        workspace_id = lifecycle.get(review_id).workspace_id
+    require(app, [workspace_id], "viewer", "reviews show", f"review {review_id}")
     with user_errors(app, REVIEW_ERRORS), app.sessions() as session:
         review = lifecycle.get(review_id)
         data = {
@@ -186,6 +197,9 @@ def _change(ctx: click.Context, review_id: int, as_json: bool, verb: str, **kwar
     app: AppContext = app_of(ctx)
     actor = acting_actor()
     lifecycle = ReviewLifecycle(app.sessions)
+    with user_errors(app, REVIEW_ERRORS):
+        workspace_id = lifecycle.get(review_id).workspace_id
+    require(app, [workspace_id], "operator", f"reviews {verb}", f"review {review_id}")
     with user_errors(app, REVIEW_ERRORS):
         before = lifecycle.get(review_id).status
         getattr(lifecycle, verb)(review_id, acted_by=actor, **kwargs)

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from opsrecon_dagster.app import AppContext
+from opsrecon_dagster.cli.access import readable, require
 from opsrecon_dagster.cli.common import (
     DB_ID,
     WRAPPED,
@@ -170,7 +171,15 @@ def runs_list(
     with user_errors(app), app.sessions() as session:
         type_name = parse_operation_type(op_type).value if op_type else None
         ws_id, env_id = _workspace_and_environment(session, workspace, environment)
-        flt = replace(flt, op_type=type_name, workspace_id=ws_id, environment_id=env_id)
+    if ws_id is not None:
+        require(app, [ws_id], "viewer", "runs list")
+        allowed = None
+    else:
+        allowed = readable(app, "runs")
+    flt = replace(
+        flt, op_type=type_name, workspace_id=ws_id, environment_id=env_id, workspace_ids=allowed
+    )
+    with user_errors(app), app.sessions() as session:
         page = page_runs(session, flt)
         keys = partition_keys(session, page.runs)
         data = [run_summary(r, keys.get(r.managed_environment_id or -1)) for r in page.runs]
@@ -253,7 +262,11 @@ def dagster_run_url(dagster_run_id: str) -> str:
     return f"{dagster_ui_url()}/runs/{dagster_run_id}"
 
 
-def _detail(app: AppContext, run_id: int) -> dict[str, Any]:
+def _detail(app: AppContext, run_id: int, command: str) -> dict[str, Any]:
+    """The run's detail, once the actor may read its workspace (entitlements)."""
+    with user_errors(app):
+        workspace_id = app.runs.get(run_id).workspace_id
+    require(app, [workspace_id], "viewer", command, f"run {run_id}")
     with user_errors(app), app.sessions() as session:
         return run_detail(session, app.runs.get(run_id), app.catalog, dagster_run_url)
 
@@ -355,7 +368,7 @@ def runs_explain(ctx: click.Context, run_id: int, lang: str | None, as_json: boo
     """Why a run has its outcome: decision, evidence, links, history, raw context."""
     app = app_of(ctx)
     language = _language(app, lang)
-    detail = _detail(app, run_id)
+    detail = _detail(app, run_id, "runs explain")
     d = detail["decision"]
     if as_json:
         explanation = {
@@ -424,7 +437,7 @@ def _echo_raw_context(detail: dict[str, Any], language: Language) -> None:
 def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     """Show one run: decision first, then links and the audit trail, then raw context."""
     app = app_of(ctx)
-    detail = _detail(app, run_id)
+    detail = _detail(app, run_id, "runs show")
     if as_json:
         emit_json(detail)
         return

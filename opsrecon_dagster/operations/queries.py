@@ -37,6 +37,8 @@ class RunFilter:
     outcome: str | None = None
     op_type: str | None = None
     workspace_id: int | None = None
+    # Only runs of these workspaces (an actor's entitlements); None: every workspace.
+    workspace_ids: frozenset[int] | None = None
     environment_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -79,6 +81,8 @@ def page_runs(session: Session, flt: RunFilter) -> RunPage:
         stmt = stmt.where(OperationRun.type == flt.op_type)
     if flt.workspace_id is not None:
         stmt = stmt.where(OperationRun.workspace_id == flt.workspace_id)
+    if flt.workspace_ids is not None:
+        stmt = stmt.where(OperationRun.workspace_id.in_(sorted(flt.workspace_ids)))
     if flt.environment_id is not None:
         stmt = stmt.where(OperationRun.managed_environment_id == flt.environment_id)
     if flt.since is not None:
