@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from opsrecon_dagster import entitlements
 from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import AccessEvent, AccessGrant, EnvironmentReview, OperationRun
 from opsrecon_dagster.enums import ReviewStatus
@@ -377,3 +378,20 @@ def test_an_unusable_actor_name_is_refused_before_anything_is_written(
     code, _, err = as_actor("not a name", "runs", "show", str(acme_run))
     assert code == 2 and "OPSRECON_ACTOR must be" in one_error(err)
     assert events(app) == before
+
+
+def test_the_check_itself_passes_everyone_while_no_grant_exists(
+    app: AppContext, scope: Scope
+) -> None:
+    """``entitlements.check`` (beneath every command's check) is off without grants, and on
+    with one, for an actor who holds nothing."""
+    with app.sessions() as s:
+        entitlements.check(s, "zoe", [scope.workspace_id], "operator", "operations start")
+    with app.sessions.begin() as s:
+        entitlements.grant(s, "alice", "alice", scope.workspace_id, "operator")
+    with app.sessions() as s, pytest.raises(entitlements.AccessRefused) as refused:
+        entitlements.check(s, "zoe", [scope.workspace_id], "viewer", "runs show")
+    assert refused.value.details.model_dump(exclude_none=True) == {
+        "command": "runs show",
+        "needed": "viewer",
+    }
