@@ -159,11 +159,11 @@ def refusal(
     target: str | None = None,
 ) -> AccessRefused:
     """The refusal of ``command`` to ``actor`` on the workspace, with its one-line message."""
-    what = f"{command} {target}" if target else command
+    what = f"`{command}` ({target})" if target else f"`{command}`"
     has = f"holds {held}" if held else "holds no grant there"
     text = (
         f"access refused: {actor} needs the {needed} role on workspace "
-        f"{_slug(session, workspace_id)!r} for `{what}` ({has}; see `opsrecon access list`)"
+        f"{_slug(session, workspace_id)!r} for {what} ({has}; see `opsrecon access list`)"
     )
     details = AccessDetails(command=command, needed=needed, held=held, target=target)
     return AccessRefused(actor, workspace_id, details, text)
