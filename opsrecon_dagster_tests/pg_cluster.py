@@ -11,11 +11,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from opsrecon_dagster_tests.ports import free_port
 
 
 def find_pg_bin() -> Path | None:
@@ -32,12 +33,6 @@ def find_pg_bin() -> Path | None:
     return Path(found).resolve().parent if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ThrowawayCluster:
     """initdb + pg_ctl start on a free loopback port; ``url`` is a superuser psycopg2 URL."""
 
@@ -45,7 +40,7 @@ class ThrowawayCluster:
         self.bin_dir = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="opsrecon-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as: dict[str, Any] = {}
         if os.geteuid() == 0:
             nobody = pwd.getpwnam("nobody")

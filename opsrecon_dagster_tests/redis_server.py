@@ -13,13 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from opsrecon_dagster_tests.ports import free_port
+
 START_TIMEOUT_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _answers(port: int) -> bool:
@@ -37,7 +33,7 @@ class ThrowawayRedis:
     def __init__(self, binary: Path) -> None:
         self.binary = binary
         self.root = Path(tempfile.mkdtemp(prefix="opsrecon-redis-"))
-        self.port = _free_port()
+        self.port = free_port()
         self._as: dict[str, Any] = {}
         self._process: subprocess.Popen[bytes] | None = None
         if os.geteuid() == 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from opsrecon_dagster_tests.ports import free_port
+
 pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_SECONDS = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _group_of_child(parent: int) -> int | None:
@@ -47,7 +42,7 @@ def _members(pgid: int) -> list[int]:
 
 
 def test_stopping_tasks_dev_stops_every_process_it_started(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRECON_")}
     env |= {
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),

@@ -17,8 +17,8 @@ from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.db.models import AccessEvent, AccessGrant, EnvironmentReview, OperationRun
 from opsrecon_dagster.enums import ReviewStatus
 from opsrecon_dagster.operations.catalog import OperationType
-from opsrecon_dagster_tests.cli.test_actor_cli import url_of
 from opsrecon_dagster_tests.cli.test_cli import _stale_restore_run, invoke
+from opsrecon_dagster_tests.cli.test_operator_cli import url_of
 from opsrecon_dagster_tests.cli.test_reviews_cli import _composed
 from opsrecon_dagster_tests.conftest import Scope, make_scope
 

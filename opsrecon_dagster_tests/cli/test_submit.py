@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,18 +26,13 @@ from opsrecon_dagster.db.models import OperationRun
 from opsrecon_dagster.launch import PROJECT_DAGSTER_YAML, initialize_instance
 from opsrecon_dagster_tests.conftest import make_scope, opsrecon
 from opsrecon_dagster_tests.graph_server import TOKEN, GraphServer
+from opsrecon_dagster_tests.ports import free_port
 
 pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TIMEOUT_SECONDS = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -85,7 +79,7 @@ def services(
 
     def start(what: str) -> Service:
         command = [str(BIN / what)]
-        port = _free_port()
+        port = free_port()
         if what == "dagster-daemon":
             command += ["run"]
         command += ["-w", "workspace.yaml"]

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -51,6 +50,7 @@ from opsrecon_dagster.resources import FIXTURE_PATH_VAR
 from opsrecon_dagster.sensors.reconciliation import RUN_END_INTERVAL_SECONDS
 from opsrecon_dagster.settings import Settings
 from opsrecon_dagster_tests.conftest import make_scope
+from opsrecon_dagster_tests.ports import free_port
 
 pytestmark = pytest.mark.slow  # real processes: `tasks.py test --fast` leaves it out
 
@@ -61,12 +61,6 @@ FAILURE_SENSOR = "reconcile_on_run_failure"
 DECIDED_WITHIN_SECONDS = 10.0  # the rule under test ("at once", README)
 # Bounds for waiting on events (a loaded machine starts processes slowly), not figures.
 TIMEOUT_SECONDS = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -144,7 +138,7 @@ def test_a_graphql_launch_whose_worker_dies_is_decided_within_10s_in_its_lanes(
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     env.pop("OPSRECON_STALE_THRESHOLDS", None)  # the default thresholds
-    port = _free_port()
+    port = free_port()
     processes: list[subprocess.Popen[bytes]] = []
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
