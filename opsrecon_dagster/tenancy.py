@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session
 from opsrecon_dagster.db.models import (
     BackupSchedule,
     BaselineProfile,
+    EnvironmentEvent,
     ManagedEnvironment,
     Workspace,
 )
 from opsrecon_dagster.enums import Readiness
+from opsrecon_dagster.operations.context import AuditDetails
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
@@ -83,6 +85,49 @@ def set_readiness(session: Session, env: ManagedEnvironment, readiness: Readines
     if env.readiness != readiness.value:
         env.readiness = readiness.value
         env.readiness_changed_at = datetime.now(UTC)
+
+
+# What an operator may set: ``ready`` once consent or a permission has been granted in the
+# tenant (until then every run is blocked before any provider call, so no provider answer
+# can set it back), and ``disabled`` for an environment that should not be managed.
+# ``consent_missing`` and ``permission_missing`` are the provider's answers alone.
+OPERATOR_READINESS = (Readiness.READY, Readiness.DISABLED)
+READINESS_SET = "environment.readiness_set"
+
+
+def parse_operator_readiness(value: str) -> Readiness:
+    """``ready`` or ``disabled`` (any case); ``TenancyError`` naming the choices otherwise."""
+    for state in OPERATOR_READINESS:
+        if value.strip().lower() == state.value:
+            return state
+    choices = " or ".join(s.value for s in OPERATOR_READINESS)
+    raise TenancyError(f"an operator sets readiness {choices}, not {value!r}")
+
+
+def set_readiness_by_operator(
+    session: Session, env: ManagedEnvironment, readiness: Readiness, acted_by: str
+) -> str | None:
+    """Set the environment's readiness as an operator, with an ``environment_events`` row
+    naming ``acted_by``; returns the previous state, or None when it already was that
+    (nothing written). Runs created after the change see it (their precondition check
+    compares the change time with their own creation)."""
+    if readiness not in OPERATOR_READINESS:
+        raise TenancyError(f"an operator does not set readiness {readiness.value!r}")
+    previous = env.readiness
+    if previous == readiness.value:
+        return None
+    set_readiness(session, env, readiness)
+    details = AuditDetails(previous_readiness=previous, readiness=readiness.value)
+    session.add(
+        EnvironmentEvent(
+            workspace_id=env.workspace_id,
+            managed_environment_id=env.id,
+            action=READINESS_SET,
+            acted_by=acted_by,
+            details=details.model_dump(mode="json", exclude_none=True),
+        )
+    )
+    return previous
 
 
 def environment_by_partition(session: Session, partition_key: str) -> ManagedEnvironment:

@@ -1,6 +1,7 @@
 """The ``opsrecon`` command line: the root command and its global options; each command
 group lives in a module of its own (``cli/runs.py``, ``cli/operations.py``, ``cli/db.py``,
-``cli/reconcile.py``, ``cli/demo.py``, ``cli/reviews.py``, ``cli/access.py``) and is
+``cli/reconcile.py``, ``cli/demo.py``, ``cli/reviews.py``, ``cli/access.py``,
+``cli/environments.py``) and is
 registered here.
 
 User mistakes (bad URL, unknown id, unmigrated database, unreachable server) end with a
@@ -21,6 +22,7 @@ from opsrecon_dagster.cli.access import access
 from opsrecon_dagster.cli.common import user_errors
 from opsrecon_dagster.cli.db import db
 from opsrecon_dagster.cli.demo import demo_command
+from opsrecon_dagster.cli.environments import environments
 from opsrecon_dagster.cli.operations import operations
 from opsrecon_dagster.cli.reconcile import reconcile_command
 from opsrecon_dagster.cli.reviews import reviews
@@ -84,7 +86,16 @@ def cli(ctx: click.Context, database_url: str | None, language: str | None) -> N
 
 
 # Each group or command is defined in its own module; `--help` lists them by name.
-for command in (db, runs, operations, reconcile_command, demo_command, reviews, access):
+for command in (
+    db,
+    runs,
+    operations,
+    reconcile_command,
+    demo_command,
+    reviews,
+    access,
+    environments,
+):
     cli.add_command(command)
 
 

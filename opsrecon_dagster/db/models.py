@@ -466,6 +466,24 @@ class AccessEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class EnvironmentEvent(Base):
+    """One row per readiness change an operator made (``opsrecon environments readiness``):
+    who, on which environment, and a bounded ``AuditDetails`` (the states, nothing else).
+    Changes the provider's answers cause are audited on the run that found them."""
+
+    __tablename__ = "environment_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
+    managed_environment_id: Mapped[int] = mapped_column(
+        ForeignKey("managed_environments.id"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(48))
+    acted_by: Mapped[str] = mapped_column(String(128))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AlertDelivery(Base):
     """A decision posted to the alert webhook: one row per operation run, so a repeated tick
     posts nothing twice. Pruned once older than the alerts' look-back window."""

@@ -319,10 +319,12 @@ NEXT_STEPS: dict[str, tuple[str, str]] = {
         "Anbieter für sie antwortet, inventory_sync für diese Partition erneut ausführen.",
     ),
     "inventory_access_missing": (
-        "Grant admin consent and read permission in the tenant, then re-run inventory_sync "
+        "Grant admin consent and read permission in the tenant, then mark the environment "
+        "ready (`opsrecon environments readiness PARTITION ready`) and re-run inventory_sync "
         "for this partition.",
-        "Erteilen Sie im Mandanten die Administratorzustimmung und Leserechte, dann "
-        "inventory_sync für diese Partition erneut ausführen.",
+        "Erteilen Sie im Mandanten die Administratorzustimmung und Leserechte, dann die "
+        "Umgebung als bereit markieren (`opsrecon environments readiness PARTITION ready`) "
+        "und inventory_sync für diese Partition erneut ausführen.",
     ),
     "inventory_no_type_covered": (
         "Check the provider and the requested policy types, then re-run inventory_sync for "
@@ -405,20 +407,26 @@ NEXT_STEPS: dict[str, tuple[str, str]] = {
         "Nachweisen, entfernen Sie das Duplikat, dann erneut ausführen.",
     ),
     "environment_consent_missing": (
-        "Grant admin consent in the tenant, then re-run this operation for this partition.",
-        "Erteilen Sie im Mandanten die Administratorzustimmung, dann den Vorgang für diese "
-        "Partition erneut ausführen.",
+        "Grant admin consent in the tenant, then mark the environment ready (`opsrecon "
+        "environments readiness PARTITION ready`) and re-run this operation for this "
+        "partition.",
+        "Erteilen Sie im Mandanten die Administratorzustimmung, dann die Umgebung als bereit "
+        "markieren (`opsrecon environments readiness PARTITION ready`) und den Vorgang für "
+        "diese Partition erneut ausführen.",
     ),
     "environment_permission_missing": (
-        "Grant the missing permission in the tenant, then re-run this operation for this "
-        "partition.",
-        "Erteilen Sie im Mandanten die fehlende Berechtigung, dann den Vorgang für diese "
-        "Partition erneut ausführen.",
+        "Grant the missing permission in the tenant, then mark the environment ready "
+        "(`opsrecon environments readiness PARTITION ready`) and re-run this operation for "
+        "this partition.",
+        "Erteilen Sie im Mandanten die fehlende Berechtigung, dann die Umgebung als bereit "
+        "markieren (`opsrecon environments readiness PARTITION ready`) und den Vorgang für "
+        "diese Partition erneut ausführen.",
     ),
     "environment_disabled": (
-        "Enable the environment if it should be managed, then re-run this operation.",
-        "Aktivieren Sie die Umgebung, wenn sie verwaltet werden soll, dann den Vorgang "
-        "erneut ausführen.",
+        "If the environment should be managed, enable it (`opsrecon environments readiness "
+        "PARTITION ready`), then re-run this operation.",
+        "Wenn die Umgebung verwaltet werden soll, aktivieren Sie sie (`opsrecon environments "
+        "readiness PARTITION ready`), dann den Vorgang erneut ausführen.",
     ),
     "provider_throttled": (
         "The provider throttled the requests: re-run later (the tenant's queue lane limits "
@@ -427,9 +435,12 @@ NEXT_STEPS: dict[str, tuple[str, str]] = {
         "Warteschlange des Mandanten begrenzt gleichzeitige Läufe).",
     ),
     "provider_consent_missing": (
-        "Grant admin consent in the tenant, then re-run this operation for this partition.",
-        "Erteilen Sie im Mandanten die Administratorzustimmung, dann den Vorgang für diese "
-        "Partition erneut ausführen.",
+        "Grant admin consent in the tenant, then mark the environment ready (`opsrecon "
+        "environments readiness PARTITION ready`) and re-run this operation for this "
+        "partition.",
+        "Erteilen Sie im Mandanten die Administratorzustimmung, dann die Umgebung als bereit "
+        "markieren (`opsrecon environments readiness PARTITION ready`) und den Vorgang für "
+        "diese Partition erneut ausführen.",
     ),
     "provider_permission_missing": (
         "Grant the missing permission in the tenant, then re-run this operation for this "

@@ -144,6 +144,7 @@ EXPECTED: dict[str, dict[str, tuple[set[str], dict[str, set[str]]]]] = {
             "environment_reviews",
             "environment_review_events",
             "access_grants",
+            "environment_events",
         )
     }
     | {"access_events": ACCESS_EVENTS_APPENDED},
@@ -185,6 +186,8 @@ EXPECTED: dict[str, dict[str, tuple[set[str], dict[str, set[str]]]]] = {
         "environment_review_events": ({"SELECT", "INSERT"}, {}),
         "access_grants": ACCESS_GRANTS_MANAGED,
         "access_events": ACCESS_EVENTS_APPENDED,
+        # Operators' readiness changes (0015), with who made them.
+        "environment_events": ({"SELECT", "INSERT"}, {}),
     },
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -738,9 +741,12 @@ def test_the_operator_login_starts_runs_moves_reviews_and_reconciles(
     assert code == 0, err
     [row] = json.loads(out)["runs"]
     assert (row["id"], row["written"]) == (started, "applied")
+    code, _, err = invoke(url, "environments", "readiness", scope.partition_key, "disabled")
+    assert code == 0, err
     with apps.owner.sessions() as s:
         review = s.get(EnvironmentReview, review_id)
         assert review is not None and review.status == "archived"
+        assert s.get_one(ManagedEnvironment, scope.environment_id).readiness == "disabled"
     operator = apps.operator
     for statement in [
         "INSERT INTO inventory_items DEFAULT VALUES",

@@ -80,8 +80,9 @@ def test_every_reason_says_what_to_do_next_in_both_languages() -> None:
         assert en.endswith(".") and de.endswith("."), code
         assert en != de, code
     assert next_step("environment_consent_missing", "de") == (
-        "Erteilen Sie im Mandanten die Administratorzustimmung, dann den Vorgang für diese "
-        "Partition erneut ausführen."
+        "Erteilen Sie im Mandanten die Administratorzustimmung, dann die Umgebung als bereit "
+        "markieren (`opsrecon environments readiness PARTITION ready`) und den Vorgang für "
+        "diese Partition erneut ausführen."
     )
     assert next_step("inventory_all_types_covered") is None
     assert next_step(None) is None
