@@ -109,8 +109,8 @@ def set_readiness_by_operator(
 ) -> str | None:
     """Set the environment's readiness as an operator, with an ``environment_events`` row
     naming ``acted_by``; returns the previous state, or None when it already was that
-    (nothing written). Runs created after the change see it (their precondition check
-    compares the change time with their own creation)."""
+    (nothing written). A job checks readiness as it starts (its precondition), so every
+    run started afterwards sees the change."""
     if readiness not in OPERATOR_READINESS:
         raise TenancyError(f"an operator does not set readiness {readiness.value!r}")
     previous = env.readiness

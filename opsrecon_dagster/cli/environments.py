@@ -80,7 +80,7 @@ def environments_readiness(ctx: click.Context, environment: str, state: str, as_
 
     After consent or a permission was granted in the tenant: `ready`, so the next runs
     call the provider again (until then they are blocked before any call). Recorded with
-    who did it; runs created before the change keep being decided as they were."""
+    who did it."""
     app = app_of(ctx)
     with user_errors(app):
         readiness = parse_operator_readiness(state)
