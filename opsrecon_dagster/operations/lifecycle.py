@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import Text, cast, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
 
 from opsrecon_dagster.db import bulk
+from opsrecon_dagster.db.loaded import set_loaded
 from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.catalog import OperationCatalog, OperationType
@@ -473,14 +473,16 @@ class OperationRunService:
         them; the evidence is taken from the stored context's decision, dumped once for both
         (the same ``mode="json", exclude_none=True`` dump of the same evidence)."""
         from_status = run.status
-        for name, value in (
-            ("status", RunStatus.COMPLETED.value),
-            ("outcome", decision.outcome.value),
-            ("reason_code", decision.reason_code),
-            ("context", context),
-            ("completed_at", decision.decided_at),
-        ):
-            set_committed_value(run, name, value)
+        set_loaded(
+            run,
+            {
+                "status": RunStatus.COMPLETED.value,
+                "outcome": decision.outcome.value,
+                "reason_code": decision.reason_code,
+                "context": context,
+                "completed_at": decision.decided_at,
+            },
+        )
         return {
             "operation_run_id": run.id,
             "workspace_id": run.workspace_id,
@@ -685,12 +687,14 @@ class OperationRunService:
         )
         if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
             return False
-        for name, value in (
-            ("outcome", corrected.outcome.value),
-            ("reason_code", corrected.reason_code),
-            ("context", new_ctx.dump()),
-        ):
-            set_committed_value(run, name, value)
+        set_loaded(
+            run,
+            {
+                "outcome": corrected.outcome.value,
+                "reason_code": corrected.reason_code,
+                "context": new_ctx.dump(),
+            },
+        )
         return True
 
     @classmethod
@@ -809,8 +813,7 @@ class OperationRunService:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return False
         # Mirror the row on the loaded object without marking it dirty (no second UPDATE).
-        for name, value in values.items():
-            set_committed_value(run, name, value)
+        set_loaded(run, values)
         return True
 
     @classmethod

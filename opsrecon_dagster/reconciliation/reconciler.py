@@ -19,11 +19,11 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session, load_only, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
 
 from opsrecon_dagster.artifacts.common import Proof
 from opsrecon_dagster.artifacts.families import Family
 from opsrecon_dagster.artifacts.proofview import ProofView
+from opsrecon_dagster.db.loaded import set_loaded
 from opsrecon_dagster.db.models import ACTIVE_RUN, ManagedEnvironment, OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations import outbox
@@ -384,7 +384,7 @@ class Reconciler:
             # Mirror the context as parsed (the JSON that validated as ``found[0]``; when
             # unreadable, an empty one) on the loaded row, so the proof view and the
             # lifecycle service read it without touching the driver.
-            set_committed_value(run, "context", found[1] if found is not None else {})
+            set_loaded(run, {"context": found[1] if found is not None else {}})
         return parsed
 
     def _facts(
@@ -612,7 +612,7 @@ def _audit_workspaces(
     found = {env_id: workspace_id for env_id, workspace_id in rows}
     for run in runs:
         if run.id in fields and run.workspace_id is None and run.managed_environment_id in found:
-            set_committed_value(run, "workspace_id", found[run.managed_environment_id])
+            set_loaded(run, {"workspace_id": found[run.managed_environment_id]})
 
 
 def _built(
@@ -632,8 +632,9 @@ def _built(
             adapter=verdict.adapter,
             decided_by=Actor.RECONCILER,
             decided_at=now,
-            # Validated again here: evidence built by ``model_copy`` was not.
-            evidence=Evidence.model_validate(verdict.evidence.model_dump()),
+            # Validated again here (from its field values: nothing to dump first): evidence
+            # built by ``model_copy`` was not.
+            evidence=Evidence.model_validate(dict(verdict.evidence)),
         )
         return decision, _decision_event(run, family, partition, facts, verdict, now)
     except ValidationError:

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, type_coerce
-from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.types import NullType
 
+from opsrecon_dagster.db.loaded import set_loaded
 from opsrecon_dagster.db.models import OperationRun
 
 # Stored times outside this range are not times the product wrote (PostgreSQL's
@@ -183,9 +183,6 @@ def load_fields(run: OperationRun, raw: Sequence[object], dialect: str) -> list[
         except _Bad:
             problems.append(Unreadable(name, *_kind(value)))
             loaded[name] = placeholder
-    # As ``set_committed_value`` does, for all of them at once: the values become the row's
-    # loaded state, not changes to flush (one state update per row, not one per column).
-    state = instance_state(run)
-    state.dict.update(loaded)
-    state._commit(state.dict, list(loaded))
+    # The values become the row's loaded state, not changes to flush.
+    set_loaded(run, loaded)
     return problems
