@@ -58,6 +58,20 @@ def require(
         raise refused(app, exc) from None
 
 
+def listing_scope(
+    app: AppContext, named: Iterable[int | None], command: str, what: str
+) -> frozenset[int] | None:
+    """The workspaces a listing may show beyond what it names: when it names workspaces
+    (``named``: its ``--workspace``, an ``--environment``'s workspace), the actor must read
+    each (else refused, as ``require``) and nothing more is filtered (None); otherwise
+    ``readable`` (the actor's workspaces, or None when entitlements are off)."""
+    ids = {i for i in named if i is not None}
+    if ids:
+        require(app, ids, "viewer", command)
+        return None
+    return readable(app, what)
+
+
 def readable(app: AppContext, what: str) -> frozenset[int] | None:
     """The workspaces whose rows a listing may show: None when entitlements are off (all);
     else the actor's granted workspaces, said in one line on stderr (``what``: "runs")."""
@@ -149,9 +163,7 @@ def access_list(ctx: click.Context, workspace: str | None, as_json: bool) -> Non
     with user_errors(app), app.sessions() as session:
         ws_id = resolve_workspace(session, workspace).id if workspace else None
         on = entitlements.entitlements_on(session)
-    if ws_id is not None:
-        require(app, [ws_id], "viewer", "access list")
-    allowed = readable(app, "grants") if on and ws_id is None else None
+    allowed = listing_scope(app, [ws_id], "access list", "grants")
     with user_errors(app), app.sessions() as session:
         ids = [ws_id] if ws_id is not None else allowed
         rows = entitlements.grants(session, ids)

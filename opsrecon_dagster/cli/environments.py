@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import select
 
-from opsrecon_dagster.cli.access import readable, require
+from opsrecon_dagster.cli.access import listing_scope, require
 from opsrecon_dagster.cli.common import (
     acting_actor,
     app_of,
@@ -41,9 +41,7 @@ def environments_list(ctx: click.Context, workspace: str | None, as_json: bool) 
     app = app_of(ctx)
     with user_errors(app), app.sessions() as session:
         ws_id = resolve_workspace(session, workspace).id if workspace else None
-    if ws_id is not None:
-        require(app, [ws_id], "viewer", "environments list")
-    allowed = readable(app, "environments") if ws_id is None else None
+    allowed = listing_scope(app, [ws_id], "environments list", "environments")
     with user_errors(app), app.sessions() as session:
         stmt = select(ManagedEnvironment).order_by(ManagedEnvironment.partition_key)
         if ws_id is not None:

@@ -18,7 +18,7 @@ from opsrecon_dagster.artifacts.review_lifecycle import (
     ReviewNotFoundError,
     ReviewTransitionError,
 )
-from opsrecon_dagster.cli.access import readable, require
+from opsrecon_dagster.cli.access import listing_scope, require
 from opsrecon_dagster.cli.common import (
     DB_ID,
     acting_actor,
@@ -100,10 +100,7 @@ def reviews_list(
         ws_id = resolve_workspace(session, workspace).id if workspace else None
         env = resolve_environment(session, environment) if environment else None
         env_id, env_ws = (env.id, env.workspace_id) if env is not None else (None, None)
-    scoped = {i for i in (ws_id, env_ws) if i is not None}
-    if scoped:
-        require(app, scoped, "viewer", "reviews list")
-    allowed = None if scoped else readable(app, "reviews")
+    allowed = listing_scope(app, [ws_id, env_ws], "reviews list", "reviews")
     with user_errors(app, REVIEW_ERRORS), app.sessions() as session:
         found = ReviewLifecycle(app.sessions).find(
             workspace_id=ws_id,

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from opsrecon_dagster.app import AppContext
-from opsrecon_dagster.cli.access import readable, require
+from opsrecon_dagster.cli.access import listing_scope, require
 from opsrecon_dagster.cli.common import (
     DB_ID,
     WRAPPED,
@@ -171,11 +171,7 @@ def runs_list(
     with user_errors(app), app.sessions() as session:
         type_name = parse_operation_type(op_type).value if op_type else None
         ws_id, env_id = _workspace_and_environment(session, workspace, environment)
-    if ws_id is not None:
-        require(app, [ws_id], "viewer", "runs list")
-        allowed = None
-    else:
-        allowed = readable(app, "runs")
+    allowed = listing_scope(app, [ws_id], "runs list", "runs")
     flt = replace(
         flt, op_type=type_name, workspace_id=ws_id, environment_id=env_id, workspace_ids=allowed
     )
