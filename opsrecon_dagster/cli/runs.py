@@ -24,6 +24,7 @@ from opsrecon_dagster.cli.common import (
     by_whom,
     cells,
     console,
+    detail_width,
     echo_wrapped,
     emit_json,
     packed_lines,
@@ -294,8 +295,10 @@ def _echo_links(detail: dict[str, Any], language: Language) -> None:
 
     click.echo(f"{word('Links', language)}:")
     line(labels[0], links["dagster_run_id"] or "-")
-    if links["dagster_run_url"]:
-        line("", links["dagster_run_url"])
+    if url := links["dagster_run_url"]:
+        # Under the id; less indented where that would not fit (a URL is never broken).
+        fits = 2 + pad + len(url) <= detail_width()
+        click.echo(f"  {'':<{pad}}{url}" if fits else f"    {url}")
     if links["asset_key"]:
         line(labels[1], f"{links['asset_key']} / {links['asset_partition'] or '-'}")
     else:

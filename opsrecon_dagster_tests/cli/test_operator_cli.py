@@ -733,14 +733,17 @@ def test_start_prints_the_outcome_in_words_and_the_next_step(
 def test_run_details_fit_an_80_column_terminal(
     app: AppContext, history: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The decision's "decided by ... at <time>" line breaks between words like the rest."""
+    """The decision's "decided by ... at <time>" line breaks between words like the rest,
+    and the Dagster run's link (never broken) moves left where it would not fit."""
     scope = history["acme"]
     run = app.runs.start(
         OperationType.ENVIRONMENT_REVIEW_COMPOSE,
         workspace_id=scope.workspace_id,
         environment_id=scope.environment_id,
     ).run
+    app.runs.mark_running(run.id, "0f0e0d0c-0b0a-4000-8000-000000000001")
     decide(app, run.id, RunOutcome.PARTIALLY_SUCCEEDED, "materialization_disagrees_with_proof")
+    monkeypatch.setenv("OPSRECON_DAGSTER_UI_URL", "http://127.0.0.1:3000/")
     monkeypatch.setenv("COLUMNS", "80")
     for lang in ("en", "de"):
         for command in ("show", "explain"):
@@ -751,3 +754,4 @@ def test_run_details_fit_an_80_column_terminal(
             context_at = lines.index({"en": "Raw context:", "de": "Gespeicherter Kontext:"}[lang])
             too_wide = [line for line in lines[:context_at] if len(line) > 80]
             assert too_wide == [], (lang, command, too_wide)
+            assert "    http://127.0.0.1:3000/runs/0f0e0d0c-" in out, out
