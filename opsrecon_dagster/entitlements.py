@@ -328,3 +328,52 @@ def grants(
         )
         for g, slug in session.execute(stmt).all()
     ]
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One ``access_events`` row as ``access events`` shows it."""
+
+    id: int
+    created_at: str
+    workspace_slug: str
+    action: str
+    acted_by: str
+    details: dict[str, Any]
+
+    def summary(self) -> str:
+        """What happened, in one line: the command and roles (refusals), or who got which
+        role (grants and revokes)."""
+        d = self.details
+        if self.action == REFUSED:
+            held = d.get("held") or "no grant"
+            target = f" ({d['target']})" if d.get("target") else ""
+            return f"`{d.get('command')}`{target} needs {d.get('needed')}, held {held}"
+        was = f" (was {d['previous_role']})" if d.get("previous_role") else ""
+        return f"{d.get('grantee')} {d.get('role')}{was}"
+
+
+def events(
+    session: Session, workspace_ids: Sequence[int] | frozenset[int] | None, limit: int
+) -> list[EventRow]:
+    """The newest ``limit`` grants, revokes and refusals, newest first; only of
+    ``workspace_ids`` when given."""
+    stmt: Any = (
+        select(AccessEvent, Workspace.slug)
+        .join(Workspace, Workspace.id == AccessEvent.workspace_id)
+        .order_by(AccessEvent.id.desc())
+        .limit(limit)
+    )
+    if workspace_ids is not None:
+        stmt = stmt.where(AccessEvent.workspace_id.in_(sorted(workspace_ids)))
+    return [
+        EventRow(
+            id=e.id,
+            created_at=e.created_at.isoformat(),
+            workspace_slug=slug,
+            action=e.action,
+            acted_by=e.acted_by,
+            details=dict(e.details),
+        )
+        for e, slug in session.execute(stmt).all()
+    ]

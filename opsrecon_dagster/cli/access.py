@@ -184,3 +184,29 @@ def access_list(ctx: click.Context, workspace: str | None, as_json: bool) -> Non
             )
         )
     console().print(out)
+
+
+@access.command("events")
+@click.option("--workspace", default=None, help="Only this workspace (id or slug).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def access_events(ctx: click.Context, workspace: str | None, limit: int, as_json: bool) -> None:
+    """Grants, revokes and refusals, newest first (of the workspaces the actor may read)."""
+    app = app_of(ctx)
+    with user_errors(app), app.sessions() as session:
+        ws_id = resolve_workspace(session, workspace).id if workspace else None
+    allowed = listing_scope(app, [ws_id], "access events", "access events")
+    with user_errors(app), app.sessions() as session:
+        rows = entitlements.events(session, [ws_id] if ws_id is not None else allowed, limit)
+    if as_json:
+        emit_json([r.__dict__ for r in rows])
+        return
+    if not rows:
+        click.echo("no access events")
+        return
+    out = table("AT", "WORKSPACE", "ACTION", "BY", "WHAT", wrap=("WHAT",))
+    for r in rows:
+        at = r.created_at[:16].replace("T", " ")
+        out.add_row(*cells(at, r.workspace_slug, r.action, r.acted_by, r.summary()))
+    console().print(out)

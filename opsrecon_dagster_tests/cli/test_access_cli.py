@@ -395,3 +395,33 @@ def test_the_check_itself_passes_everyone_while_no_grant_exists(
         "command": "runs show",
         "needed": "viewer",
     }
+
+
+def test_access_events_show_grants_and_refusals_of_readable_workspaces_only(
+    app: AppContext, two: tuple[Scope, Scope, int, int], as_actor: Any
+) -> None:
+    """What ``access events`` shows is what ``access_events`` holds, newest first, within
+    the actor's workspaces; a workspace the actor may not read is refused like any read."""
+    *_, globex_run = two
+    code, _, _ = as_actor("bob", "runs", "show", str(globex_run))
+    assert code == 2
+    code, out, err = as_actor("alice", "access", "events", "--json")
+    assert code == 0, err
+    shown = [(e["action"], e["acted_by"], e["workspace_slug"]) for e in json.loads(out)]
+    # bob's refusal happened in globex, which alice may not read either.
+    assert shown == [
+        ("access.granted", "alice", "acme"),
+        ("access.granted", "alice", "acme"),
+    ]
+    assert len(events(app)) == 3
+    code, out, err = as_actor("alice", "access", "events")
+    assert code == 0, err
+    assert "bob viewer" in out and "alice operator" in out
+    code, out, err = as_actor("bob", "access", "events", "--workspace", "globex")
+    assert code == 2 and "viewer role on workspace 'globex'" in one_error(err)
+    # An operator of globex sees the refusal, in words.
+    code, _, err = as_actor("alice", "access", "grant", "alice", "globex", "--role", "operator")
+    assert code == 0, err
+    code, out, err = as_actor("alice", "access", "events", "--workspace", "globex")
+    assert code == 0, err
+    assert "`runs show` (run" in out and "needs viewer, held no grant" in out
