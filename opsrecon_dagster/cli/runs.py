@@ -172,6 +172,12 @@ def runs_list(
     with user_errors(app), app.sessions() as session:
         type_name = parse_operation_type(op_type).value if op_type else None
         ws_id, env_id = _workspace_and_environment(session, workspace, environment)
+    if before_id is not None:
+        # The page starts after that run: its workspace must be readable too, or the
+        # listing would tell where a run the actor may not see stands.
+        with user_errors(app):
+            cursor = app.runs.get(before_id)
+        require(app, [cursor.workspace_id], "viewer", "runs list", f"run {before_id}")
     allowed = listing_scope(app, [ws_id], "runs list", "runs")
     flt = replace(
         flt, op_type=type_name, workspace_id=ws_id, environment_id=env_id, workspace_ids=allowed

@@ -425,3 +425,14 @@ def test_access_events_show_grants_and_refusals_of_readable_workspaces_only(
     code, out, err = as_actor("alice", "access", "events", "--workspace", "globex")
     assert code == 0, err
     assert "`runs show` (run" in out and "needs viewer, held no grant" in out
+
+
+def test_a_listing_cannot_start_after_a_run_of_another_workspace(
+    app: AppContext, two: tuple[Scope, Scope, int, int], as_actor: Any
+) -> None:
+    """``--before-id`` of a run the actor may not read would tell where it stands."""
+    *_, acme_run, globex_run = two
+    code, out, err = as_actor("bob", "runs", "list", "--before-id", str(globex_run))
+    assert code == 2 and "viewer role on workspace 'globex'" in one_error(err), out + err
+    code, out, err = as_actor("bob", "runs", "list", "--before-id", str(acme_run), "--json")
+    assert code == 0, err
