@@ -72,6 +72,16 @@ def listing_scope(
     return readable(app, what)
 
 
+def workspace_listing(
+    app: AppContext, workspace: str | None, command: str, what: str
+) -> tuple[int | None, frozenset[int] | None]:
+    """A listing's ``--workspace`` (id or slug) resolved, and ``listing_scope`` of it:
+    (the named workspace's id or None, the workspaces it may show beyond that)."""
+    with user_errors(app), app.sessions() as session:
+        ws_id = resolve_workspace(session, workspace).id if workspace else None
+    return ws_id, listing_scope(app, [ws_id], command, what)
+
+
 def readable(app: AppContext, what: str) -> frozenset[int] | None:
     """The workspaces whose rows a listing may show: None when entitlements are off (all);
     else the actor's granted workspaces, said in one line on stderr (``what``: "runs")."""
@@ -160,10 +170,9 @@ def access_revoke(ctx: click.Context, actor: str, workspace: str, as_json: bool)
 def access_list(ctx: click.Context, workspace: str | None, as_json: bool) -> None:
     """The grants (of the workspaces the actor may read, once entitlements are on)."""
     app = app_of(ctx)
+    ws_id, allowed = workspace_listing(app, workspace, "access list", "grants")
     with user_errors(app), app.sessions() as session:
-        ws_id = resolve_workspace(session, workspace).id if workspace else None
         on = entitlements.entitlements_on(session)
-    allowed = listing_scope(app, [ws_id], "access list", "grants")
     with user_errors(app), app.sessions() as session:
         ids = [ws_id] if ws_id is not None else allowed
         rows = entitlements.grants(session, ids)
@@ -194,9 +203,7 @@ def access_list(ctx: click.Context, workspace: str | None, as_json: bool) -> Non
 def access_events(ctx: click.Context, workspace: str | None, limit: int, as_json: bool) -> None:
     """Grants, revokes and refusals, newest first (of the workspaces the actor may read)."""
     app = app_of(ctx)
-    with user_errors(app), app.sessions() as session:
-        ws_id = resolve_workspace(session, workspace).id if workspace else None
-    allowed = listing_scope(app, [ws_id], "access events", "access events")
+    ws_id, allowed = workspace_listing(app, workspace, "access events", "access events")
     with user_errors(app), app.sessions() as session:
         rows = entitlements.events(session, [ws_id] if ws_id is not None else allowed, limit)
     if as_json:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import select
 
-from opsrecon_dagster.cli.access import listing_scope, require
+from opsrecon_dagster.cli.access import require, workspace_listing
 from opsrecon_dagster.cli.common import (
     acting_actor,
     app_of,
@@ -22,7 +22,6 @@ from opsrecon_dagster.tenancy import (
     OPERATOR_READINESS,
     parse_operator_readiness,
     resolve_environment,
-    resolve_workspace,
     set_readiness_by_operator,
 )
 
@@ -39,9 +38,7 @@ def environments() -> None:
 def environments_list(ctx: click.Context, workspace: str | None, as_json: bool) -> None:
     """Every environment (of the workspaces the actor may read) with its readiness."""
     app = app_of(ctx)
-    with user_errors(app), app.sessions() as session:
-        ws_id = resolve_workspace(session, workspace).id if workspace else None
-    allowed = listing_scope(app, [ws_id], "environments list", "environments")
+    ws_id, allowed = workspace_listing(app, workspace, "environments list", "environments")
     with user_errors(app), app.sessions() as session:
         stmt = select(ManagedEnvironment).order_by(ManagedEnvironment.partition_key)
         if ws_id is not None:
