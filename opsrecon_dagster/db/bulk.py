@@ -9,7 +9,6 @@ through ``json_each``: the same one statement whatever the batch, evaluated in-p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
@@ -21,6 +20,7 @@ from sqlalchemy.sql.expression import FromClause
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
+from opsrecon_dagster.db.engine import json_text
 from opsrecon_dagster.db.models import Base
 
 Columns = Mapping[str, tuple[Sequence[object], TypeEngine[Any]]]
@@ -51,7 +51,7 @@ def json_rows(dialect: Dialect, columns: Columns) -> FromClause:
     for items, typed in columns.values():
         process = typed.dialect_impl(dialect).bind_processor(dialect)
         processed.append([process(v) for v in items] if process is not None else list(items))
-    payload = json.dumps([list(row) for row in zip(*processed, strict=True)])
+    payload = json_text([list(row) for row in zip(*processed, strict=True)])
     each = func.json_each(bindparam("v_rows", payload, type_=Text)).table_valued("value")
     return select(
         *(func.json_extract(each.c.value, f"$[{i}]").label(name) for i, name in enumerate(columns))
@@ -78,7 +78,7 @@ def one_of(
     expr = column.__clause_element__() if isinstance(column, QueryableAttribute) else column
     if arrays_supported(session):
         return expr == any_(bindparam(None, items, type_=ARRAY(expr.type)))
-    each = func.json_each(bindparam(None, json.dumps(items), type_=Text)).table_valued("value")
+    each = func.json_each(bindparam(None, json_text(items), type_=Text)).table_valued("value")
     return expr.in_(select(each.c.value))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -16,6 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_SQLITE_FILE = "opsrecon.sqlite3"
+
+
+def json_text(value: Any) -> str:
+    """JSON text of a stored JSON value: compact, UTF-8, by pydantic-core's encoder (about
+    four times faster than ``json.dumps``; the reconciler writes three documents per
+    decision). Every value stored is already JSON-ready (``mode="json"`` dumps)."""
+    return pydantic_core.to_json(value).decode()
 
 
 class DatabaseUrlError(ValueError):
@@ -83,10 +91,12 @@ def make_engine(url: str | URL) -> Engine:
                 raise DatabaseUrlError(
                     f"cannot create the folder {path.parent} for the SQLite database"
                 ) from None
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+        engine = create_engine(parsed, connect_args={"timeout": 30}, json_serializer=json_text)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(
+        parsed, pool_pre_ping=True, pool_size=5, max_overflow=10, json_serializer=json_text
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

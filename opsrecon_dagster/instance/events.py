@@ -106,57 +106,93 @@ def _index(
             last[(key, _kind(entry))] = (entry, event_id)
         for entry, event_id in last.values():
             storage._store_asset_event(conn, entry, event_id)
-    for entry, row, event_id in zip(entries, rows, ids, strict=True):
-        if _kind(entry) is DagsterEventType.ASSET_CHECK_EVALUATION:
-            _store_check_evaluation(conn, entry, row["event"], event_id)
+    _store_check_evaluations(
+        conn,
+        [
+            (entry, row["event"], event_id)
+            for entry, row, event_id in zip(entries, rows, ids, strict=True)
+            if _kind(entry) is DagsterEventType.ASSET_CHECK_EVALUATION
+        ],
+    )
 
 
 def _kind(entry: EventLogEntry) -> DagsterEventType:
     return entry.get_dagster_event().event_type
 
 
-def _store_check_evaluation(
-    conn: sa.Connection, entry: EventLogEntry, serialized: str, event_id: int
+# Check executions looked up per statement (well under SQLite's bound-parameter limit).
+_LOOKUP_CHUNK = 500
+
+
+def _store_check_evaluations(
+    conn: sa.Connection, evaluations: Sequence[tuple[EventLogEntry, str, int]]
 ) -> None:
-    """The check execution row ``store_asset_check_event`` writes for an evaluation in a
-    run: the run's planned execution of the check on the partition is updated, or a new
-    one inserted when the run had not planned it."""
-    evaluation = cast(dg.AssetCheckEvaluation, entry.get_dagster_event().event_specific_data)
-    if not entry.run_id:
-        raise ValueError("check evaluations are written on a run")
-    values = {
-        "execution_status": (
-            AssetCheckExecutionRecordStatus.SUCCEEDED.value
-            if evaluation.passed
-            else AssetCheckExecutionRecordStatus.FAILED.value
-        ),
-        "evaluation_event": serialized,
-        "evaluation_event_timestamp": datetime.fromtimestamp(entry.timestamp, UTC).replace(
-            tzinfo=None
-        ),
-        "evaluation_event_storage_id": event_id,
-        "materialization_event_storage_id": (
-            evaluation.target_materialization_data.storage_id
-            if evaluation.target_materialization_data
-            else None
-        ),
-        "partition": evaluation.partition,
-    }
+    """The check execution rows ``store_asset_check_event`` writes for evaluations in runs,
+    for a whole delivery in three statements: each run's planned execution of the check on
+    the partition is updated (one ``executemany``), the others are inserted (one multi-row
+    ``INSERT``). Dagster's own path is an ``UPDATE`` and, when it changed nothing, an
+    ``INSERT``, per evaluation; evaluated one by one, a later evaluation of the same check,
+    run and partition updates the row the earlier one inserted, so the last one stands."""
+    if not evaluations:
+        return
     table = AssetCheckExecutionsTable
-    same = sa.and_(
-        table.c.asset_key == evaluation.asset_key.to_string(),
-        table.c.check_name == evaluation.check_name,
-        table.c.run_id == entry.run_id,
-        table.c.partition.is_(None)
-        if evaluation.partition is None
-        else table.c.partition == evaluation.partition,
-    )
-    if conn.execute(table.update().where(same).values(**values)).rowcount == 0:
-        conn.execute(
-            table.insert().values(
-                asset_key=evaluation.asset_key.to_string(),
-                check_name=evaluation.check_name,
-                run_id=entry.run_id,
-                **values,
-            )
+    latest: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
+    for entry, serialized, event_id in evaluations:
+        evaluation = cast(dg.AssetCheckEvaluation, entry.get_dagster_event().event_specific_data)
+        if not entry.run_id:
+            raise ValueError("check evaluations are written on a run")
+        key = (
+            evaluation.asset_key.to_string(),
+            evaluation.check_name,
+            entry.run_id,
+            evaluation.partition,
         )
+        latest.pop(key, None)  # keep the order of the last ones
+        latest[key] = {
+            "execution_status": (
+                AssetCheckExecutionRecordStatus.SUCCEEDED.value
+                if evaluation.passed
+                else AssetCheckExecutionRecordStatus.FAILED.value
+            ),
+            "evaluation_event": serialized,
+            "evaluation_event_timestamp": datetime.fromtimestamp(entry.timestamp, UTC).replace(
+                tzinfo=None
+            ),
+            "evaluation_event_storage_id": event_id,
+            "materialization_event_storage_id": (
+                evaluation.target_materialization_data.storage_id
+                if evaluation.target_materialization_data
+                else None
+            ),
+            "partition": evaluation.partition,
+        }
+    existing: dict[tuple[str, str, str, str | None], list[int]] = {}
+    run_ids = sorted({key[2] for key in latest})
+    for start in range(0, len(run_ids), _LOOKUP_CHUNK):
+        found = conn.execute(
+            sa.select(
+                table.c.id, table.c.asset_key, table.c.check_name, table.c.run_id, table.c.partition
+            ).where(table.c.run_id.in_(run_ids[start : start + _LOOKUP_CHUNK]))
+        )
+        for row_id, asset_key, check_name, run_id, partition in found:
+            existing.setdefault((asset_key, check_name, run_id, partition), []).append(row_id)
+    # (Bound names differ from the columns': SQLAlchemy reserves those for its own SET.)
+    updates = [
+        {"row_id": row_id, **{f"v_{name}": value for name, value in values.items()}}
+        for key, values in latest.items()
+        for row_id in existing.get(key, ())
+    ]
+    if updates:
+        conn.execute(
+            table.update()
+            .where(table.c.id == sa.bindparam("row_id"))
+            .values({name: sa.bindparam(f"v_{name}") for name in next(iter(latest.values()))}),
+            updates,
+        )
+    inserts = [
+        {"asset_key": key[0], "check_name": key[1], "run_id": key[2], **values}
+        for key, values in latest.items()
+        if key not in existing
+    ]
+    if inserts:
+        conn.execute(table.insert(), inserts)

@@ -12,6 +12,9 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationPlanned,
+)
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.events import AssetMaterializationPlannedData
 from dagster._core.events.log import EventLogEntry
@@ -165,3 +168,86 @@ def test_batched_writes_read_back_as_dagsters_own(
     # What the UI shows: the two failed partitions failed, the proven one materialized.
     assert reads["ours"]["failed"] == PARTITIONS[:2]
     assert reads["ours"]["done"] == PARTITIONS[2:]
+
+
+def _evaluation(run: dg.DagsterRun, partition: str, i: int, passed: bool) -> EventLogEntry:
+    event = DecisionEvent(
+        operation_run_id=i,
+        asset_key="inventory_items",
+        job="inventory_sync",
+        partition_key=partition,
+        outcome=RunOutcome.SUCCEEDED if passed else RunOutcome.FAILED,
+        reason_code="inventory_all_types_covered" if passed else "stale_without_proof",
+        adapter="inventory_sync",
+        decided_by=Actor.RECONCILER,
+        decided_at=datetime.now(UTC),
+    )
+    check = dg.AssetCheckEvaluation(
+        asset_key=ASSET, partition=partition, **decisions._check_fields(event, "en")
+    )
+    return decisions._entry(
+        run.run_id, run.job_name, dg.DagsterEventType.ASSET_CHECK_EVALUATION, check
+    )
+
+
+def test_batched_check_evaluations_update_planned_executions_as_dagster_does(
+    storage_configs: Callable[[], dict[str, Any] | None],
+) -> None:
+    """A run that planned its check on a partition has that execution updated (not a second
+    one inserted); two evaluations of one check, run and partition leave the last; an
+    unplanned one is inserted: the execution history reads as Dagster's own writes leave it."""
+    job = defs.resolve_job_def("inventory_sync")
+    histories: dict[str, Any] = {}
+    for name, write in (("dagster", _dagster_one_by_one), ("ours", store_events)):
+        with dg.instance_for_test(overrides=storage_configs()) as instance:
+            instance.add_dynamic_partitions(ENVIRONMENTS.name or "", PARTITIONS)
+            planned_run = instance.create_run_for_job(
+                job, run_id="1" * 8 + "-0000-4000-8000-" + "0" * 12
+            )
+            other_run = instance.create_run_for_job(
+                job, run_id="2" * 8 + "-0000-4000-8000-" + "0" * 12
+            )
+            planned = AssetCheckEvaluationPlanned(
+                asset_key=ASSET,
+                check_name=CHECK.name,
+                partitions_subset=ENVIRONMENTS.empty_subset().with_partition_keys(PARTITIONS[:1]),
+            )
+            # The job's own planning, through Dagster in both cases.
+            instance.event_log_storage.store_event(
+                decisions._entry(
+                    planned_run.run_id,
+                    planned_run.job_name,
+                    dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+                    planned,
+                )
+            )
+            write(
+                instance,
+                [
+                    _evaluation(planned_run, PARTITIONS[0], 1, passed=True),
+                    _evaluation(other_run, PARTITIONS[1], 2, passed=True),
+                    _evaluation(other_run, PARTITIONS[1], 3, passed=False),
+                    _evaluation(other_run, PARTITIONS[2], 4, passed=True),
+                ],
+            )
+            histories[name] = [
+                (
+                    r.run_id,
+                    r.partition,
+                    r.status,
+                    r.event.asset_check_evaluation if r.event else None,
+                )
+                for r in instance.event_log_storage.get_asset_check_execution_history(
+                    CHECK, limit=100
+                )
+            ]
+    assert histories["ours"] == histories["dagster"]
+    # One execution per run and partition (the unpartitioned ones: each run's creation
+    # planned its check); the planned partition evaluated, the repeated one the last word.
+    assert sorted((r[:4], p or "", s.value) for r, p, s, _e in histories["ours"]) == [
+        ("1111", "", "PLANNED"),
+        ("1111", PARTITIONS[0], "SUCCEEDED"),
+        ("2222", "", "PLANNED"),
+        ("2222", PARTITIONS[1], "FAILED"),
+        ("2222", PARTITIONS[2], "SUCCEEDED"),
+    ]
