@@ -16,7 +16,8 @@ from opsrecon_dagster.artifacts.common import (
     redaction_progress,
 )
 from opsrecon_dagster.artifacts.proofview import ProofView, artifact_proof
-from opsrecon_dagster.db.models import BackupItem, BackupSet, OperationRun
+from opsrecon_dagster.db.models import BackupItem, BackupSet
+from opsrecon_dagster.db.run_record import RunRecord
 from opsrecon_dagster.enums import BackupItemStatus, BackupSetStatus, RunOutcome
 from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.providers.base import ProviderError, TenantProvider
@@ -124,7 +125,7 @@ def _write_set(
             session.add(item)
 
 
-def backup_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
+def backup_proof(view: ProofView, run: RunRecord, scope: RunScope) -> Proof:
     """Decide from the backup set this run produced in its own scope (docs/decisions.md#backup).
 
     The set's item rows decide, not its status field: a set marked complete with no

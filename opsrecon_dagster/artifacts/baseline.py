@@ -24,8 +24,8 @@ from opsrecon_dagster.db.models import (
     BaselineSnapshot,
     BaselineSnapshotItem,
     InventoryItem,
-    OperationRun,
 )
+from opsrecon_dagster.db.run_record import RunRecord
 from opsrecon_dagster.enums import GapKind, RunOutcome, SnapshotStatus
 from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.providers.base import ProviderError, TenantProvider
@@ -181,7 +181,7 @@ def _write_snapshot(
         session.add_all([*capture.items, *capture.gaps])
 
 
-def baseline_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
+def baseline_proof(view: ProofView, run: RunRecord, scope: RunScope) -> Proof:
     """Decide from the snapshot this run produced in its own scope (docs/decisions.md#baseline).
 
     The snapshot's item and gap rows decide, not its status field: a snapshot marked

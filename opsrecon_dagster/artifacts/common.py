@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun, Workspace
+from opsrecon_dagster.db.run_record import RunRecord
 from opsrecon_dagster.enums import Readiness, RunOutcome
 from opsrecon_dagster.operations.context import Evidence, Progress, RunContext
 from opsrecon_dagster.providers.base import EnvironmentRef, TenantProvider
@@ -54,7 +55,7 @@ class RunScope:
 
 
 def scope_of(
-    run: OperationRun,
+    run: RunRecord,
     workspace: Workspace | None,
     environment: ManagedEnvironment | None,
     context: RunContext | None = None,

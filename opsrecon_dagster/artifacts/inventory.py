@@ -18,7 +18,8 @@ from opsrecon_dagster.artifacts.common import (
     redaction_progress,
 )
 from opsrecon_dagster.artifacts.proofview import ProofView, no_artifact_proof
-from opsrecon_dagster.db.models import InventoryCoverage, InventoryItem, OperationRun
+from opsrecon_dagster.db.models import InventoryCoverage, InventoryItem
+from opsrecon_dagster.db.run_record import RunRecord
 from opsrecon_dagster.enums import CoverageStatus, RunOutcome
 from opsrecon_dagster.operations.context import Progress
 from opsrecon_dagster.providers.base import (
@@ -159,7 +160,7 @@ def _upsert_items(
         item.last_seen_operation_run_id = scope.run_id
 
 
-def inventory_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
+def inventory_proof(view: ProofView, run: RunRecord, scope: RunScope) -> Proof:
     """Decide from the coverage rows this run recorded in its own scope
     (docs/decisions.md#inventory).
 

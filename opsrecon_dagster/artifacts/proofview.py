@@ -31,12 +31,13 @@ from opsrecon_dagster.db.models import (
     OperationRun,
     Workspace,
 )
+from opsrecon_dagster.db.run_record import RunRecord
 from opsrecon_dagster.enums import RunOutcome
 from opsrecon_dagster.operations.catalog import OperationType
 from opsrecon_dagster.operations.context import Evidence, RunContext
 
 
-def _fingerprint(run: OperationRun) -> str | None:
+def _fingerprint(run: RunRecord) -> str | None:
     fp = (run.context or {}).get("inputs", {}).get("fingerprint")
     return fp if isinstance(fp, str) else None
 
@@ -62,7 +63,7 @@ class ProofView:
     backup_sets: dict[int, list[BackupSet]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, session: Session, runs: Sequence[OperationRun]) -> ProofView:
+    def load(cls, session: Session, runs: Sequence[RunRecord]) -> ProofView:
         """Load the rows for all ``runs`` at once (a fixed number of queries)."""
         run_ids = [r.id for r in runs]
         env_ids = sorted({r.managed_environment_id for r in runs if r.managed_environment_id})
@@ -107,17 +108,17 @@ class ProofView:
         return view, run, view.scope(run)
 
     # ------------------------------------------------------------------ lookups
-    def scope(self, run: OperationRun, context: RunContext | None = None) -> RunScope:
+    def scope(self, run: RunRecord, context: RunContext | None = None) -> RunScope:
         """The run's own scope; ``ValueError`` when missing or inconsistent. ``context``:
         the run's stored context as the caller already validated it."""
         env = self.environments.get(run.managed_environment_id or -1)
         return scope_of(run, self.workspaces.get(run.workspace_id), env, context)
 
-    def tagged_rows(self, model: type, run: OperationRun) -> list[Any]:
+    def tagged_rows(self, model: type, run: RunRecord) -> list[Any]:
         """Rows of ``model`` that carry the run's id, whatever their scope."""
         return self.tagged[model].get(run.id, [])
 
-    def own_rows(self, model: type, run: OperationRun, scope: RunScope) -> tuple[list[Any], int]:
+    def own_rows(self, model: type, run: RunRecord, scope: RunScope) -> tuple[list[Any], int]:
         """Rows the run produced in its own scope, not before it; plus the wrong-scope count."""
         rows = self.tagged_rows(model, run)
         mine = [r for r in rows if _in_scope(r, scope)]
@@ -166,7 +167,7 @@ class ProofView:
     def own_artifact(
         self,
         model: type,
-        run: OperationRun,
+        run: RunRecord,
         scope: RunScope,
         *,
         kind: str,
@@ -286,4 +287,4 @@ def _created(row: Any) -> Any:
     return row.recorded_at if isinstance(row, InventoryCoverage) else row.created_at
 
 
-ProofRule = Callable[[ProofView, OperationRun, RunScope], Proof]
+ProofRule = Callable[[ProofView, RunRecord, RunScope], Proof]

@@ -21,6 +21,7 @@ from opsrecon_dagster.artifacts import backup
 from opsrecon_dagster.artifacts.common import Heartbeat, Proof, RunScope
 from opsrecon_dagster.artifacts.proofview import ProofView
 from opsrecon_dagster.db.models import BackupItem, BackupSet, OperationRun
+from opsrecon_dagster.db.run_record import RunRecord
 from opsrecon_dagster.enums import BackupSetStatus, RunOutcome, RunStatus
 from opsrecon_dagster.operations.context import Evidence, Progress
 from opsrecon_dagster.providers.base import TenantProvider
@@ -38,7 +39,7 @@ class RetentionPlan:
 
 
 def retention_plan(
-    sets: Sequence[BackupSet], retention_count: int, run: OperationRun
+    sets: Sequence[BackupSet], retention_count: int, run: RunRecord
 ) -> RetentionPlan:
     """Which of the schedule's sets the run keeps and which it may prune (oldest last)."""
     before = sorted(
@@ -101,7 +102,7 @@ def prune_backup_sets(
     heartbeat(Progress(phase="pruned", counts={"sets_pruned": len(doomed)}))
 
 
-def retention_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
+def retention_proof(view: ProofView, run: RunRecord, scope: RunScope) -> Proof:
     """Decide from the schedule's sets as this run left them (same workspace, environment,
     schedule): succeeded when no set beyond retention is left and no protected set was
     pruned by this run; no proof while sets beyond retention remain."""

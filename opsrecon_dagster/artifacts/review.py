@@ -31,8 +31,8 @@ from opsrecon_dagster.db.models import (
     BaselineSnapshot,
     EnvironmentReview,
     InventoryItem,
-    OperationRun,
 )
+from opsrecon_dagster.db.run_record import RunRecord
 from opsrecon_dagster.enums import Actor, ReviewStatus, RunOutcome
 from opsrecon_dagster.operations.context import Evidence, Progress
 
@@ -210,7 +210,7 @@ def _insert_ready(
         return review.id
 
 
-def review_proof(view: ProofView, run: OperationRun, scope: RunScope) -> Proof:
+def review_proof(view: ProofView, run: RunRecord, scope: RunScope) -> Proof:
     """Decide from same-scope reviews (docs/decisions.md#review).
 
     The run's own composed review proves it whatever its status now (published, superseded

@@ -40,6 +40,10 @@ class _Strict(BaseModel):
 class Evidence(_Strict):
     """Bounded proof summary recorded with a decision (docs/decisions.md)."""
 
+    # Evidence derived with ``model_copy`` (scope ids, a claimed outcome added) is not
+    # validated by the copy: it is validated again wherever it enters a decision.
+    model_config = ConfigDict(revalidate_instances="always")
+
     workspace_id: int | None = None
     managed_environment_id: int | None = None
     artifact_kind: SnakeCase | None = None

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 
 from opsrecon_dagster.db import bulk
 from opsrecon_dagster.db.loaded import set_loaded
+from opsrecon_dagster.db.run_record import RunRow
 from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun
 from opsrecon_dagster.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.catalog import OperationCatalog, OperationType
@@ -126,6 +127,12 @@ _FINAL_VALUES: dict[str, Callable[[Decision, dict[str, Any]], object]] = {
     "context": lambda _d, c: c,
     "completed_at": lambda d, _c: d.decided_at,
 }
+
+
+def next_attempts(ctx: RunContext, decided_by: Actor) -> int:
+    """The run's reconciliation attempts once this decision is recorded (the reconciler's
+    decisions count attempts); the decision's ``attempt`` is this, at least 1."""
+    return ctx.reconciliation_attempts + (decided_by is Actor.RECONCILER)
 
 
 class OperationRunService:
@@ -404,11 +411,11 @@ class OperationRunService:
     def reconcile_many_in(
         self,
         session: Session,
-        runs: Sequence[OperationRun],
+        runs: Sequence[OperationRun | RunRow],
         decisions: Mapping[int, Decision],
         contexts: Mapping[int, RunContext] | None = None,
         acted_by: str | None = None,
-    ) -> dict[int, TransitionResult]:
+    ) -> dict[int, TransitionStatus]:
         """The reconciler's terminal writes for a whole batch, inside the caller's
         transaction (whose candidate query already holds the rows' locks).
 
@@ -419,30 +426,31 @@ class OperationRunService:
         path, which records nothing over a decision that is already there. ``contexts``: the
         rows' contexts as the caller already parsed them, so they are not parsed twice.
         ``acted_by``: the operator whose ``opsrecon reconcile`` writes the batch (None for
-        the sensors), recorded on each audit row.
+        the sensors), recorded on each audit row. Returns each decided run's transition; the
+        rows given are updated to what was written.
         """
         by_id = {r.id: r for r in runs}
         planned = self._plan_many(session, by_id, decisions, contexts or {})
         changed = self._finalize_many(session, planned)
-        results: dict[int, TransitionResult] = {}
+        results: dict[int, TransitionStatus] = {}
         audits = []
         now = utcnow()
         for run_id in changed:
             run, (decision, context) = by_id[run_id], planned[run_id]
             audits.append(self._mirror_reconciled(run, decision, context, now, acted_by))
-            results[run_id] = TransitionResult(TransitionStatus.APPLIED, run)
+            results[run_id] = TransitionStatus.APPLIED
         bulk.insert_rows(session, AuditLog, audits)
         for run_id, decision in decisions.items():
             if run_id not in results:
                 results[run_id] = self._finalize_in(
                     session, run_id, decision, action="run.reconciled", acted_by=acted_by
-                )
+                ).status
         return results
 
     def _plan_many(
         self,
         session: Session,
-        by_id: Mapping[int, OperationRun],
+        by_id: Mapping[int, OperationRun | RunRow],
         decisions: Mapping[int, Decision],
         parsed: Mapping[int, RunContext],
     ) -> dict[int, tuple[Decision, dict[str, Any]]]:
@@ -460,29 +468,37 @@ class OperationRunService:
 
     @staticmethod
     def _mirror_reconciled(
-        run: OperationRun,
+        run: OperationRun | RunRow,
         decision: Decision,
         context: dict[str, Any],
         now: datetime,
         acted_by: str | None,
     ) -> dict[str, Any]:
-        """Mirror a row the batch UPDATE completed on its loaded object (without marking it
-        dirty) and return its audit row (``_audit_row``'s, built from what was just dumped).
+        """Mirror a row the batch UPDATE completed on its object (an ORM row's loaded state,
+        without marking it dirty; a ``RunRow``'s fields) and return its audit row (``_audit_row``'s, built from what was just dumped).
 
         The details are ``AuditDetails(adapter=..., evidence=...)`` as ``_audit_row`` dumps
         them; the evidence is taken from the stored context's decision, dumped once for both
         (the same ``mode="json", exclude_none=True`` dump of the same evidence)."""
         from_status = run.status
-        set_loaded(
-            run,
-            {
-                "status": RunStatus.COMPLETED.value,
-                "outcome": decision.outcome.value,
-                "reason_code": decision.reason_code,
-                "context": context,
-                "completed_at": decision.decided_at,
-            },
-        )
+        if isinstance(run, RunRow):
+            run.status = RunStatus.COMPLETED.value
+            run.outcome = decision.outcome.value
+            run.reason_code = decision.reason_code
+            run.context = context
+            run.completed_at = decision.decided_at
+            run.stale_at = None
+        else:
+            set_loaded(
+                run,
+                {
+                    "status": RunStatus.COMPLETED.value,
+                    "outcome": decision.outcome.value,
+                    "reason_code": decision.reason_code,
+                    "context": context,
+                    "completed_at": decision.decided_at,
+                },
+            )
         return {
             "operation_run_id": run.id,
             "workspace_id": run.workspace_id,
@@ -502,8 +518,9 @@ class OperationRunService:
     def _recorded_decision(ctx: RunContext, decision: Decision) -> tuple[Decision, RunContext]:
         """The decision with its attempt number (reconciler decisions count attempts), and
         the run's context recording it."""
-        attempts = ctx.reconciliation_attempts + (decision.decided_by is Actor.RECONCILER)
-        decision = decision.model_copy(update={"attempt": max(attempts, 1)})
+        attempts = next_attempts(ctx, decision.decided_by)
+        if decision.attempt != max(attempts, 1):
+            decision = decision.model_copy(update={"attempt": max(attempts, 1)})
         new_ctx = ctx.model_copy(update={"decision": decision, "reconciliation_attempts": attempts})
         return decision, new_ctx
 
@@ -784,9 +801,11 @@ class OperationRunService:
         return run
 
     @staticmethod
-    def _context(session: Session, run: OperationRun) -> RunContext | None:
+    def _context(session: Session, run: OperationRun | RunRow) -> RunContext | None:
         """The run's context, or None when the stored one is malformed (any shape, size or
         depth): read as text and checked before parsing."""
+        if isinstance(run, RunRow):  # read as checked text already (``stored.py``)
+            return RunContext.load_or_none(run.context)
         if "context" in run.__dict__:
             return RunContext.load_or_none(run.__dict__["context"])
         raw = session.scalar(

@@ -104,27 +104,33 @@ def needs_stand_in(event: DecisionEvent) -> bool:
     )
 
 
-def with_stand_ins(events: Sequence[DecisionEvent]) -> list[DecisionEvent]:
-    """The events, those that need a stand-in Dagster run naming it: one run per job,
-    outcome and reason of the batch (not one per decision: a Dagster run is a storage file
-    on Dagster's SQLite default). The id is derived from the group, so a repeated delivery
-    finds the same run."""
+def stand_in_ids(events: Sequence[DecisionEvent]) -> list[str | None]:
+    """For each event, the stand-in Dagster run that must name it (None: it needs none or
+    names one already): one run per job, outcome and reason of the batch (not one per
+    decision: a Dagster run is a storage file on Dagster's SQLite default). The id is
+    derived from the group, so a repeated delivery finds the same run."""
+    keys = [
+        (e.job or "", e.outcome.value, e.reason_code)
+        if needs_stand_in(e) and e.stand_in_run_id is None
+        else None
+        for e in events
+    ]
     groups: dict[tuple[str, str, str], int] = {}
-    for e in events:
-        if needs_stand_in(e) and e.stand_in_run_id is None:
-            key = (e.job or "", e.outcome.value, e.reason_code)
+    for key, e in zip(keys, events, strict=True):
+        if key is not None:
             groups[key] = min(groups.get(key, e.operation_run_id), e.operation_run_id)
-    if not groups:
-        return list(events)
     ids = {
         key: str(uuid.uuid5(NEVER_LAUNCHED, f"{key[0]}:{key[1]}:{key[2]}:{first}"))
         for key, first in groups.items()
     }
+    return [ids[key] if key is not None else None for key in keys]
+
+
+def with_stand_ins(events: Sequence[DecisionEvent]) -> list[DecisionEvent]:
+    """The events, those that need a stand-in Dagster run naming it (``stand_in_ids``)."""
     return [
-        e.model_copy(update={"stand_in_run_id": ids[(e.job or "", e.outcome.value, e.reason_code)]})
-        if needs_stand_in(e) and e.stand_in_run_id is None
-        else e
-        for e in events
+        e if run_id is None else e.model_copy(update={"stand_in_run_id": run_id})
+        for e, run_id in zip(events, stand_in_ids(events), strict=True)
     ]
 
 
@@ -136,21 +142,21 @@ def enqueue_many(
     another process may deliver them (default: at once)."""
     if not events:
         return
-    events = with_stand_ins(events)
-    bulk.insert_rows(
-        session,
-        DecisionOutbox,
-        [
+    rows = []
+    for e, stand_in in zip(events, stand_in_ids(events), strict=True):
+        dumped = e.model_dump(mode="json")
+        if stand_in is not None:  # a valid run id (a uuid): set on the dump, no model copy
+            dumped["stand_in_run_id"] = stand_in
+        rows.append(
             {
                 "operation_run_id": e.operation_run_id,
-                "event": e.model_dump(mode="json"),
+                "event": dumped,
                 "created_at": e.decided_at,
                 "due_at": due_at or e.decided_at,
                 "attempts": 0,
             }
-            for e in events
-        ],
-    )
+        )
+    bulk.insert_rows(session, DecisionOutbox, rows)
 
 
 def enqueue_one(session: Session, event: DecisionEvent, *, due_at: datetime) -> int:

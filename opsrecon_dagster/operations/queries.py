@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from opsrecon_dagster.db.bulk import one_of
 from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun, Workspace
+from opsrecon_dagster.db.run_record import RunRecord
 from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import Evidence, RunContext
 from opsrecon_dagster.operations.lifecycle import RunNotFoundError
@@ -130,7 +131,7 @@ def run_summary(run: OperationRun, partition_key: str | None = None) -> dict[str
     }
 
 
-def partition_keys(session: Session, runs: Sequence[OperationRun]) -> dict[int, str]:
+def partition_keys(session: Session, runs: Sequence[RunRecord]) -> dict[int, str]:
     """Partition keys of the environments the runs belong to, in one query."""
     env_ids = {r.managed_environment_id for r in runs if r.managed_environment_id is not None}
     if not env_ids:
@@ -143,7 +144,7 @@ def partition_keys(session: Session, runs: Sequence[OperationRun]) -> dict[int, 
     return {env_id: key for env_id, key in rows}
 
 
-def superseded_runs(session: Session, runs: Sequence[OperationRun]) -> set[int]:
+def superseded_runs(session: Session, runs: Sequence[RunRecord]) -> set[int]:
     """The runs of which a newer run of the same type exists in the same environment (one
     query): a late decision about such a run must not cover the newer run in the UI."""
     ids = [r.id for r in runs if r.managed_environment_id is not None]

@@ -24,6 +24,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement
 
 from opsrecon_dagster.db.models import OperationRun
+from opsrecon_dagster.db.run_record import RunRecord
 from opsrecon_dagster.enums import RunStatus
 from opsrecon_dagster.operations.catalog import OperationCatalog
 
@@ -103,9 +104,7 @@ class StalenessRule:
         )
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
-    def next_look(
-        self, run: OperationRun, dagster: DagsterRunInfo | None, now: datetime
-    ) -> datetime:
+    def next_look(self, run: RunRecord, dagster: DagsterRunInfo | None, now: datetime) -> datetime:
         """When to look again at an open row that is not decidable now (alive or waiting):
         the moment it would become decidable if nothing changes, so it leaves the front of
         the backlog instead of taking a batch slot on every tick."""
@@ -152,7 +151,7 @@ class Liveness(StrEnum):
         return self not in (Liveness.ALIVE, Liveness.WAITING)
 
 
-def _waiting_since(run: OperationRun, dagster: DagsterRunInfo | None) -> datetime | None:
+def _waiting_since(run: RunRecord, dagster: DagsterRunInfo | None) -> datetime | None:
     """When the row's Dagster run entered the run queue, if it is waiting there. Waiting only
     while the row is queued: once a worker marked it running, it has started, whatever
     Dagster's record says, and the heartbeat rule applies."""
@@ -165,7 +164,7 @@ def _waiting_since(run: OperationRun, dagster: DagsterRunInfo | None) -> datetim
     return None
 
 
-def _starting_since(run: OperationRun, dagster: DagsterRunInfo | None) -> datetime | None:
+def _starting_since(run: RunRecord, dagster: DagsterRunInfo | None) -> datetime | None:
     """When the row's Dagster run was launched, if it is still ``STARTING`` and the row has
     not been marked running. The record's last update is used (never earlier than the
     launch), so a start timeout is never reached too soon."""
@@ -175,7 +174,7 @@ def _starting_since(run: OperationRun, dagster: DagsterRunInfo | None) -> dateti
 
 
 def _progress_and_limit(
-    rule: StalenessRule, run: OperationRun, dagster: DagsterRunInfo | None
+    rule: StalenessRule, run: RunRecord, dagster: DagsterRunInfo | None
 ) -> tuple[datetime, timedelta]:
     """The row's last progress and the threshold it is measured against."""
     thresholds = rule.thresholds(run.type)
@@ -190,7 +189,7 @@ def _progress_and_limit(
 
 def liveness(
     rule: StalenessRule,
-    run: OperationRun,
+    run: RunRecord,
     dagster: DagsterRunInfo | None,
     now: datetime,
 ) -> Liveness:

@@ -18,18 +18,22 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Text, cast, select
-from sqlalchemy.orm import Session, load_only, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from opsrecon_dagster.artifacts.common import Proof
 from opsrecon_dagster.artifacts.families import Family
 from opsrecon_dagster.artifacts.proofview import ProofView
-from opsrecon_dagster.db.loaded import set_loaded
 from opsrecon_dagster.db.models import ACTIVE_RUN, ManagedEnvironment, OperationRun
+from opsrecon_dagster.db.run_record import RunRecord, RunRow
 from opsrecon_dagster.enums import Actor, RunOutcome
 from opsrecon_dagster.operations import outbox
 from opsrecon_dagster.operations.catalog import OperationCatalog
 from opsrecon_dagster.operations.context import Decision, Evidence, RunContext
-from opsrecon_dagster.operations.lifecycle import OperationRunService, TransitionStatus
+from opsrecon_dagster.operations.lifecycle import (
+    OperationRunService,
+    TransitionStatus,
+    next_attempts,
+)
 from opsrecon_dagster.operations.queries import partition_keys, superseded_runs
 from opsrecon_dagster.operations.staleness import (
     DagsterRunInfo,
@@ -47,6 +51,8 @@ from opsrecon_dagster.reconciliation.registry import (
 from opsrecon_dagster.reconciliation.stored import Unreadable
 
 logger = logging.getLogger(__name__)
+
+_EMPTY = RunContext()
 
 DAGSTER_TERMINAL_REASONS = {
     "SUCCESS": "dagster_success_without_proof",
@@ -122,9 +128,7 @@ def disagreeing_claim(proven: RunOutcome, claimed: Sequence[str]) -> str | None:
     return next((c for c in others if c in known), UNRECOGNIZED_CLAIM)
 
 
-def decide(
-    family: Family | None, proof: Proof | None, run: OperationRun, facts: RunFacts
-) -> Verdict:
+def decide(family: Family | None, proof: Proof | None, run: RunRecord, facts: RunFacts) -> Verdict:
     """The decision table shared by every adapter (docs/decisions.md).
 
     - alive, or waiting in Dagster's run queue: no decision yet;
@@ -213,10 +217,10 @@ class Reconciler:
         """Decide a bounded batch of open runs (stale ones, or exactly ``run_ids``)."""
         now = self._clock()
         with self._sessions() as session, session.begin():
-            candidates, texts, fields = self._candidates(
+            candidates, contexts, fields = self._candidates(
                 session, now, limit, op_type, workspace_id, run_ids
             )
-            batch = self._gather(session, candidates, texts, fields, now)
+            batch = self._gather(session, candidates, contexts, fields, now)
             verdicts = {run.id: self._decide_one(batch, run) for run in candidates}
             written = (
                 {}
@@ -252,16 +256,15 @@ class Reconciler:
     def _gather(
         self,
         session: Session,
-        candidates: list[OperationRun],
-        texts: Mapping[int, str | None],
+        candidates: list[RunRow],
+        contexts: dict[int, RunContext],
         fields: Mapping[int, list[Unreadable]],
         now: datetime,
     ) -> _Batch:
-        """Everything a batch is decided from: stored contexts (``texts``: as read with the
-        candidates), partitions, what Dagster knows (runs and materializations),
+        """Everything a batch is decided from: stored contexts (``contexts``: as parsed with
+        the candidates), partitions, what Dagster knows (runs and materializations),
         supersession, and the batched proof view. Rows with unusable stored fields
         (``fields``) are decided from those alone: nothing else is looked up for them."""
-        contexts = self._load_contexts(candidates, texts)
         unreadable = {r.id for r in candidates} - contexts.keys()
         _audit_workspaces(session, candidates, fields)
         usable = [r for r in candidates if r.id not in fields]
@@ -285,7 +288,7 @@ class Reconciler:
     def _observe(
         self,
         session: Session,
-        candidates: list[OperationRun],
+        candidates: list[RunRow],
         batch: _Batch,
         verdicts: Mapping[int, Verdict],
         now: datetime,
@@ -315,19 +318,25 @@ class Reconciler:
         op_type: str | None,
         workspace_id: int | None,
         run_ids: Sequence[int] | None,
-    ) -> tuple[list[OperationRun], dict[int, str | None], dict[int, list[Unreadable]]]:
-        """The batch's rows (locked), each one's stored context as text, and the stored
-        fields of each that cannot be used (``stored.load_fields``)."""
+    ) -> tuple[list[RunRow], dict[int, RunContext], dict[int, list[Unreadable]]]:
+        """The batch's rows (locked), each one's stored context parsed (a missing id: not a
+        context the product wrote), and the stored fields of each that cannot be used
+        (``stored.read_fields``)."""
         dialect = session.get_bind().dialect.name
         base = (
-            # Only the id and the status are loaded by the ORM; every other column is read
-            # as stored beside the row (the context as text), so no value can break the
-            # batch: ``_load_contexts`` and ``stored.load_fields`` check them one by one.
-            select(OperationRun, cast(OperationRun.context, Text), *stored.raw_columns(dialect))
+            # Plain rows, not ORM ones (``db/run_record.py``). Besides the id and the status,
+            # every column is read as stored (the context as text), so no value can break
+            # the batch: ``RunContext.parse_stored_text`` and ``stored.read_fields`` check
+            # them one by one.
+            select(
+                OperationRun.id,
+                OperationRun.status,
+                cast(OperationRun.context, Text),
+                *stored.raw_columns(dialect),
+            )
             # Literal, as in the open-rows index's own predicate (bound parameters would keep
             # SQLite from using that partial index).
             .where(ACTIVE_RUN)
-            .options(load_only(OperationRun.id, OperationRun.status))
         )
         if op_type:
             base = base.where(OperationRun.type == op_type)
@@ -358,38 +367,29 @@ class Reconciler:
             # Two reconcilers never take the same rows (PostgreSQL; SQLite has one writer).
             stmt = stmt.limit(limit - len(rows)).with_for_update(skip_locked=True)
             rows += session.execute(stmt).all()
-        runs: list[OperationRun] = []
-        texts: dict[int, str | None] = {}
+        runs: list[RunRow] = []
+        seen: set[int] = set()
+        contexts: dict[int, RunContext] = {}
         problems: dict[int, list[Unreadable]] = {}
-        for run, text, *raw in rows:
-            if run.id in texts:
+        for run_id, status, text, *raw in rows:
+            if run_id in seen:
                 continue
-            runs.append(run)
-            texts[run.id] = text
-            if found := stored.load_fields(run, raw, dialect):
-                problems[run.id] = found
-        return runs, texts, problems
-
-    @staticmethod
-    def _load_contexts(
-        runs: Sequence[OperationRun], texts: Mapping[int, str | None]
-    ) -> dict[int, RunContext]:
-        """Parse every candidate's context text defensively (bounded size and depth first);
-        returns the parsed ones (a missing id: not a context the product wrote)."""
-        parsed: dict[int, RunContext] = {}
-        for run in runs:
-            found = RunContext.parse_stored_text(texts.get(run.id))
-            if found is not None:
-                parsed[run.id] = found[0]
-            # Mirror the context as parsed (the JSON that validated as ``found[0]``; when
-            # unreadable, an empty one) on the loaded row, so the proof view and the
-            # lifecycle service read it without touching the driver.
-            set_loaded(run, {"context": found[1] if found is not None else {}})
-        return parsed
+            seen.add(run_id)
+            # Parsed defensively (bounded size and depth first).
+            parsed = RunContext.parse_stored_text(text)
+            if parsed is not None:
+                contexts[run_id] = parsed[0]
+            values, found = stored.read_fields(raw, dialect)
+            if found:
+                problems[run_id] = found
+            # The context as parsed (the JSON that validated; when unreadable, an empty one).
+            context = parsed[1] if parsed is not None else {}
+            runs.append(RunRow(id=run_id, status=status, context=context, **values))
+        return runs, contexts, problems
 
     def _facts(
         self,
-        run: OperationRun,
+        run: RunRecord,
         dagster: DagsterRunInfo | None,
         now: datetime,
         materialized: tuple[str, ...],
@@ -404,7 +404,7 @@ class Reconciler:
         )
 
     def _dagster_runs(
-        self, runs: Sequence[OperationRun], partitions: Mapping[int, str]
+        self, runs: Sequence[RunRow], partitions: Mapping[int, str]
     ) -> dict[int, DagsterRunInfo]:
         """The Dagster run of each candidate: the linked one, else the newest tagged one
         that is the row's own job on the row's own partition (a run tagged onto another job
@@ -430,7 +430,7 @@ class Reconciler:
         return found
 
     def _materializations(
-        self, runs: Sequence[OperationRun], partitions: dict[int, str]
+        self, runs: Sequence[RunRow], partitions: dict[int, str]
     ) -> dict[int, tuple[str, ...]]:
         found: dict[int, tuple[str, ...]] = {}
         for asset_key in {self._family_key(r) for r in runs} - {None}:
@@ -448,12 +448,12 @@ class Reconciler:
             found.update({run_id: tuple(outcomes) for run_id, outcomes in reported.items()})
         return found
 
-    def _family_key(self, run: OperationRun) -> str | None:
+    def _family_key(self, run: RunRecord) -> str | None:
         family = self._family(run)
         return family.asset_key if family is not None else None
 
     # ------------------------------------------------------------------ one run
-    def _decide_one(self, batch: _Batch, run: OperationRun) -> Verdict:
+    def _decide_one(self, batch: _Batch, run: RunRecord) -> Verdict:
         """One row's verdict with its evidence, in isolation: whatever goes wrong for this
         row finalizes it alone (``run_unreadable``, evidence without its values)."""
         facts = batch.facts[run.id]
@@ -471,7 +471,7 @@ class Reconciler:
                 return Verdict(None, "run_alive", name)
             return Verdict(RunOutcome.FAILED, "run_unreadable", name, _scope_evidence(run))
 
-    def _unusable_fields(self, run: OperationRun, fields: Sequence[Unreadable]) -> Verdict:
+    def _unusable_fields(self, run: RunRecord, fields: Sequence[Unreadable]) -> Verdict:
         """A row with stored fields the reconciler cannot use: ``run_field_invalid``, with
         each field's name, kind and length as evidence counts (never its value)."""
         adapter = self._registry.resolve(run.type)
@@ -485,7 +485,7 @@ class Reconciler:
         return Verdict(RunOutcome.FAILED, "run_field_invalid", name, evidence)
 
     def _verdict(
-        self, view: ProofView, run: OperationRun, facts: RunFacts, context: RunContext | None
+        self, view: ProofView, run: RunRecord, facts: RunFacts, context: RunContext | None
     ) -> Verdict:
         """Decide one run in isolation: a row that cannot be read (``context`` None: its
         stored context is not one the product wrote) gets its own reason."""
@@ -513,7 +513,7 @@ class Reconciler:
             return Verdict(None, "run_alive", family.adapter)
         return Verdict(RunOutcome.FAILED, reason, family.adapter)
 
-    def _with_evidence(self, run: OperationRun, facts: RunFacts, verdict: Verdict) -> Verdict:
+    def _with_evidence(self, run: RunRecord, facts: RunFacts, verdict: Verdict) -> Verdict:
         """The verdict with the run's scope and Dagster facts added to its evidence."""
         dagster_run_id = facts.dagster.run_id if facts.dagster else run.dagster_run_id
         evidence = verdict.evidence.model_copy(
@@ -530,7 +530,7 @@ class Reconciler:
     def _write(
         self,
         session: Session,
-        runs: Sequence[OperationRun],
+        runs: Sequence[RunRow],
         contexts: Mapping[int, RunContext],
         facts: Mapping[int, RunFacts],
         verdicts: Mapping[int, Verdict],
@@ -550,13 +550,15 @@ class Reconciler:
             if verdict.outcome is None:
                 continue
             partition = partitions.get(run.managed_environment_id or -1)
-            built = _built(run, self._family(run), partition, facts[run.id], verdict, now)
+            # Recorded with its attempt number already (as ``reconcile_many_in`` records it).
+            attempt = max(next_attempts(contexts.get(run.id) or _EMPTY, Actor.RECONCILER), 1)
+            built = _built(run, self._family(run), partition, facts[run.id], verdict, now, attempt)
             if built is None:
                 logger.warning("operation run %s: decision not valid; run_unreadable", run.id)
                 fallback = Verdict(
                     RunOutcome.FAILED, "run_unreadable", verdict.adapter, _scope_evidence(run)
                 )
-                built = _built(run, None, None, RunFacts(Liveness.STALE), fallback, now)
+                built = _built(run, None, None, RunFacts(Liveness.STALE), fallback, now, attempt)
             if built is None:  # not even ids validate: left open, logged by id
                 logger.warning("operation run %s: no decision can be recorded", run.id)
                 continue
@@ -571,17 +573,17 @@ class Reconciler:
             [
                 events[run.id]
                 for run in runs
-                if run.id in written and written[run.id].status is TransitionStatus.APPLIED
+                if written.get(run.id) is TransitionStatus.APPLIED
             ],
         )
-        return {run_id: result.status for run_id, result in written.items()}
+        return written
 
-    def _family(self, run: OperationRun) -> Family | None:
+    def _family(self, run: RunRecord) -> Family | None:
         adapter = self._registry.resolve(run.type)
         return adapter.family if isinstance(adapter, ProofAdapter) else None
 
 
-def _scope_evidence(run: OperationRun) -> Evidence:
+def _scope_evidence(run: RunRecord) -> Evidence:
     """Evidence naming the row's scope only (when its ids are usable)."""
     try:
         return Evidence(
@@ -592,7 +594,7 @@ def _scope_evidence(run: OperationRun) -> Evidence:
 
 
 def _audit_workspaces(
-    session: Session, runs: Sequence[OperationRun], fields: Mapping[int, list[Unreadable]]
+    session: Session, runs: Sequence[RunRow], fields: Mapping[int, list[Unreadable]]
 ) -> None:
     """A row whose workspace id cannot be used is audited under its environment's workspace
     (when that is readable): the audit row needs a real one."""
@@ -612,16 +614,17 @@ def _audit_workspaces(
     found = {env_id: workspace_id for env_id, workspace_id in rows}
     for run in runs:
         if run.id in fields and run.workspace_id is None and run.managed_environment_id in found:
-            set_loaded(run, {"workspace_id": found[run.managed_environment_id]})
+            run.workspace_id = found[run.managed_environment_id]
 
 
 def _built(
-    run: OperationRun,
+    run: RunRecord,
     family: Family | None,
     partition: str | None,
     facts: RunFacts,
     verdict: Verdict,
     now: datetime,
+    attempt: int,
 ) -> tuple[Decision, outbox.DecisionEvent] | None:
     """The row's decision and its Dagster event, validated; None when they do not
     validate (nothing about the values is logged: they may be anything)."""
@@ -632,9 +635,10 @@ def _built(
             adapter=verdict.adapter,
             decided_by=Actor.RECONCILER,
             decided_at=now,
-            # Validated again here (from its field values: nothing to dump first): evidence
+            attempt=attempt,
+            # Validated again as it enters the decision (``Evidence``'s config): evidence
             # built by ``model_copy`` was not.
-            evidence=Evidence.model_validate(dict(verdict.evidence)),
+            evidence=verdict.evidence,
         )
         return decision, _decision_event(run, family, partition, facts, verdict, now)
     except ValidationError:
@@ -642,7 +646,7 @@ def _built(
 
 
 def _decision_event(
-    run: OperationRun,
+    run: RunRecord,
     family: Family | None,
     partition: str | None,
     facts: RunFacts,

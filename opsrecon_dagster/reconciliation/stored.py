@@ -2,7 +2,8 @@
 
 The reconciler reads every column of a candidate row as the database holds it, not through
 the driver's or the ORM's conversions (which raise on a value they cannot convert, and would
-fail the whole batch), checks each one here, and puts the checked value on the loaded row.
+fail the whole batch), checks each one here, and builds its ``RunRow`` from the checked
+values.
 A value the reconciler cannot use is replaced by a harmless placeholder and reported as an
 ``Unreadable`` (the column's name, what kind of value it was and its length; never the
 value), so that row alone is finalized ``run_field_invalid``.
@@ -19,7 +20,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, type_coerce
 from sqlalchemy.types import NullType
 
-from opsrecon_dagster.db.loaded import set_loaded
 from opsrecon_dagster.db.models import OperationRun
 
 # Stored times outside this range are not times the product wrote (PostgreSQL's
@@ -122,7 +122,8 @@ def _time(optional: bool) -> Callable[[object], object]:
 
 # Each column the reconciler reads besides the id, the status (the candidate query selects
 # open statuses only) and the context (``RunContext.parse_stored_text``): its check, and
-# the placeholder put on the row when the check fails.
+# the placeholder the row gets when the check fails (such a row is decided from its
+# unusable fields alone: no proof rule reads the placeholders).
 _TIMES = ("created_at", "started_at", "last_heartbeat_at", "last_progress_at", "stale_at")
 CHECKS: dict[str, tuple[Callable[[object], object], object]] = {
     "workspace_id": (_id(optional=False), None),
@@ -163,26 +164,23 @@ def raw_columns(dialect: str) -> list[ColumnElement[Any]]:
     return found
 
 
-def load_fields(run: OperationRun, raw: Sequence[object], dialect: str) -> list[Unreadable]:
-    """Check the row's raw values (``raw_columns``' order), put the usable ones (else the
-    placeholders) on the loaded row without marking it changed, and return what was
-    unusable."""
+def read_fields(raw: Sequence[object], dialect: str) -> tuple[dict[str, Any], list[Unreadable]]:
+    """Check the row's raw values (``raw_columns``' order): the usable ones (else the
+    placeholders) by column name, and what was unusable."""
     problems: list[Unreadable] = []
-    loaded: dict[str, object] = {}
-    values = iter(raw)
+    values: dict[str, Any] = {}
+    raw_values = iter(raw)
     for name, (check, placeholder) in CHECKS.items():
-        value = next(values)
+        value = next(raw_values)
         if dialect == "postgresql" and name in _TIMES:
-            present = next(values)
+            present = next(raw_values)
             if value is None and present:
                 problems.append(Unreadable(name, "out_of_range", 0))
-                loaded[name] = placeholder
+                values[name] = placeholder
                 continue
         try:
-            loaded[name] = check(value)
+            values[name] = check(value)
         except _Bad:
             problems.append(Unreadable(name, *_kind(value)))
-            loaded[name] = placeholder
-    # The values become the row's loaded state, not changes to flush.
-    set_loaded(run, loaded)
-    return problems
+            values[name] = placeholder
+    return values, problems

@@ -92,3 +92,29 @@ def test_parse_stored_text_returns_the_context_and_the_json_it_validated() -> No
     assert ctx == RunContext.from_stored_text(json.dumps(stored))
     assert data == stored
     assert RunContext.load(data) == ctx
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"dagster_run_status": "not a status"},
+        {"claimed_outcome": "Token abc123"},
+        {"counts": {"Raw Payload": 1}},
+        {"artifact_ids": list(range(1, MAX_LISTED_IDS + 2))},
+    ],
+)
+def test_evidence_derived_by_copy_is_validated_when_it_enters_a_decision(
+    update: dict[str, object],
+) -> None:
+    """``model_copy`` does not validate; the decision that records the copy does, so no
+    unbounded value reaches a stored decision whichever way its evidence was built."""
+    derived = Evidence(workspace_id=1).model_copy(update=update)
+    with pytest.raises(ValidationError):
+        Decision(
+            outcome=RunOutcome.FAILED,
+            reason_code="stale_without_proof",
+            adapter="inventory_sync",
+            decided_by=Actor.RECONCILER,
+            decided_at=datetime.now(UTC),
+            evidence=derived,
+        )

@@ -422,8 +422,8 @@ def test_a_batch_stores_exactly_what_the_single_row_path_stores(
     assert app.runs.reconcile(single, d).status is TransitionStatus.APPLIED
     with app.sessions() as session, session.begin():
         runs = list(session.scalars(select(OperationRun).where(OperationRun.id == batched)))
-        [result] = app.runs.reconcile_many_in(session, runs, {batched: d}).values()
-    assert result.status is TransitionStatus.APPLIED
+        [status] = app.runs.reconcile_many_in(session, runs, {batched: d}).values()
+    assert status is TransitionStatus.APPLIED
 
     def stored(run_id: int) -> tuple[Any, ...]:
         with app.sessions() as session:
@@ -494,9 +494,9 @@ def test_a_batch_of_decisions_is_written_in_two_statements(app: AppContext, scop
             )
         finally:
             event.remove(app.engine, "before_cursor_execute", record)
-    applied = [i for i, r in results.items() if r.status is TransitionStatus.APPLIED]
+    applied = [i for i, status in results.items() if status is TransitionStatus.APPLIED]
     assert sorted(applied) == sorted(set(ids) - {done_by_job})
-    assert results[done_by_job].status is TransitionStatus.ALREADY_FINAL
+    assert results[done_by_job] is TransitionStatus.ALREADY_FINAL
     batch_writes = [s for s in statements if "UPDATE" in s or "INSERT" in s]
     # The batch's two writes; then the one row that lost takes the single-row path, whose
     # own guarded UPDATE changes nothing (and writes no audit row).
