@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 
 from opsrecon_dagster.db import bulk
 from opsrecon_dagster.db.loaded import set_loaded
-from opsrecon_dagster.db.run_record import RunRow
 from opsrecon_dagster.db.models import AuditLog, ManagedEnvironment, OperationRun
+from opsrecon_dagster.db.run_record import RunRow
 from opsrecon_dagster.enums import Actor, RunOutcome, RunStatus
 from opsrecon_dagster.operations.catalog import OperationCatalog, OperationType
 from opsrecon_dagster.operations.context import (
@@ -475,7 +475,8 @@ class OperationRunService:
         acted_by: str | None,
     ) -> dict[str, Any]:
         """Mirror a row the batch UPDATE completed on its object (an ORM row's loaded state,
-        without marking it dirty; a ``RunRow``'s fields) and return its audit row (``_audit_row``'s, built from what was just dumped).
+        without marking it dirty; a ``RunRow``'s fields) and return its audit row
+        (``_audit_row``'s, built from what was just dumped).
 
         The details are ``AuditDetails(adapter=..., evidence=...)`` as ``_audit_row`` dumps
         them; the evidence is taken from the stored context's decision, dumped once for both
