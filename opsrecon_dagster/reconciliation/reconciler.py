@@ -570,11 +570,7 @@ class Reconciler:
         # delivered together or not at all (at least once, see ``outbox``).
         outbox.enqueue_many(
             session,
-            [
-                events[run.id]
-                for run in runs
-                if written.get(run.id) is TransitionStatus.APPLIED
-            ],
+            [events[run.id] for run in runs if written.get(run.id) is TransitionStatus.APPLIED],
         )
         return written
 
