@@ -1,4 +1,5 @@
-"""``DagsterView`` over a real ``DagsterInstance`` (public APIs only), batched per call."""
+"""``DagsterView`` over a real ``DagsterInstance``, batched per call (public APIs, but for
+the materializations that name runs: ``instance/claims.py``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from opsrecon_dagster.instance.claims import naming_runs
 from opsrecon_dagster.operations.staleness import DagsterRunInfo
 from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
-
-MAX_MATERIALIZATIONS = 2000
 
 
 def _utc(timestamp: float | datetime | None) -> datetime | None:
@@ -79,25 +79,5 @@ class InstanceDagsterView:
         since: datetime,
     ) -> Mapping[int, Sequence[str]]:
         """Materializations in the given partitions whose metadata names one of the runs,
-        with the outcome each reports."""
-        if not partition_keys or not operation_run_ids:
-            return {}
-        wanted = set(operation_run_ids)
-        result = self._instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey(asset_key),
-                asset_partitions=list(partition_keys),
-                after_timestamp=since.timestamp(),
-            ),
-            limit=MAX_MATERIALIZATIONS,
-        )
-        found: dict[int, list[str]] = {}
-        for record in result.records:
-            mat = record.asset_materialization
-            if mat is None:
-                continue
-            value = getattr(mat.metadata.get("operation_run_id"), "value", None)
-            if isinstance(value, int) and value in wanted:
-                outcome = getattr(mat.metadata.get("outcome"), "value", None)
-                found.setdefault(value, []).append(outcome if isinstance(outcome, str) else "")
-        return found
+        with the outcome each reports (``instance/claims.py``)."""
+        return naming_runs(self._instance, asset_key, partition_keys, operation_run_ids, since)

@@ -5,13 +5,11 @@ reaches under: a Dagster upgrade that changes it fails here (docs/decisions.md).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-import pytest
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationPlanned,
 )
@@ -26,32 +24,10 @@ from opsrecon_dagster.instance import decisions
 from opsrecon_dagster.instance.events import store_events
 from opsrecon_dagster.operations.outbox import DecisionEvent, with_stand_ins
 from opsrecon_dagster.partitions import ENVIRONMENTS
-from opsrecon_dagster_tests.conftest import throwaway_database
 
 ASSET = dg.AssetKey("inventory_items")
 CHECK = dg.AssetCheckKey(ASSET, "proof")
 PARTITIONS = ["acme.a", "acme.b", "acme.c"]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def storage_configs(
-    request: pytest.FixtureRequest,
-) -> Iterator[Callable[[], dict[str, Any] | None]]:
-    """A new, empty Dagster storage per call: the SQLite default, or PostgreSQL (a
-    throwaway database each)."""
-    if request.param == "sqlite":
-        yield lambda: None
-        return
-    server = request.getfixturevalue("postgres_server_url")
-    with contextlib.ExitStack() as stack:
-
-        def fresh() -> dict[str, Any]:
-            databases = throwaway_database(server, "dagster_events")
-            url = next(databases)
-            stack.callback(lambda: next(databases, None))
-            return {"storage": {"postgres": {"postgres_url": url}}}
-
-        yield fresh
 
 
 Writer = Callable[[dg.DagsterInstance, Sequence[EventLogEntry]], None]
