@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._serdes import deserialize_value
 
 from opsrecon_dagster.instance import claims
 
@@ -52,11 +53,10 @@ def test_claims_read_as_dagsters_public_path_deserializing_only_possible_ones(
     storage_configs: Callable[[], dict[str, Any] | None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deserialized: list[str] = []
-    real = claims.deserialize_value
 
     def counting(text: str) -> Any:
         deserialized.append(text)
-        return real(text)
+        return deserialize_value(text)
 
     monkeypatch.setattr(claims, "deserialize_value", counting)
     since = datetime.now(UTC) - timedelta(minutes=1)
