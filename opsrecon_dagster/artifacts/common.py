@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -54,10 +54,37 @@ class RunScope:
         )
 
 
+class WorkspaceFields(Protocol):
+    """What a run's scope reads of its workspace (a ``Workspace`` row, or plain values)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def slug(self) -> str: ...
+
+
+class EnvironmentFields(Protocol):
+    """What a run's scope reads of its environment (a ``ManagedEnvironment`` row, or plain
+    values)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def workspace_id(self) -> int: ...
+    @property
+    def slug(self) -> str: ...
+    @property
+    def partition_key(self) -> str: ...
+    @property
+    def readiness(self) -> str: ...
+    @property
+    def readiness_changed_at(self) -> datetime: ...
+
+
 def scope_of(
     run: RunRecord,
-    workspace: Workspace | None,
-    environment: ManagedEnvironment | None,
+    workspace: WorkspaceFields | None,
+    environment: EnvironmentFields | None,
     context: RunContext | None = None,
 ) -> RunScope:
     """The run's own scope from its rows; ``ValueError`` when it is missing or inconsistent

@@ -14,7 +14,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from opsrecon_dagster.artifacts.common import OwnArtifact, Proof, RunScope, run_blocker, scope_of
+from opsrecon_dagster.artifacts.common import (
+    EnvironmentFields,
+    OwnArtifact,
+    Proof,
+    RunScope,
+    WorkspaceFields,
+    run_blocker,
+    scope_of,
+)
 from opsrecon_dagster.db.bulk import one_of
 from opsrecon_dagster.db.models import (
     BackupItem,
@@ -49,8 +57,8 @@ RETENTION_TYPE = OperationType.BACKUP_RETENTION_PRUNE.value
 class ProofView:
     """Everything the four proof rules need for ``runs``, loaded in batched queries."""
 
-    workspaces: dict[int, Workspace]
-    environments: dict[int, ManagedEnvironment]
+    workspaces: dict[int, WorkspaceFields]
+    environments: dict[int, EnvironmentFields]
     tagged: dict[type, dict[int, list[Any]]]  # model -> run id -> rows carrying that run id
     gap_counts: dict[int, dict[str, int]]  # snapshot id -> gap kind -> count
     snapshot_item_counts: dict[int, int]  # snapshot id -> captured items (rows, not a field)
@@ -77,8 +85,10 @@ class ProofView:
             {e for r in runs if r.type == RETENTION_TYPE and (e := r.managed_environment_id)}
         )
         return cls(
-            workspaces=_by_id(session, Workspace, {r.workspace_id for r in runs}),
-            environments=_by_id(session, ManagedEnvironment, set(env_ids)),
+            workspaces=_scope_rows(
+                session, (Workspace.id, Workspace.slug), {r.workspace_id for r in runs}
+            ),
+            environments=_scope_rows(session, _ENVIRONMENT_FIELDS, set(env_ids)),
             tagged=tagged,
             gap_counts=_grouped_counts(
                 session, BaselineGap.baseline_snapshot_id, BaselineGap.kind, snapshot_ids
@@ -229,11 +239,25 @@ def _grouped_rows(session: Session, column: Any, ids: Sequence[int]) -> dict[int
     return grouped
 
 
-def _by_id(session: Session, model: Any, ids: set[int]) -> dict[int, Any]:
+# The columns ``scope_of`` reads (rows of values: a batch's 1,000 environments need no ORM
+# objects).
+_ENVIRONMENT_FIELDS = (
+    ManagedEnvironment.id,
+    ManagedEnvironment.workspace_id,
+    ManagedEnvironment.slug,
+    ManagedEnvironment.partition_key,
+    ManagedEnvironment.readiness,
+    ManagedEnvironment.readiness_changed_at,
+)
+
+
+def _scope_rows(session: Session, columns: Sequence[Any], ids: set[int]) -> dict[int, Any]:
+    """Rows of ``columns`` (the first: the id) by id, as plain result rows."""
     if not ids:
         return {}
     return {
-        row.id: row for row in session.scalars(select(model).where(one_of(session, model.id, ids)))
+        row.id: row
+        for row in session.execute(select(*columns).where(one_of(session, columns[0], ids)))
     }
 
 
