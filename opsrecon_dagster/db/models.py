@@ -68,9 +68,19 @@ class UtcDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
+        # The last value and its text: a batch binds the same instant (its decision time,
+        # its audit time) for every row. One tuple, replaced whole (safe across threads).
+        last: tuple[datetime | None, str | None] = (None, None)
+
         def process(value: datetime | None) -> str | None:
+            nonlocal last
+            seen = last
+            if value is not None and value is seen[0]:
+                return seen[1]
             naive = self.process_bind_param(value, dialect)
-            return None if naive is None else naive.isoformat(" ", "microseconds")
+            text = None if naive is None else naive.isoformat(" ", "microseconds")
+            last = (value, text)
+            return text
 
         return process
 

@@ -38,3 +38,29 @@ def test_sqlite_binding_refuses_naive_datetimes_and_passes_none() -> None:
     assert ours(None) is None
     with pytest.raises(ValueError, match="naive"):
         ours(datetime(2026, 1, 1))
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                datetime(2026, 12, 5, 19, 0, tzinfo=UTC),
+                datetime(2026, 12, 5, 21, 0, tzinfo=timezone(timedelta(hours=2))),
+                datetime(2026, 12, 5, 19, 0, 0, 1, tzinfo=UTC),
+                None,
+            ]
+        ),
+        max_size=12,
+    )
+)
+def test_sqlite_binding_of_repeated_values_is_each_values_own(
+    values: list[datetime | None],
+) -> None:
+    """The binding remembers its last value (a batch binds one instant on every row): a
+    repeated, alternating or equal-but-other value still binds its own text."""
+    ours = UtcDateTime().bind_processor(SQLITE)
+    reference = DATETIME().bind_processor(SQLITE)  # type: ignore[no-untyped-call]
+    assert ours is not None and reference is not None
+    for value in values:
+        expected = None if value is None else reference(value.astimezone(UTC).replace(tzinfo=None))
+        assert ours(value) == expected
