@@ -42,15 +42,23 @@ def test_raw_payload_blob_is_rejected() -> None:
         Evidence.model_validate({"artifact_statuses": [str(payload)]})
 
 
+def _failed(reason_code: str = "stale_without_proof", **fields: object) -> Decision:
+    """A failed decision of the inventory adapter (``fields``: more of its fields)."""
+    return Decision.model_validate(
+        {
+            "outcome": RunOutcome.FAILED,
+            "reason_code": reason_code,
+            "adapter": "inventory_sync",
+            "decided_by": Actor.JOB,
+            "decided_at": datetime.now(UTC),
+            **fields,
+        }
+    )
+
+
 def test_exception_text_cannot_be_a_reason_code() -> None:
     with pytest.raises(ValidationError):
-        Decision(
-            outcome=RunOutcome.FAILED,
-            reason_code="HTTPError: 403 Forbidden for url https://graph/...?token=abc",
-            adapter="inventory_sync",
-            decided_by=Actor.JOB,
-            decided_at=datetime.now(UTC),
-        )
+        _failed("HTTPError: 403 Forbidden for url https://graph/...?token=abc")
 
 
 def test_safe_evidence_round_trips_through_context() -> None:
@@ -110,11 +118,4 @@ def test_evidence_derived_by_copy_is_validated_when_it_enters_a_decision(
     unbounded value reaches a stored decision whichever way its evidence was built."""
     derived = Evidence(workspace_id=1).model_copy(update=update)
     with pytest.raises(ValidationError):
-        Decision(
-            outcome=RunOutcome.FAILED,
-            reason_code="stale_without_proof",
-            adapter="inventory_sync",
-            decided_by=Actor.RECONCILER,
-            decided_at=datetime.now(UTC),
-            evidence=derived,
-        )
+        _failed(evidence=derived)
