@@ -21,7 +21,9 @@ from opsrecon_dagster.app import AppContext
 from opsrecon_dagster.artifacts.families import FAMILIES
 from opsrecon_dagster.assets.artifacts import PROOF_CHECK
 from opsrecon_dagster.db.models import ManagedEnvironment, OperationRun
+from opsrecon_dagster.instance.decisions import STAND_IN_TAG
 from opsrecon_dagster.partitions import ENVIRONMENTS
+from opsrecon_dagster.reconciliation.dagster_view import RUN_TAG
 
 NOT_ENDED = [
     dg.DagsterRunStatus.QUEUED,
@@ -144,8 +146,16 @@ def disagreements(app: AppContext, instance: dg.DagsterInstance) -> list[str]:
                 f"{view.asset}[{view.partition}] run {view.run_id} {view.outcome}: UI shows "
                 f"{view.status}, check {view.check} (of run {view.check_run_id})"
             )
-    for record in instance.get_run_records(dg.RunsFilter(statuses=NOT_ENDED)):
-        problems.append(
-            f"Dagster run {record.dagster_run.run_id} is still {record.dagster_run.status.value}"
+    # Dagster runs of operation runs (tagged, linked, or standing in for never-launched ones)
+    # must all have ended; a run of another job (the scheduled overview refresh) is not one.
+    with app.sessions() as session:
+        linked = set(
+            session.scalars(
+                select(OperationRun.dagster_run_id).where(OperationRun.dagster_run_id.is_not(None))
+            )
         )
+    for record in instance.get_run_records(dg.RunsFilter(statuses=NOT_ENDED)):
+        run = record.dagster_run
+        if RUN_TAG in run.tags or STAND_IN_TAG in run.tags or run.run_id in linked:
+            problems.append(f"Dagster run {run.run_id} is still {run.status.value}")
     return problems
