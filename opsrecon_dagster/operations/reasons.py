@@ -307,6 +307,16 @@ def message(code: str, language: Language = "en") -> str:
     return pair[0] if language == "en" else pair[1]
 
 
+# Missing consent, whether the job's check or the provider found it: the same next step.
+_GRANT_CONSENT = (
+    "Grant admin consent in the tenant, then mark the environment ready (`opsrecon "
+    "environments readiness PARTITION ready`) and re-run this operation for this "
+    "partition.",
+    "Erteilen Sie im Mandanten die Administratorzustimmung, dann die Umgebung als bereit "
+    "markieren (`opsrecon environments readiness PARTITION ready`) und den Vorgang für "
+    "diese Partition erneut ausführen.",
+)
+
 # What an operator does next about a decision with this reason, English and German: the
 # CLI's `show`/`explain` and the overview's attention list end with it. Codes of a proven
 # success, and those of a run still at work, need no step (``NO_STEP_NEEDED``).
@@ -406,14 +416,7 @@ NEXT_STEPS: dict[str, tuple[str, str]] = {
         "Mehrere Artefakte beanspruchen diesen Lauf: prüfen Sie die Artefakt-IDs in den "
         "Nachweisen, entfernen Sie das Duplikat, dann erneut ausführen.",
     ),
-    "environment_consent_missing": (
-        "Grant admin consent in the tenant, then mark the environment ready (`opsrecon "
-        "environments readiness PARTITION ready`) and re-run this operation for this "
-        "partition.",
-        "Erteilen Sie im Mandanten die Administratorzustimmung, dann die Umgebung als bereit "
-        "markieren (`opsrecon environments readiness PARTITION ready`) und den Vorgang für "
-        "diese Partition erneut ausführen.",
-    ),
+    "environment_consent_missing": _GRANT_CONSENT,
     "environment_permission_missing": (
         "Grant the missing permission in the tenant, then mark the environment ready "
         "(`opsrecon environments readiness PARTITION ready`) and re-run this operation for "
@@ -434,14 +437,7 @@ NEXT_STEPS: dict[str, tuple[str, str]] = {
         "Der Anbieter hat die Anfragen gedrosselt: später erneut ausführen (die "
         "Warteschlange des Mandanten begrenzt gleichzeitige Läufe).",
     ),
-    "provider_consent_missing": (
-        "Grant admin consent in the tenant, then mark the environment ready (`opsrecon "
-        "environments readiness PARTITION ready`) and re-run this operation for this "
-        "partition.",
-        "Erteilen Sie im Mandanten die Administratorzustimmung, dann die Umgebung als bereit "
-        "markieren (`opsrecon environments readiness PARTITION ready`) und den Vorgang für "
-        "diese Partition erneut ausführen.",
-    ),
+    "provider_consent_missing": _GRANT_CONSENT,
     "provider_permission_missing": (
         "Grant the missing permission in the tenant, then re-run this operation for this "
         "partition.",
